@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what vitrine needs at run time and in its tests, from package registries only:
+#   - ffmpeg (Debian) to sample videos and streams;
+#   - ONNX Runtime 1.32.0: the C library from the PyPI wheel `onnxruntime` (never a CDN),
+#     unpacked to .vitrine/onnxruntime/ (vitrine looks there by default; ORT_DYLIB_PATH overrides);
+#   - DuckDB (PyPI) into .vitrine/python/, used by the tests to read the Parquet output back.
+# Idempotent: a second run checks and returns at once.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dest=$root/.vitrine
+ORT_VERSION=1.32.0
+ORT_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d  # cp311 manylinux_2_28 x86_64
+DUCKDB_VERSION=2.0.1
+mkdir -p "$dest"
+
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "setup: installing ffmpeg (Debian)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) \
+    || { echo "setup: could not install ffmpeg; install it with your package manager" >&2; exit 1; }
+fi
+
+lib=$dest/onnxruntime/libonnxruntime.so.$ORT_VERSION
+if [ ! -f "$lib" ]; then
+  echo "setup: fetching ONNX Runtime $ORT_VERSION (PyPI wheel onnxruntime)"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "onnxruntime==$ORT_VERSION"
+  wheel=$(ls "$tmp"/onnxruntime-*.whl)
+  if [ "$(python3 -c 'import sys; print(sys.version_info[:2] == (3, 11))')" = True ]; then
+    echo "$ORT_WHEEL_SHA256  $wheel" | sha256sum -c --quiet - \
+      || { echo "setup: checksum of $wheel does not match the pinned one" >&2; exit 1; }
+  fi
+  mkdir -p "$dest/onnxruntime"
+  python3 - "$wheel" "$dest/onnxruntime" <<'PY'
+import sys, zipfile, os
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if name.startswith("onnxruntime/capi/libonnxruntime.so"):
+            with open(os.path.join(out, os.path.basename(name)), "wb") as f:
+                f.write(z.read(name))
+PY
+  rm -rf "$tmp"
+  [ -f "$lib" ] || { echo "setup: $wheel holds no libonnxruntime.so.$ORT_VERSION" >&2; exit 1; }
+fi
+
+if [ ! -d "$dest/python/duckdb" ]; then
+  echo "setup: installing DuckDB $DUCKDB_VERSION (PyPI) for the tests"
+  python3 -m pip install -q --no-deps --target "$dest/python" "duckdb==$DUCKDB_VERSION"
+fi
+echo "setup: ok (ONNX Runtime at $lib)"
