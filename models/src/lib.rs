@@ -1,1 +1,17 @@
-//! placeholder
+//! Object detection for vitrine: JPEG frames in, labelled boxes out.
+//!
+//! [`prepare`] decodes a JPEG, cuts letterbox bars and resizes it (SIMD) to the model's
+//! input; [`Detector`] runs an ONNX model through ONNX Runtime and decodes its outputs.
+//! Nothing here knows about timely, so it can be tested and benchmarked alone.
+
+mod detector;
+mod error;
+mod labels;
+mod prepare;
+mod runtime;
+
+pub use detector::{Detector, DetectorConfig, InputSpec};
+pub use error::ModelError;
+pub use labels::Labels;
+pub use prepare::{find_bars, prepare, Crop, DecodeLimits, Prepared, Preparer};
+pub use runtime::{find_runtime_library, Runtime};

@@ -1,1 +1,23 @@
-//! placeholder
+//! Plain data of vitrine: what flows through the dataflow, what leaves it, and how it is
+//! configured. No I/O, no runtime: every other crate depends on this one.
+
+mod catalog;
+mod detection;
+mod event;
+mod frame;
+pub mod protocol;
+pub mod spec;
+pub mod tables;
+
+pub use catalog::{CatalogItem, Money};
+pub use detection::{BBox, Detection, FrameDetections};
+pub use event::{DeadLetter, EventKind, ProductEvent};
+pub use frame::Frame;
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,232 @@
+//! JPEG frame -> the model's input picture: decode (bounded), cut letterbox bars, resize.
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+
+use crate::ModelError;
+
+/// Bounds on what a frame may cost to decode.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    pub max_bytes: usize,
+    pub max_side: u32,
+    pub crop_bars: bool,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits { max_bytes: 16 << 20, max_side: 8192, crop_bars: true }
+    }
+}
+
+/// The part of the frame that was given to the model, in frame pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crop {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A frame ready for the model: RGB pixels of `crop`, resized to `size`.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Size of the decoded frame.
+    pub frame_width: u32,
+    pub frame_height: u32,
+    pub crop: Crop,
+    /// Size of `pixels` (the model's input size).
+    pub width: u32,
+    pub height: u32,
+    /// Interleaved RGB, row by row.
+    pub pixels: Vec<u8>,
+}
+
+impl Prepared {
+    /// Maps a box normalised to the model's input back to one normalised to the whole frame.
+    pub fn to_frame(&self, x0: f32, y0: f32, x1: f32, y1: f32) -> vitrine_schemas::BBox {
+        let (fw, fh) = (self.frame_width as f32, self.frame_height as f32);
+        let (cx, cy, cw, ch) = (self.crop.x as f32, self.crop.y as f32, self.crop.width as f32, self.crop.height as f32);
+        let clamp = |v: f32| v.clamp(0.0, 1.0);
+        vitrine_schemas::BBox {
+            x0: clamp((cx + x0 * cw) / fw),
+            y0: clamp((cy + y0 * ch) / fh),
+            x1: clamp((cx + x1 * cw) / fw),
+            y1: clamp((cy + y1 * ch) / fh),
+        }
+    }
+}
+
+/// Reusable decode + resize state (one per worker: the resizer keeps its buffers).
+#[derive(Debug)]
+pub struct Preparer {
+    limits: DecodeLimits,
+    resizer: Resizer,
+}
+
+impl Preparer {
+    pub fn new(limits: DecodeLimits) -> Preparer {
+        Preparer { limits, resizer: Resizer::new() }
+    }
+
+    /// Decodes `jpeg` and resizes it (bars cut if configured) to `width` x `height`.
+    pub fn prepare(&mut self, jpeg: &[u8], width: u32, height: u32) -> Result<Prepared, ModelError> {
+        let limits = self.limits;
+        if jpeg.len() > limits.max_bytes {
+            return Err(ModelError::TooLarge { bytes: jpeg.len(), limit: limits.max_bytes });
+        }
+        let options = DecoderOptions::default()
+            .jpeg_set_out_colorspace(ColorSpace::RGB)
+            .set_max_width(limits.max_side as usize)
+            .set_max_height(limits.max_side as usize)
+            .set_strict_mode(true);
+        let mut decoder = JpegDecoder::new_with_options(jpeg, options);
+        decoder.decode_headers().map_err(|e| header_error(e, limits))?;
+        let info = decoder.info().ok_or_else(|| ModelError::BadJpeg("no image header".into()))?;
+        let (fw, fh) = (info.width as u32, info.height as u32);
+        if fw == 0 || fh == 0 {
+            return Err(ModelError::BadJpeg(format!("image is {fw}x{fh}")));
+        }
+        let rgb = decoder.decode().map_err(|e| ModelError::BadJpeg(e.to_string()))?;
+        if rgb.len() < fw as usize * fh as usize * 3 {
+            return Err(ModelError::BadJpeg("decoded fewer pixels than the header promises".into()));
+        }
+        let crop = if limits.crop_bars { find_bars(&rgb, fw, fh) } else { Crop { x: 0, y: 0, width: fw, height: fh } };
+
+        let src = ImageRef::new(fw, fh, &rgb, PixelType::U8x3).map_err(|e| ModelError::Resize(e.to_string()))?;
+        let mut dst = Image::new(width, height, PixelType::U8x3);
+        let options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+            .crop(crop.x as f64, crop.y as f64, crop.width as f64, crop.height as f64);
+        self.resizer.resize(&src, &mut dst, &options).map_err(|e| ModelError::Resize(e.to_string()))?;
+        Ok(Prepared {
+            frame_width: fw,
+            frame_height: fh,
+            crop,
+            width,
+            height,
+            pixels: dst.into_vec(),
+        })
+    }
+}
+
+fn header_error(e: zune_jpeg::errors::DecodeErrors, limits: DecodeLimits) -> ModelError {
+    let text = e.to_string();
+    if text.contains("larger than") || text.contains("too large") || text.contains("Too large") {
+        ModelError::BadJpeg(format!("{text} (decode.max_side is {})", limits.max_side))
+    } else {
+        ModelError::BadJpeg(text)
+    }
+}
+
+/// One-shot [`Preparer::prepare`].
+pub fn prepare(jpeg: &[u8], limits: DecodeLimits, width: u32, height: u32) -> Result<Prepared, ModelError> {
+    Preparer::new(limits).prepare(jpeg, width, height)
+}
+
+/// Finds uniform bars (letterbox top/bottom, pillarbox left/right) around the picture.
+///
+/// A row or column belongs to a bar while every sampled pixel in it is within a small
+/// tolerance of the frame's corner colour. At most 45% of a side is cut, and nothing is cut
+/// from a frame that is uniform all over.
+pub fn find_bars(rgb: &[u8], width: u32, height: u32) -> Crop {
+    const TOLERANCE: i32 = 10;
+    let (w, h) = (width as usize, height as usize);
+    let px = |x: usize, y: usize| {
+        let i = (y * w + x) * 3;
+        [rgb[i] as i32, rgb[i + 1] as i32, rgb[i + 2] as i32]
+    };
+    let bar = px(0, 0);
+    let near = |p: [i32; 3]| (0..3).all(|c| (p[c] - bar[c]).abs() <= TOLERANCE);
+    let step_x = (w / 64).max(1);
+    let step_y = (h / 64).max(1);
+    let row_is_bar = |y: usize| (0..w).step_by(step_x).all(|x| near(px(x, y)));
+    let col_is_bar = |x: usize| (0..h).step_by(step_y).all(|y| near(px(x, y)));
+    let max_rows = h * 45 / 100;
+    let max_cols = w * 45 / 100;
+    let top = (0..max_rows).take_while(|&y| row_is_bar(y)).count();
+    let bottom = (0..max_rows).take_while(|&i| row_is_bar(h - 1 - i)).count();
+    let left = (0..max_cols).take_while(|&x| col_is_bar(x)).count();
+    let right = (0..max_cols).take_while(|&i| col_is_bar(w - 1 - i)).count();
+    if top == max_rows || left == max_cols {
+        // Uniform frame (e.g. a black screen between shots): nothing to cut.
+        return Crop { x: 0, y: 0, width, height };
+    }
+    Crop {
+        x: left as u32,
+        y: top as u32,
+        width: (w - left - right) as u32,
+        height: (h - top - bottom) as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(w: usize, h: usize, picture: (usize, usize, usize, usize)) -> Vec<u8> {
+        let (x0, y0, x1, y1) = picture;
+        let mut rgb = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                let i = (y * w + x) * 3;
+                if x >= x0 && x < x1 && y >= y0 && y < y1 {
+                    rgb[i] = (x * 7 % 256) as u8;
+                    rgb[i + 1] = (y * 5 % 256) as u8;
+                    rgb[i + 2] = 200;
+                } else {
+                    rgb[i..i + 3].copy_from_slice(&[48, 52, 56]);
+                }
+            }
+        }
+        rgb
+    }
+
+    #[test]
+    fn pillarbox_bars_are_cut() {
+        let rgb = frame(320, 180, (60, 0, 260, 180));
+        assert_eq!(find_bars(&rgb, 320, 180), Crop { x: 60, y: 0, width: 200, height: 180 });
+    }
+
+    #[test]
+    fn letterbox_bars_are_cut() {
+        let rgb = frame(320, 180, (0, 20, 320, 150));
+        assert_eq!(find_bars(&rgb, 320, 180), Crop { x: 0, y: 20, width: 320, height: 130 });
+    }
+
+    #[test]
+    fn uniform_frame_is_left_whole() {
+        let rgb = frame(64, 64, (0, 0, 0, 0));
+        assert_eq!(find_bars(&rgb, 64, 64), Crop { x: 0, y: 0, width: 64, height: 64 });
+    }
+
+    #[test]
+    fn boxes_map_back_through_the_crop() {
+        let p = Prepared {
+            frame_width: 200,
+            frame_height: 100,
+            crop: Crop { x: 50, y: 0, width: 100, height: 100 },
+            width: 10,
+            height: 10,
+            pixels: vec![],
+        };
+        let b = p.to_frame(0.0, 0.5, 1.0, 1.0);
+        assert_eq!((b.x0, b.y0, b.x1, b.y1), (0.25, 0.5, 0.75, 1.0));
+    }
+
+    #[test]
+    fn garbage_is_not_a_jpeg() {
+        let err = prepare(b"definitely not a jpeg", DecodeLimits::default(), 8, 8).unwrap_err();
+        assert!(matches!(err, ModelError::BadJpeg(_)), "{err}");
+    }
+
+    #[test]
+    fn oversize_bytes_are_refused_before_decoding() {
+        let limits = DecodeLimits { max_bytes: 4, ..DecodeLimits::default() };
+        let err = prepare(b"12345", limits, 8, 8).unwrap_err();
+        assert!(matches!(err, ModelError::TooLarge { bytes: 5, limit: 4 }), "{err}");
+    }
+}

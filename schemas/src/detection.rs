@@ -1,0 +1,57 @@
+use serde::{Deserialize, Serialize};
+
+/// A box in coordinates normalised to the frame: 0..1 from the left and from the top.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BBox {
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
+impl BBox {
+    pub fn area(&self) -> f32 {
+        (self.x1 - self.x0).max(0.0) * (self.y1 - self.y0).max(0.0)
+    }
+
+    /// Intersection over union with another box.
+    pub fn iou(&self, other: &BBox) -> f32 {
+        let ix = (self.x1.min(other.x1) - self.x0.max(other.x0)).max(0.0);
+        let iy = (self.y1.min(other.y1) - self.y0.max(other.y0)).max(0.0);
+        let inter = ix * iy;
+        let union = self.area() + other.area() - inter;
+        if union <= 0.0 {
+            0.0
+        } else {
+            inter / union
+        }
+    }
+}
+
+/// One object the detector found in a frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// The model's label, e.g. `cup`.
+    pub label: String,
+    /// The model's class id for the label.
+    pub class_id: u32,
+    /// Confidence, 0..1.
+    pub score: f32,
+    /// Where, normalised to the frame.
+    pub bbox: BBox,
+}
+
+/// Everything the detector found in one frame.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrameDetections {
+    pub stream_id: String,
+    pub seq: u64,
+    pub pts_ms: i64,
+    pub captured_at_ms: i64,
+    /// Width and height of the decoded frame, in pixels.
+    pub width: u32,
+    pub height: u32,
+    /// Name and version of the model that produced these detections.
+    pub model: String,
+    pub detections: Vec<Detection>,
+}

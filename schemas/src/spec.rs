@@ -1,0 +1,381 @@
+//! The YAML pipeline spec (`vitrine run SPEC`). Every struct refuses unknown fields so that a
+//! typo is an error, not a silently ignored setting. Relative paths are relative to the
+//! spec file. Parsing and the checks that need the file system live in `vitrine-pipeline`;
+//! [`PipelineSpec::check`] holds the rules that only need the values.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole pipeline: where frames come from, the model, how detections become product
+/// events, the catalog, and where results go.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Name of the pipeline, used in logs.
+    pub name: String,
+    /// The streams to watch (at least one).
+    pub sources: Vec<SourceSpec>,
+    /// The detector.
+    pub model: ModelSpec,
+    /// Limits and preprocessing of incoming frames.
+    #[serde(default)]
+    pub decode: DecodeSpec,
+    /// When a detected product counts as on screen, and when as gone.
+    #[serde(default)]
+    pub debounce: DebounceSpec,
+    /// The product catalog that detector labels are matched against.
+    pub catalog: CatalogSpec,
+    /// Where results are written.
+    #[serde(default)]
+    pub sinks: SinksSpec,
+    /// The HTTP server for viewers (WebSocket, viewer page, product images). Omit to run without one.
+    #[serde(default)]
+    pub server: Option<ServerSpec>,
+    /// Timely worker threads in this process.
+    #[serde(default = "one")]
+    pub workers: NonZeroUsize,
+    /// Granularity of dataflow progress: frames captured within one epoch share a timestamp.
+    #[serde(default = "default_epoch", with = "humantime_serde")]
+    pub epoch: Duration,
+}
+
+/// A stream of frames, read in-process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceSpec {
+    /// A video file or a live URL (RTMP, HLS, SRT, RTSP...) sampled through ffmpeg.
+    Video(VideoSource),
+    /// A folder of JPEG frames, taken in file-name order.
+    Frames(FramesSource),
+}
+
+impl SourceSpec {
+    pub fn stream_id(&self) -> &str {
+        match self {
+            SourceSpec::Video(v) => &v.stream_id,
+            SourceSpec::Frames(f) => &f.stream_id,
+        }
+    }
+}
+
+/// How fast a source delivers frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pace {
+    /// At the stream's own speed, as a live stream arrives.
+    #[default]
+    Realtime,
+    /// As fast as the pipeline takes them (replay, backfill, tests).
+    Fast,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoSource {
+    /// Id of the stream: viewers connect to `/v1/streams/{stream_id}/ws`.
+    pub stream_id: String,
+    /// A video file path or any URL ffmpeg can read.
+    pub input: String,
+    /// Frames sampled per second of media time.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    /// `realtime` or `fast`.
+    #[serde(default)]
+    pub pace: Pace,
+    /// Start the file again when it ends (media time keeps growing), for an endless demo.
+    #[serde(default, rename = "loop")]
+    pub loop_forever: bool,
+    /// The ffmpeg program to run.
+    #[serde(default = "default_ffmpeg")]
+    pub ffmpeg: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FramesSource {
+    /// Id of the stream.
+    pub stream_id: String,
+    /// Folder holding the frames (`*.jpg`, `*.jpeg`), in file-name order.
+    pub dir: String,
+    /// Frame rate the frames were sampled at: frame i has media time i / fps.
+    #[serde(default = "default_fps")]
+    pub fps: f64,
+    /// `realtime` or `fast`.
+    #[serde(default = "fast")]
+    pub pace: Pace,
+}
+
+/// Which decoder turns the model's outputs into detections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderKind {
+    /// Models with post-processing in the graph: outputs boxes, classes, scores and count
+    /// (TFLite `Detection_PostProcess`, e.g. the default SSD MobileNetV2).
+    #[default]
+    SsdPostprocessed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The ONNX model file.
+    pub path: String,
+    /// Label file: one `id label` per line. Default: `labels.txt` beside the model.
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// How to read the model's outputs.
+    #[serde(default)]
+    pub decoder: DecoderKind,
+    /// The ONNX Runtime library (`libonnxruntime.so.*`). Default: `$ORT_DYLIB_PATH`, then
+    /// `.vitrine/onnxruntime/` beside the spec or in the working directory (made by `scripts/setup.sh`).
+    #[serde(default)]
+    pub runtime_library: Option<String>,
+    /// Threads ONNX Runtime may use inside one inference, per worker.
+    #[serde(default = "one")]
+    pub intra_threads: NonZeroUsize,
+    /// Detections scoring below this are dropped right after inference.
+    #[serde(default = "default_model_min_score")]
+    pub min_score: f32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeSpec {
+    /// Largest accepted encoded frame, in bytes; larger frames go to the dead-letter output.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Largest accepted width or height, in pixels (guards against decompression bombs).
+    #[serde(default = "default_max_side")]
+    pub max_side: u32,
+    /// Cut uniform bars (letterbox/pillarbox) off the frame before resizing: the detector
+    /// then sees the picture larger and scores it higher.
+    #[serde(default = "yes")]
+    pub crop_bars: bool,
+}
+
+impl Default for DecodeSpec {
+    fn default() -> Self {
+        DecodeSpec {
+            max_bytes: default_max_bytes(),
+            max_side: default_max_side(),
+            crop_bars: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebounceSpec {
+    /// A detection counts as a sighting of its product from this score on.
+    #[serde(default = "default_debounce_score")]
+    pub min_score: f32,
+    /// A product appears once it was sighted in `enter_hits` of the last `enter_window` frames.
+    #[serde(default = "default_enter_hits")]
+    pub enter_hits: NonZeroUsize,
+    /// See `enter_hits`.
+    #[serde(default = "default_enter_window")]
+    pub enter_window: NonZeroUsize,
+    /// A product disappears once it was not sighted for this long (media time).
+    #[serde(default = "default_hold", with = "humantime_serde")]
+    pub hold: Duration,
+}
+
+impl Default for DebounceSpec {
+    fn default() -> Self {
+        DebounceSpec {
+            min_score: default_debounce_score(),
+            enter_hits: default_enter_hits(),
+            enter_window: default_enter_window(),
+            hold: default_hold(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSpec {
+    /// JSONL file, one product per line (`sku`, `label`, `title`, `price`, `currency`, `image`, `url`, `in_stock`).
+    pub path: String,
+    /// Re-read the file when it changes, so price and stock changes reach viewers.
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// How often to look for changes when watching.
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll: Duration,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksSpec {
+    /// Parquet tables for analytics (Athena, DuckDB, Spark). Omit to write none.
+    #[serde(default)]
+    pub parquet: Option<ParquetSpec>,
+    /// Frames that failed, one JSON object a line. Omit for `dead-letter.jsonl` in the output folder of parquet, else none.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSpec {
+    /// Root folder; tables go to `{path}/{table}/dt=YYYY-MM-DD/hour=HH/`.
+    pub path: String,
+    /// Publish the open file after this long, even if small.
+    #[serde(default = "default_roll_after", with = "humantime_serde")]
+    pub roll_after: Duration,
+    /// Publish the open file once it holds this many rows.
+    #[serde(default = "default_roll_rows")]
+    pub roll_rows: NonZeroUsize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSpec {
+    /// JSONL file the failed frames are described in (appended to).
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Address to listen on (`VITRINE_LISTEN` overrides it).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Serve the viewer page at `/`.
+    #[serde(default = "yes")]
+    pub viewer: bool,
+    /// Messages a viewer may have queued before it is considered too slow and sent a fresh snapshot instead.
+    #[serde(default = "default_viewer_queue")]
+    pub viewer_queue: NonZeroUsize,
+    /// How long a quiet connection waits before a `heartbeat`.
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat: Duration,
+}
+
+/// A problem in a spec: where (a dotted path such as `debounce.hold`) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl PipelineSpec {
+    /// Rules between values that serde cannot express. Returns every problem found.
+    pub fn check(&self) -> Vec<SpecProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |path: String, message: String| problems.push(SpecProblem { path, message });
+        if self.sources.is_empty() {
+            problem("sources".into(), "at least one source is needed".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let id = source.stream_id();
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                problem(
+                    format!("sources[{i}].stream_id"),
+                    format!("`{id}` must be non-empty and use only letters, digits, `-`, `_` and `.`"),
+                );
+            }
+            if !seen.insert(id) {
+                problem(format!("sources[{i}].stream_id"), format!("stream `{id}` is listed twice"));
+            }
+            let fps = match source {
+                SourceSpec::Video(v) => v.fps,
+                SourceSpec::Frames(f) => f.fps,
+            };
+            if !(fps > 0.0 && fps <= 120.0) {
+                problem(format!("sources[{i}].fps"), format!("must be above 0 and at most 120, got {fps}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.model.min_score) {
+            problem("model.min_score".into(), format!("must be between 0 and 1, got {}", self.model.min_score));
+        }
+        let d = &self.debounce;
+        if !(0.0..=1.0).contains(&d.min_score) {
+            problem("debounce.min_score".into(), format!("must be between 0 and 1, got {}", d.min_score));
+        }
+        if d.enter_hits > d.enter_window {
+            problem(
+                "debounce.enter_hits".into(),
+                format!("{} sightings can never happen in a window of {} frames; make enter_hits at most enter_window", d.enter_hits, d.enter_window),
+            );
+        }
+        if d.hold.is_zero() {
+            problem("debounce.hold".into(), "must be longer than 0 (e.g. `1500ms`)".into());
+        }
+        if self.epoch.is_zero() || self.epoch > Duration::from_secs(10) {
+            problem("epoch".into(), "must be between 1ms and 10s (e.g. `100ms`)".into());
+        }
+        if self.decode.max_side < 16 {
+            problem("decode.max_side".into(), "must be at least 16 pixels".into());
+        }
+        problems
+    }
+}
+
+fn one() -> NonZeroUsize {
+    NonZeroUsize::MIN
+}
+fn yes() -> bool {
+    true
+}
+fn fast() -> Pace {
+    Pace::Fast
+}
+fn default_epoch() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_fps() -> f64 {
+    5.0
+}
+fn default_ffmpeg() -> String {
+    "ffmpeg".into()
+}
+fn default_model_min_score() -> f32 {
+    0.3
+}
+fn default_max_bytes() -> usize {
+    16 << 20
+}
+fn default_max_side() -> u32 {
+    8192
+}
+fn default_debounce_score() -> f32 {
+    0.5
+}
+fn default_enter_hits() -> NonZeroUsize {
+    NonZeroUsize::new(3).unwrap()
+}
+fn default_enter_window() -> NonZeroUsize {
+    NonZeroUsize::new(5).unwrap()
+}
+fn default_hold() -> Duration {
+    Duration::from_millis(1500)
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_roll_after() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_roll_rows() -> NonZeroUsize {
+    NonZeroUsize::new(100_000).unwrap()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_viewer_queue() -> NonZeroUsize {
+    NonZeroUsize::new(64).unwrap()
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(10)
+}
