@@ -1,1 +1,24 @@
-//! placeholder
+//! The stages of vitrine's dataflow. Each is a plain struct holding the logic (tested on its
+//! own) and a thin timely operator around it, as an extension trait on `Stream`.
+//!
+//! frames -> [`DecodeFrames`] -> [`InferDetections`] -> [`Debounce`] -> catalog join
+//! (differential `join`) -> [`EmitEvents`] -> product events.
+
+mod debounce;
+mod decode;
+mod events;
+mod graph;
+mod infer;
+mod stable_hash;
+
+pub use debounce::{Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote};
+pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame};
+pub use events::{EmitEvents, EventEmitter, JoinedUpdate};
+pub use graph::{product_events, Catalog};
+pub use infer::{InferDetections, Inferencer};
+pub use stable_hash::stable_hash;
+
+/// The dataflow's timestamp: wall-clock milliseconds, rounded down to the spec's epoch.
+pub type Time = u64;
+/// Multiplicity of a record in a differential collection.
+pub type Diff = isize;

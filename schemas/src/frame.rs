@@ -11,6 +11,8 @@ pub struct Frame {
     pub pts_ms: i64,
     /// Wall-clock time at which the frame was sampled, in ms since the Unix epoch.
     pub captured_at_ms: i64,
+    /// Where the bytes came from (a file path or URL), for dead-letter reports.
+    pub origin: Option<String>,
     /// The encoded image (JPEG).
     #[serde(skip)]
     pub jpeg: Vec<u8>,

@@ -1,0 +1,346 @@
+//! debounce: per-frame detections -> products entering and leaving the screen, in media time.
+//!
+//! A product (a detector label, for now) *enters* once it was sighted in `enter_hits` of the
+//! last `enter_window` frames, and *leaves* once it was not sighted for `hold` of media time.
+//! Enter carries the media time of the first sighting in the window (so a viewer's card
+//! shows when the product does); leave carries the first frame it was missing from.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
+use vitrine_schemas::{BBox, FrameDetections};
+
+use crate::{stable_hash, Diff, Time};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DebounceConfig {
+    pub min_score: f32,
+    pub enter_hits: usize,
+    pub enter_window: usize,
+    pub hold_ms: i64,
+}
+
+/// A product on screen in one stream, as debounce confirmed it. It is the record that enters
+/// the catalog join (+1 when it enters, -1 when it leaves), so it is plain, ordered data.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct OnScreen {
+    pub stream_id: String,
+    pub label: String,
+    /// Media time of the first sighting of the run that confirmed it.
+    pub since_pts: i64,
+    /// Best score of the confirming frames, in thousandths.
+    pub score_milli: u32,
+    /// Box of the best confirming frame, in ten-thousandths of the frame (x0, y0, x1, y1).
+    pub bbox: [u16; 4],
+}
+
+impl OnScreen {
+    pub fn score(&self) -> f32 {
+        self.score_milli as f32 / 1000.0
+    }
+
+    pub fn bbox(&self) -> BBox {
+        let v = |i: usize| self.bbox[i] as f32 / 10_000.0;
+        BBox { x0: v(0), y0: v(1), x1: v(2), y1: v(3) }
+    }
+}
+
+/// What debounce tells the event emitter beside the on-screen collection.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ScreenNote {
+    /// The stream's media time reached `pts_ms`.
+    Position { stream_id: String, pts_ms: i64 },
+    /// This product just entered.
+    Enter(OnScreen),
+    /// This product left; it was first missing at `exit_pts`.
+    Exit { on_screen: OnScreen, exit_pts: i64 },
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    /// Last `enter_window` frames: the sighting (pts, score, box) or none.
+    window: VecDeque<Option<(i64, f32, BBox)>>,
+    on_screen: Option<OnScreen>,
+    last_seen_pts: i64,
+    first_missing_pts: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct StreamState {
+    tracks: BTreeMap<String, Track>,
+    last_pts: Option<i64>,
+    frame_gap_ms: i64,
+}
+
+/// Debounce state of every stream a worker owns. Feed frames of a stream in `seq` order.
+#[derive(Debug)]
+pub struct Debouncer {
+    config: DebounceConfig,
+    streams: HashMap<String, StreamState>,
+}
+
+fn quantize(b: BBox) -> [u16; 4] {
+    let q = |v: f32| (v.clamp(0.0, 1.0) * 10_000.0).round() as u16;
+    [q(b.x0), q(b.y0), q(b.x1), q(b.y1)]
+}
+
+impl Debouncer {
+    pub fn new(config: DebounceConfig) -> Debouncer {
+        Debouncer { config, streams: HashMap::new() }
+    }
+
+    /// Takes the next frame of a stream; returns what entered or left with it.
+    pub fn observe(&mut self, frame: &FrameDetections) -> Vec<ScreenNote> {
+        let config = self.config;
+        let state = self.streams.entry(frame.stream_id.clone()).or_default();
+        let pts = frame.pts_ms;
+        if let Some(last) = state.last_pts {
+            if pts > last {
+                state.frame_gap_ms = pts - last;
+            }
+        }
+        state.last_pts = Some(pts);
+
+        // The best sighting of each label in this frame.
+        let mut sightings: BTreeMap<&str, (f32, BBox)> = BTreeMap::new();
+        for d in frame.detections.iter().filter(|d| d.score >= config.min_score) {
+            let entry = sightings.entry(d.label.as_str()).or_insert((d.score, d.bbox));
+            if d.score > entry.0 {
+                *entry = (d.score, d.bbox);
+            }
+        }
+        for label in sightings.keys() {
+            if !state.tracks.contains_key(*label) {
+                state.tracks.insert(label.to_string(), Track::default());
+            }
+        }
+
+        let mut notes = Vec::new();
+        for (label, track) in state.tracks.iter_mut() {
+            let seen = sightings.get(label.as_str()).map(|&(score, bbox)| (pts, score, bbox));
+            track.window.push_back(seen);
+            while track.window.len() > config.enter_window {
+                track.window.pop_front();
+            }
+            match &track.on_screen {
+                None => {
+                    let hits: Vec<_> = track.window.iter().flatten().collect();
+                    if hits.len() >= config.enter_hits {
+                        let first = hits[0].0;
+                        let best = hits.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+                        let on = OnScreen {
+                            stream_id: frame.stream_id.clone(),
+                            label: label.clone(),
+                            since_pts: first,
+                            score_milli: (best.1 * 1000.0).round() as u32,
+                            bbox: quantize(best.2),
+                        };
+                        track.on_screen = Some(on.clone());
+                        track.last_seen_pts = pts;
+                        track.first_missing_pts = None;
+                        notes.push(ScreenNote::Enter(on));
+                    }
+                }
+                Some(on) => {
+                    if seen.is_some() {
+                        track.last_seen_pts = pts;
+                        track.first_missing_pts = None;
+                    } else {
+                        let first_missing = *track.first_missing_pts.get_or_insert(pts);
+                        if pts - track.last_seen_pts >= config.hold_ms {
+                            notes.push(ScreenNote::Exit { on_screen: on.clone(), exit_pts: first_missing });
+                            track.on_screen = None;
+                            track.window.clear();
+                        }
+                    }
+                }
+            }
+        }
+        // Forget labels that are neither on screen nor recently sighted.
+        state.tracks.retain(|_, t| t.on_screen.is_some() || t.window.iter().any(Option::is_some));
+        notes
+    }
+
+    /// The input ended: every product still on screen leaves, one frame after the last.
+    pub fn finish(&mut self) -> Vec<ScreenNote> {
+        let mut notes = Vec::new();
+        let mut streams: Vec<_> = self.streams.drain().collect();
+        streams.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, state) in streams {
+            let end = state.last_pts.unwrap_or(0) + state.frame_gap_ms;
+            for (_, track) in state.tracks {
+                if let Some(on) = track.on_screen {
+                    let exit_pts = track.first_missing_pts.unwrap_or(end);
+                    notes.push(ScreenNote::Exit { on_screen: on, exit_pts });
+                }
+            }
+        }
+        notes
+    }
+}
+
+/// An update of the on-screen collection: `(label, product on screen)`.
+pub type OnScreenUpdate = ((String, OnScreen), Time, Diff);
+
+/// The debounce stage as a timely operator. Frames are routed by stream, held until their
+/// time is complete, then taken in `(stream, seq)` order, so the result does not depend on
+/// how frames were spread over workers or batched.
+pub trait Debounce<'scope> {
+    fn debounce(
+        self,
+        config: DebounceConfig,
+    ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<ScreenNote>>);
+}
+
+impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
+    fn debounce(
+        self,
+        config: DebounceConfig,
+    ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<ScreenNote>>) {
+        let route = Exchange::new(|d: &FrameDetections| stable_hash(&[d.stream_id.as_bytes()]));
+        self.unary_frontier::<CapacityContainerBuilder<Vec<Result<OnScreenUpdate, ScreenNote>>>, _, _, _>(
+            route,
+            "Debounce",
+            |capability, _| {
+                let mut capability = Some(capability);
+                let mut pending: BTreeMap<Time, Vec<FrameDetections>> = BTreeMap::new();
+                let mut debouncer = Debouncer::new(config);
+                move |(input, frontier), output| {
+                    input.for_each(|time, data| {
+                        pending.entry(*time.least().expect("a totally ordered time")).or_default().append(data);
+                    });
+                    let Some(cap) = capability.as_mut() else { return };
+                    let ready: Vec<Time> = pending.keys().copied().filter(|t| !frontier.less_equal(t)).collect();
+                    for time in ready {
+                        let mut frames = pending.remove(&time).unwrap();
+                        frames.sort_by(|a, b| (&a.stream_id, a.seq).cmp(&(&b.stream_id, b.seq)));
+                        let at = cap.delayed(&time);
+                        let mut session = output.session(&at);
+                        let mut positions: BTreeMap<String, i64> = BTreeMap::new();
+                        for frame in &frames {
+                            for note in debouncer.observe(frame) {
+                                session.give_iterator(outputs(note, time));
+                            }
+                            positions.insert(frame.stream_id.clone(), frame.pts_ms);
+                        }
+                        for (stream_id, pts_ms) in positions {
+                            session.give(Err(ScreenNote::Position { stream_id, pts_ms }));
+                        }
+                    }
+                    match frontier.frontier().first() {
+                        Some(min) => cap.downgrade(min),
+                        None => {
+                            // Input ended: close what is still on screen, then release the capability.
+                            let notes = debouncer.finish();
+                            let time = *cap.time();
+                            let mut session = output.session(&*cap);
+                            for note in notes {
+                                session.give_iterator(outputs(note, time));
+                            }
+                            drop(session);
+                            capability = None;
+                        }
+                    }
+                }
+            },
+        )
+        .ok_err(|r| r)
+    }
+}
+
+/// Enter and exit become updates of the on-screen collection as well as notes.
+fn outputs(note: ScreenNote, time: Time) -> impl Iterator<Item = Result<OnScreenUpdate, ScreenNote>> {
+    let update = match &note {
+        ScreenNote::Enter(on) => Some(Ok(((on.label.clone(), on.clone()), time, 1))),
+        ScreenNote::Exit { on_screen, .. } => Some(Ok(((on_screen.label.clone(), on_screen.clone()), time, -1))),
+        ScreenNote::Position { .. } => None,
+    };
+    update.into_iter().chain(std::iter::once(Err(note)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitrine_schemas::Detection;
+
+    fn config() -> DebounceConfig {
+        DebounceConfig { min_score: 0.5, enter_hits: 3, enter_window: 5, hold_ms: 1000 }
+    }
+
+    fn frame(seq: u64, labels: &[(&str, f32)]) -> FrameDetections {
+        FrameDetections {
+            stream_id: "s".into(),
+            seq,
+            pts_ms: seq as i64 * 200,
+            captured_at_ms: 0,
+            width: 10,
+            height: 10,
+            model: "m".into(),
+            detections: labels
+                .iter()
+                .map(|(l, s)| Detection {
+                    label: l.to_string(),
+                    class_id: 0,
+                    score: *s,
+                    bbox: BBox { x0: 0.1, y0: 0.1, x1: 0.5, y1: 0.5 },
+                })
+                .collect(),
+        }
+    }
+
+    fn run(frames: &[&[(&str, f32)]]) -> Vec<(String, &'static str, i64)> {
+        let mut d = Debouncer::new(config());
+        let mut out = Vec::new();
+        let mut notes = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            notes.extend(d.observe(&frame(i as u64, f)));
+        }
+        notes.extend(d.finish());
+        for n in notes {
+            match n {
+                ScreenNote::Enter(on) => out.push((on.label, "enter", on.since_pts)),
+                ScreenNote::Exit { on_screen, exit_pts } => out.push((on_screen.label, "exit", exit_pts)),
+                ScreenNote::Position { .. } => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn enters_after_k_of_n_at_the_first_sighting() {
+        let cup: &[(&str, f32)] = &[("cup", 0.9)];
+        let none: &[(&str, f32)] = &[];
+        let out = run(&[none, cup, none, cup, cup, none]);
+        assert_eq!(out[0], ("cup".into(), "enter", 200));
+    }
+
+    #[test]
+    fn low_scores_do_not_count() {
+        let weak: &[(&str, f32)] = &[("cup", 0.4)];
+        assert!(run(&[weak; 10]).is_empty());
+    }
+
+    #[test]
+    fn short_gaps_are_held_and_long_ones_end_it() {
+        let cup: &[(&str, f32)] = &[("cup", 0.9)];
+        let none: &[(&str, f32)] = &[];
+        // seen 0-4, missing 5-7 (600 ms < hold), seen 8-9, missing from 10 on.
+        let mut frames = vec![cup; 5];
+        frames.extend([none; 3]);
+        frames.extend([cup; 2]);
+        frames.extend([none; 8]);
+        let out = run(&frames);
+        assert_eq!(out, vec![("cup".into(), "enter", 0), ("cup".into(), "exit", 2000)]);
+    }
+
+    #[test]
+    fn end_of_input_closes_what_is_on_screen() {
+        let cup: &[(&str, f32)] = &[("cup", 0.9)];
+        let out = run(&[cup; 4]);
+        assert_eq!(out, vec![("cup".into(), "enter", 0), ("cup".into(), "exit", 800)]);
+    }
+}

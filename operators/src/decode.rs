@@ -1,0 +1,86 @@
+//! decode: JPEG bytes -> the model's input picture, or a dead letter.
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::Stream;
+use vitrine_models::{DecodeLimits, InputSpec, Prepared, Preparer};
+use vitrine_schemas::{now_ms, DeadLetter, Frame};
+
+use crate::Time;
+
+/// A decoded frame: its metadata (the JPEG bytes are dropped) and its model-ready pixels.
+#[derive(Clone, Debug)]
+pub struct PreparedFrame {
+    pub frame: Frame,
+    pub prepared: Prepared,
+}
+
+/// Decodes frames for one model input size; keeps its resize buffers between frames.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    preparer: Preparer,
+    input: InputSpec,
+}
+
+impl FrameDecoder {
+    pub fn new(limits: DecodeLimits, input: InputSpec) -> FrameDecoder {
+        FrameDecoder { preparer: Preparer::new(limits), input }
+    }
+
+    pub fn decode(&mut self, mut frame: Frame) -> Result<PreparedFrame, DeadLetter> {
+        match self.preparer.prepare(&frame.jpeg, self.input.width, self.input.height) {
+            Ok(prepared) => {
+                frame.jpeg = Vec::new();
+                Ok(PreparedFrame { frame, prepared })
+            }
+            Err(e) => Err(dead_letter(&frame, "decode", e.to_string())),
+        }
+    }
+}
+
+/// A dead letter for `frame`, failed at `stage` for `reason`.
+pub fn dead_letter(frame: &Frame, stage: &str, reason: String) -> DeadLetter {
+    DeadLetter {
+        stream_id: frame.stream_id.clone(),
+        seq: frame.seq,
+        pts_ms: frame.pts_ms,
+        stage: stage.into(),
+        reason,
+        origin: frame.origin.clone(),
+        bytes: frame.jpeg.len() as u64,
+        at_ms: now_ms(),
+    }
+}
+
+/// The decode stage as a timely operator: decoded frames, and frames that failed.
+pub trait DecodeFrames<'scope> {
+    fn decode_frames(
+        self,
+        decoder: FrameDecoder,
+    ) -> (Stream<'scope, Time, Vec<PreparedFrame>>, Stream<'scope, Time, Vec<DeadLetter>>);
+}
+
+impl<'scope> DecodeFrames<'scope> for Stream<'scope, Time, Vec<Frame>> {
+    fn decode_frames(
+        self,
+        mut decoder: FrameDecoder,
+    ) -> (Stream<'scope, Time, Vec<PreparedFrame>>, Stream<'scope, Time, Vec<DeadLetter>>) {
+        self.unary::<CapacityContainerBuilder<Vec<Result<PreparedFrame, DeadLetter>>>, _, _, _>(
+            Pipeline,
+            "Decode",
+            |_, _| {
+                move |input, output| {
+                    input.for_each(|time, data| {
+                        let mut session = output.session(&time);
+                        for frame in data.drain(..) {
+                            session.give(decoder.decode(frame));
+                        }
+                    });
+                }
+            },
+        )
+        .ok_err(|r| r)
+    }
+}

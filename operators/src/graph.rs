@@ -1,0 +1,22 @@
+//! The product half of the graph, shared by the pipeline and the tests:
+//! detections -> debounce -> join with the catalog -> product events.
+
+use differential_dataflow::{AsCollection, VecCollection};
+use timely::dataflow::Stream;
+use vitrine_schemas::{CatalogItem, FrameDetections, ProductEvent};
+
+use crate::{Debounce, DebounceConfig, Diff, EmitEvents, Time};
+
+/// The catalog as a differential collection keyed by detector label.
+pub type Catalog<'scope> = VecCollection<'scope, Time, (String, CatalogItem), Diff>;
+
+/// Product events for `detections`, priced from `catalog`. A change in the catalog re-emits
+/// an `updated` for products on screen (or `appeared`/`disappeared` when an entry comes or goes).
+pub fn product_events<'scope>(
+    detections: Stream<'scope, Time, Vec<FrameDetections>>,
+    catalog: Catalog<'scope>,
+    config: DebounceConfig,
+) -> Stream<'scope, Time, Vec<ProductEvent>> {
+    let (on_screen, notes) = detections.debounce(config);
+    on_screen.as_collection().join(catalog).inner.emit_events(notes)
+}

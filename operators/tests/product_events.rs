@@ -1,0 +1,126 @@
+//! The product half of the graph in a real timely dataflow: detections and catalog changes
+//! in, product events out.
+
+use differential_dataflow::input::Input;
+use timely::dataflow::operators::capture::{Capture, Event};
+use timely::dataflow::operators::core::Probe;
+use timely::dataflow::{InputHandle, ProbeHandle};
+use vitrine_operators::{product_events, DebounceConfig};
+use vitrine_schemas::{BBox, CatalogItem, Detection, EventKind, FrameDetections, Money, ProductEvent};
+
+fn frame(seq: u64, labels: &[&str]) -> FrameDetections {
+    FrameDetections {
+        stream_id: "live".into(),
+        seq,
+        pts_ms: seq as i64 * 200,
+        captured_at_ms: 0,
+        width: 640,
+        height: 360,
+        model: "test".into(),
+        detections: labels
+            .iter()
+            .map(|l| Detection { label: l.to_string(), class_id: 1, score: 0.9, bbox: BBox { x0: 0.1, y0: 0.2, x1: 0.3, y1: 0.4 } })
+            .collect(),
+    }
+}
+
+fn item(sku: &str, label: &str, cents: i64) -> CatalogItem {
+    CatalogItem {
+        sku: sku.into(),
+        label: label.into(),
+        title: format!("{sku} title"),
+        price: Money(cents),
+        currency: "EUR".into(),
+        image: None,
+        url: None,
+        in_stock: true,
+    }
+}
+
+/// Runs frames (frame i at time i+1) and catalog changes (at given times) through the graph.
+fn run(frames: Vec<FrameDetections>, catalog: Vec<(u64, CatalogItem, isize)>) -> Vec<ProductEvent> {
+    let config = DebounceConfig { min_score: 0.5, enter_hits: 2, enter_window: 3, hold_ms: 600 };
+    let (tx, rx) = std::sync::mpsc::channel();
+    timely::execute_directly(move |worker| {
+        let mut frames_in = InputHandle::new();
+        let probe = ProbeHandle::new();
+        let mut catalog_in = worker.dataflow::<u64, _, _>(|scope| {
+            let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
+            let events = product_events(frames_in.to_stream(scope), catalog, config);
+            let events = events.probe_with(&probe);
+            tx.send(events.capture()).unwrap();
+            catalog_in
+        });
+        let last = frames.len() as u64 + 2;
+        let mut frames = frames.into_iter();
+        for t in 1..=last {
+            for (at, item, diff) in &catalog {
+                if *at == t {
+                    catalog_in.update((item.label.clone(), item.clone()), *diff);
+                }
+            }
+            if let Some(f) = frames.next() {
+                frames_in.send(f);
+            }
+            frames_in.advance_to(t + 1);
+            catalog_in.advance_to(t + 1);
+            catalog_in.flush();
+            while probe.less_than(frames_in.time()) {
+                worker.step();
+            }
+        }
+    });
+    let captured = rx.recv().unwrap();
+    let mut events: Vec<(u64, ProductEvent)> = Vec::new();
+    for message in captured.try_iter() {
+        if let Event::Messages(time, data) = message {
+            let time = *time.least().unwrap();
+            events.extend(data.into_iter().map(|e| (time, e)));
+        }
+    }
+    events.sort_by_key(|(time, e)| (*time, e.pts_ms));
+    events.into_iter().map(|(_, e)| e).collect()
+}
+
+fn kinds(events: &[ProductEvent]) -> Vec<(EventKind, String, i64)> {
+    events.iter().map(|e| (e.kind, e.sku.clone(), e.pts_ms)).collect()
+}
+
+#[test]
+fn products_appear_and_disappear_with_their_catalog_entries() {
+    let mut frames = vec![frame(0, &[])];
+    frames.extend((1..6).map(|s| frame(s, &["cup"])));
+    frames.extend((6..12).map(|s| frame(s, &["person"])));
+    let events = run(frames, vec![(1, item("MUG", "cup", 1299), 1)]);
+    assert_eq!(
+        kinds(&events),
+        vec![(EventKind::Appeared, "MUG".into(), 200), (EventKind::Disappeared, "MUG".into(), 1200)]
+    );
+    assert_eq!(events[0].price, Money(1299));
+    // A label without a catalog entry (person) never becomes an event.
+    assert!(events.iter().all(|e| e.label == "cup"));
+}
+
+#[test]
+fn a_price_change_while_on_screen_is_an_update() {
+    let frames: Vec<_> = (0..10).map(|s| frame(s, &["cup"])).collect();
+    let events = run(
+        frames,
+        vec![(1, item("MUG", "cup", 1299), 1), (6, item("MUG", "cup", 1299), -1), (6, item("MUG", "cup", 999), 1)],
+    );
+    let k = kinds(&events);
+    assert_eq!(k[0], (EventKind::Appeared, "MUG".into(), 0));
+    assert_eq!(k[1].0, EventKind::Updated);
+    assert_eq!(events[1].price, Money(999));
+    // The stream ends with the cup on screen: it disappears one frame after the last.
+    assert_eq!(k[2], (EventKind::Disappeared, "MUG".into(), 2000));
+}
+
+#[test]
+fn deleting_a_product_on_screen_makes_it_disappear() {
+    let frames: Vec<_> = (0..10).map(|s| frame(s, &["cup"])).collect();
+    let events = run(frames, vec![(1, item("MUG", "cup", 1299), 1), (6, item("MUG", "cup", 1299), -1)]);
+    let k = kinds(&events);
+    assert_eq!(k.len(), 2, "{k:?}");
+    assert_eq!(k[1].0, EventKind::Disappeared);
+}
