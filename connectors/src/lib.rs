@@ -1,1 +1,15 @@
-//! placeholder
+//! Where vitrine's data comes from and where it goes.
+//!
+//! Sources (each on its own thread, sending frames into a bounded channel):
+//! [`sources::video`] (ffmpeg), [`sources::folder`] (JPEG files) and the [`catalog`] file watcher.
+//! Sinks: the WebSocket [`server`] with its [`hub`], [`sinks::parquet`] and [`sinks::dead_letter`].
+
+pub mod catalog;
+pub mod hub;
+pub mod images;
+pub mod server;
+pub mod sinks;
+pub mod sources;
+
+mod error;
+pub use error::ConnectorError;

@@ -1,0 +1,187 @@
+//! The viewers' hub: per stream, the products on screen and a broadcast of every change.
+//!
+//! Each message is encoded once and shared by every connection. A viewer subscribes under
+//! the same lock that publishing takes, so its snapshot and the events after it neither
+//! overlap nor leave a gap. A viewer that falls more than `queue` messages behind is not
+//! buffered further: it gets a fresh snapshot (latest state wins), and the drop is counted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::broadcast;
+use vitrine_schemas::protocol::{ServerMessage, PROTOCOL_VERSION};
+use vitrine_schemas::{now_ms, EventKind, ProductEvent};
+
+#[derive(Debug, Default)]
+struct StreamState {
+    /// sku -> its latest appeared/updated event.
+    on_screen: BTreeMap<String, ProductEvent>,
+    media_time_ms: Option<i64>,
+}
+
+#[derive(Debug)]
+struct StreamHub {
+    state: Mutex<StreamState>,
+    tx: broadcast::Sender<Utf8Bytes>,
+}
+
+/// Counters for `/metrics` and the logs.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    pub connected: AtomicU64,
+    pub events_published: AtomicU64,
+    pub lagged_resnapshots: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    streams: HashMap<String, StreamHub>,
+    pub stats: HubStats,
+}
+
+fn encode(message: &ServerMessage) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(message).expect("protocol messages always encode"))
+}
+
+impl StreamState {
+    fn snapshot(&self) -> ServerMessage {
+        ServerMessage::Snapshot {
+            media_time_ms: self.media_time_ms,
+            products: self.on_screen.values().cloned().collect(),
+        }
+    }
+}
+
+impl Hub {
+    /// A hub for a fixed set of streams (the spec's sources); others are refused.
+    pub fn new(stream_ids: impl IntoIterator<Item = String>, queue: usize) -> Hub {
+        let streams = stream_ids
+            .into_iter()
+            .map(|id| {
+                let (tx, _) = broadcast::channel(queue.max(1));
+                (id, StreamHub { state: Mutex::default(), tx })
+            })
+            .collect();
+        Hub { streams, stats: HubStats::default() }
+    }
+
+    pub fn has_stream(&self, stream_id: &str) -> bool {
+        self.streams.contains_key(stream_id)
+    }
+
+    pub fn stream_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.streams.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Applies an event to its stream's state and sends it to every viewer of the stream.
+    pub fn publish(&self, event: &ProductEvent) {
+        let Some(stream) = self.streams.get(&event.stream_id) else { return };
+        let mut state = stream.state.lock().expect("hub lock");
+        match event.kind {
+            EventKind::Appeared | EventKind::Updated => {
+                state.on_screen.insert(event.sku.clone(), event.clone());
+            }
+            EventKind::Disappeared => {
+                state.on_screen.remove(&event.sku);
+            }
+        }
+        self.stats.events_published.fetch_add(1, Ordering::Relaxed);
+        // No receivers is fine: nobody is watching.
+        let _ = stream.tx.send(encode(&ServerMessage::Event(event.clone())));
+    }
+
+    /// Records how far the pipeline got in a stream's media time.
+    pub fn set_media_time(&self, stream_id: &str, pts_ms: i64) {
+        if let Some(stream) = self.streams.get(stream_id) {
+            let mut state = stream.state.lock().expect("hub lock");
+            state.media_time_ms = Some(state.media_time_ms.map_or(pts_ms, |t| t.max(pts_ms)));
+        }
+    }
+
+    pub fn media_time(&self, stream_id: &str) -> Option<i64> {
+        self.streams.get(stream_id)?.state.lock().expect("hub lock").media_time_ms
+    }
+
+    /// `hello`, the current `snapshot`, and a receiver of everything after it.
+    pub fn subscribe(&self, stream_id: &str) -> Option<(Utf8Bytes, Utf8Bytes, broadcast::Receiver<Utf8Bytes>)> {
+        let stream = self.streams.get(stream_id)?;
+        let state = stream.state.lock().expect("hub lock");
+        let hello = ServerMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            stream_id: stream_id.to_string(),
+            server_time_ms: now_ms(),
+            media_time_ms: state.media_time_ms,
+        };
+        Some((encode(&hello), encode(&state.snapshot()), stream.tx.subscribe()))
+    }
+
+    /// A fresh snapshot and receiver, for a viewer that fell behind or asked for one.
+    pub fn resnapshot(&self, stream_id: &str) -> Option<(Utf8Bytes, broadcast::Receiver<Utf8Bytes>)> {
+        let stream = self.streams.get(stream_id)?;
+        let state = stream.state.lock().expect("hub lock");
+        Some((encode(&state.snapshot()), stream.tx.subscribe()))
+    }
+
+    pub fn heartbeat(&self, stream_id: &str) -> Utf8Bytes {
+        encode(&ServerMessage::Heartbeat { server_time_ms: now_ms(), media_time_ms: self.media_time(stream_id) })
+    }
+
+    /// Products on screen now, per stream.
+    pub fn on_screen(&self, stream_id: &str) -> Vec<ProductEvent> {
+        self.streams
+            .get(stream_id)
+            .map(|s| s.state.lock().expect("hub lock").on_screen.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitrine_schemas::Money;
+
+    fn event(kind: EventKind, sku: &str) -> ProductEvent {
+        ProductEvent {
+            event_id: format!("{sku}-{kind:?}"),
+            kind,
+            stream_id: "s".into(),
+            sku: sku.into(),
+            label: "cup".into(),
+            title: "Mug".into(),
+            price: Money(100),
+            currency: "EUR".into(),
+            in_stock: true,
+            image_url: None,
+            product_url: None,
+            bbox: None,
+            score: 0.9,
+            pts_ms: 0,
+            emitted_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn snapshot_holds_what_is_on_screen_and_later_events_follow_it() {
+        let hub = Hub::new(["s".to_string()], 8);
+        hub.publish(&event(EventKind::Appeared, "A"));
+        hub.publish(&event(EventKind::Appeared, "B"));
+        hub.publish(&event(EventKind::Disappeared, "A"));
+        let (_, snapshot, mut rx) = hub.subscribe("s").unwrap();
+        let snapshot: serde_json::Value = serde_json::from_str(snapshot.as_str()).unwrap();
+        let skus: Vec<_> = snapshot["products"].as_array().unwrap().iter().map(|p| p["sku"].as_str().unwrap()).collect();
+        assert_eq!(skus, vec!["B"]);
+        hub.publish(&event(EventKind::Disappeared, "B"));
+        let next: serde_json::Value = serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();
+        assert_eq!((next["type"].as_str(), next["kind"].as_str()), (Some("event"), Some("disappeared")));
+        assert!(rx.try_recv().is_err(), "nothing from before the snapshot is replayed");
+    }
+
+    #[test]
+    fn unknown_streams_are_refused() {
+        assert!(Hub::new(["s".to_string()], 8).subscribe("other").is_none());
+    }
+}

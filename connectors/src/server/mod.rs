@@ -1,0 +1,180 @@
+//! The HTTP server: viewers' WebSocket, the viewer page, stream videos and product pictures.
+//!
+//! - `GET /v1/streams/{id}/ws`: the WebSocket protocol (`vitrine_schemas::protocol`).
+//! - `GET /`: the viewer page; `GET /v1/streams`: the streams and what is on screen.
+//! - `GET /v1/streams/{id}/video`: the source video of a file-based stream (byte ranges).
+//! - `GET /v1/images/{hash}.{ext}`: product pictures, immutable, with ETag.
+//! - `GET /healthz`.
+
+mod video;
+mod viewer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+use vitrine_schemas::protocol::ClientMessage;
+
+use crate::hub::Hub;
+use crate::images::ImageStore;
+use crate::ConnectorError;
+
+/// Largest message a viewer may send; viewers only send tiny control messages.
+pub const MAX_CLIENT_MESSAGE: usize = 4096;
+
+/// What the server serves.
+#[derive(Clone, Debug)]
+pub struct ServerState {
+    pub hub: Arc<Hub>,
+    pub images: ImageStore,
+    /// Stream id -> its video file, for streams read from a file.
+    pub videos: Arc<HashMap<String, PathBuf>>,
+    pub viewer_page: bool,
+    pub heartbeat: Duration,
+}
+
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/streams", get(streams))
+        .route("/v1/streams/{id}/ws", get(websocket))
+        .route("/v1/streams/{id}/video", get(video::serve))
+        .route("/v1/images/{name}", get(image))
+        .with_state(state)
+}
+
+/// Binds `addr` and serves until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    state: ServerState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ConnectorError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ConnectorError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(addr = %local, "serving viewers: open http://{local}/");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| ConnectorError::Listen { addr: addr.to_string(), reason: e.to_string() })
+}
+
+async fn index(State(state): State<ServerState>) -> Response {
+    if state.viewer_page {
+        Html(viewer::PAGE).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "the viewer page is off (server.viewer: false)").into_response()
+    }
+}
+
+async fn streams(State(state): State<ServerState>) -> Json<serde_json::Value> {
+    let streams: Vec<_> = state
+        .hub
+        .stream_ids()
+        .into_iter()
+        .map(|id| {
+            serde_json::json!({
+                "stream_id": id,
+                "media_time_ms": state.hub.media_time(&id),
+                "video": state.videos.contains_key(&id).then(|| format!("/v1/streams/{id}/video")),
+                "on_screen": state.hub.on_screen(&id),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "streams": streams }))
+}
+
+async fn image(State(state): State<ServerState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let Some(image) = state.images.get(&name) else {
+        return (StatusCode::NOT_FOUND, "no such image").into_response();
+    };
+    let cache = (header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(image.etag.as_str()) {
+        return (StatusCode::NOT_MODIFIED, [cache, (header::ETAG, image.etag.as_str())]).into_response();
+    }
+    (
+        [cache, (header::ETAG, image.etag.as_str()), (header::CONTENT_TYPE, image.content_type)],
+        image.bytes.to_vec(),
+    )
+        .into_response()
+}
+
+async fn websocket(State(state): State<ServerState>, Path(id): Path<String>, upgrade: WebSocketUpgrade) -> Response {
+    if !state.hub.has_stream(&id) {
+        let known = state.hub.stream_ids().join(", ");
+        return (StatusCode::NOT_FOUND, format!("unknown stream `{id}`; this server has: {known}")).into_response();
+    }
+    upgrade
+        .read_buffer_size(MAX_CLIENT_MESSAGE)
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| viewer_connection(socket, state, id))
+}
+
+/// One viewer: hello, snapshot, then events; a fresh snapshot when it lags or asks.
+async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: String) {
+    let hub = state.hub.clone();
+    let Some((hello, snapshot, mut events)) = hub.subscribe(&stream_id) else { return };
+    hub.stats.connected.fetch_add(1, Ordering::Relaxed);
+    let (mut tx, mut rx) = socket.split();
+    let mut heartbeat = tokio::time::interval(state.heartbeat);
+    heartbeat.reset();
+    let close_reason = async {
+        if tx.send(Message::Text(hello)).await.is_err() || tx.send(Message::Text(snapshot)).await.is_err() {
+            return None;
+        }
+        loop {
+            tokio::select! {
+                message = events.recv() => match message {
+                    Ok(text) => {
+                        if tx.send(Message::Text(text)).await.is_err() { return None; }
+                        heartbeat.reset();
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        hub.stats.lagged_resnapshots.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(stream = %stream_id, missed, "viewer fell behind; sending a fresh snapshot");
+                        let (snapshot, fresh) = hub.resnapshot(&stream_id)?;
+                        events = fresh;
+                        if tx.send(Message::Text(snapshot)).await.is_err() { return None; }
+                    }
+                    Err(RecvError::Closed) => return Some((1001, "server shutting down")),
+                },
+                incoming = rx.next() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMessage>(text.as_str()) {
+                        Ok(ClientMessage::Snapshot) => {
+                            let (snapshot, fresh) = hub.resnapshot(&stream_id)?;
+                            events = fresh;
+                            if tx.send(Message::Text(snapshot)).await.is_err() { return None; }
+                        }
+                        Err(_) => return Some((1008, "unknown message; see docs/protocol.md")),
+                    },
+                    Some(Ok(Message::Binary(_))) => return Some((1003, "binary messages are not accepted")),
+                    Some(Ok(_)) => {}
+                },
+                _ = heartbeat.tick() => {
+                    if tx.send(Message::Text(hub.heartbeat(&stream_id))).await.is_err() { return None; }
+                }
+            }
+        }
+    }
+    .await;
+    if let Some((code, reason)) = close_reason {
+        let _ = tx.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    }
+    hub.stats.connected.fetch_sub(1, Ordering::Relaxed);
+}

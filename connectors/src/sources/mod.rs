@@ -1,0 +1,34 @@
+//! Frame sources. Each runs on its own thread and hands frames to the dataflow through a
+//! bounded channel, so a fast source waits for the pipeline instead of filling memory.
+
+pub mod folder;
+pub mod video;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use vitrine_schemas::Frame;
+
+/// Where a source sends its frames, and how it learns that it should stop.
+#[derive(Clone, Debug)]
+pub struct FrameSink {
+    pub frames: SyncSender<Frame>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl FrameSink {
+    /// Sends a frame; false when the pipeline is stopping or gone.
+    pub fn send(&self, frame: Frame) -> bool {
+        !self.stopping() && self.frames.send(frame).is_ok()
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Media time of frame `seq` of a stream sampled at `fps`.
+pub fn pts_of(seq: u64, fps: f64) -> i64 {
+    (seq as f64 * 1000.0 / fps).round() as i64
+}
