@@ -1,0 +1,434 @@
+//! `vitrine run`: sources on threads, the timely dataflow, sinks, and the viewer server.
+//!
+//! ```text
+//! source threads --frames (bounded)--> worker 0 input --exchange--> decode -> infer -> debounce
+//! catalog thread --changes---------> worker 0 catalog collection ------------> join -> events
+//! dataflow outputs --channel--> sink thread: Parquet, dead letters, WebSocket hub
+//! ```
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context};
+use differential_dataflow::input::Input;
+use timely::dataflow::operators::core::{Exchange, Inspect, Probe};
+use timely::dataflow::operators::Concat;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
+use vitrine_connectors::catalog::{self, CatalogChange};
+use vitrine_connectors::hub::Hub;
+use vitrine_connectors::images::ImageStore;
+use vitrine_connectors::server::{self, ServerState};
+use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
+use vitrine_connectors::sinks::parquet::ParquetSink;
+use vitrine_connectors::sources::{self, FrameSink};
+use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Runtime};
+use vitrine_operators::{
+    product_events, stable_hash, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer, Time,
+};
+use vitrine_schemas::spec::SourceSpec;
+use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
+
+use crate::spec::LoadedSpec;
+
+/// Command-line settings of a run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Overrides the spec's `workers`.
+    pub workers: Option<usize>,
+    /// Exit once every source has ended, even when serving viewers.
+    pub exit_when_done: bool,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunSummary {
+    pub frames: u64,
+    pub events: u64,
+    pub dead_letters: u64,
+    pub seconds: f64,
+}
+
+/// What the dataflow hands to the sink thread.
+enum Output {
+    Detections(FrameDetections),
+    Event(ProductEvent),
+    DeadLetter(DeadLetter),
+}
+
+/// Frames waiting in the dataflow, per worker, before worker 0 stops taking more from the
+/// sources (which then wait): memory stays bounded whatever the source's speed.
+const IN_FLIGHT_PER_WORKER: u64 = 8;
+
+pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let spec = loaded.spec.clone();
+    let workers = options.workers.unwrap_or(spec.workers.get()).max(1);
+
+    // The model first: the most likely thing to be missing on a fresh machine.
+    let model_path = loaded.resolve(&spec.model.path);
+    let configured = spec.model.runtime_library.as_ref().map(|p| loaded.resolve(p));
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd])?;
+    let runtime = Runtime::load(&library)?;
+    let detector_config = DetectorConfig {
+        model: model_path,
+        labels: spec.model.labels.as_ref().map(|p| loaded.resolve(p)),
+        decoder: spec.model.decoder,
+        intra_threads: spec.model.intra_threads.get(),
+        min_score: spec.model.min_score,
+    };
+    let detectors: Vec<Option<Detector>> = (0..workers)
+        .map(|_| Detector::load(&runtime, &detector_config).map(Some))
+        .collect::<Result<_, _>>()?;
+    let detectors = Arc::new(Mutex::new(detectors));
+
+    // Sinks.
+    let images = ImageStore::default();
+    let hub = spec.server.as_ref().map(|s| {
+        Arc::new(Hub::new(spec.sources.iter().map(|s| s.stream_id().to_string()), s.viewer_queue.get()))
+    });
+    let parquet = spec.sinks.parquet.as_ref().map(|p| {
+        ParquetSink::new(&loaded.resolve(&p.path), p.roll_after, p.roll_rows.get())
+    });
+    let dead_letter_path = match (&spec.sinks.dead_letter, &spec.sinks.parquet) {
+        (Some(d), _) => Some(loaded.resolve(&d.path)),
+        (None, Some(p)) => Some(loaded.resolve(&p.path).join("dead-letter.jsonl")),
+        (None, None) => None,
+    };
+    let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
+    let (out_tx, out_rx) = mpsc::channel::<Output>();
+    let sink_thread = {
+        let hub = hub.clone();
+        std::thread::Builder::new()
+            .name("vitrine-sinks".into())
+            .spawn(move || sink_loop(out_rx, parquet, dead_letters, hub))?
+    };
+
+    // The server (and signal handling) on a small tokio runtime.
+    let server_done = Arc::new(tokio::sync::Notify::new());
+    let server_thread = {
+        let stop = stop.clone();
+        let server_done = server_done.clone();
+        let state = hub.clone().zip(spec.server.clone()).map(|(hub, s)| {
+            let videos: HashMap<String, PathBuf> = spec
+                .sources
+                .iter()
+                .filter_map(|src| match src {
+                    SourceSpec::Video(v) if !v.input.contains("://") => Some((v.stream_id.clone(), loaded.resolve(&v.input))),
+                    _ => None,
+                })
+                .collect();
+            (
+                s.listen,
+                ServerState { hub, images: images.clone(), videos: Arc::new(videos), viewer_page: s.viewer, heartbeat: s.heartbeat },
+            )
+        });
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let thread = std::thread::Builder::new().name("vitrine-server".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+            let rt = match rt {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                tokio::spawn(watch_signals(stop));
+                match state {
+                    Some((addr, state)) => {
+                        let listener = tokio::net::TcpListener::bind(addr).await;
+                        match listener {
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(format!(
+                                    "cannot listen on {addr}: {e}. Is another vitrine running? Set server.listen or VITRINE_LISTEN"
+                                )));
+                            }
+                            Ok(listener) => {
+                                drop(listener); // bound successfully: serve() binds again right away
+                                let _ = ready_tx.send(Ok(()));
+                                let shutdown = async move { server_done.notified().await };
+                                if let Err(e) = server::serve(addr, state, shutdown).await {
+                                    tracing::error!(error = %e, "server stopped");
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        let _ = ready_tx.send(Ok(()));
+                        server_done.notified().await;
+                    }
+                }
+            });
+        })?;
+        ready_rx.recv().map_err(|_| anyhow!("the server thread died"))?.map_err(|e| anyhow!(e))?;
+        thread
+    };
+
+    // Catalog and sources.
+    let (catalog_tx, catalog_rx) = mpsc::channel::<Vec<CatalogChange>>();
+    let catalog_path = loaded.resolve(&spec.catalog.path);
+    let (first_catalog, problems) =
+        catalog::load(&catalog_path, &images).map_err(|e| anyhow!("{e} (catalog.path)"))?;
+    drop(first_catalog);
+    report_catalog_problems(&out_tx, problems);
+    let catalog_thread = {
+        let (stop, images, out_tx) = (stop.clone(), images.clone(), out_tx.clone());
+        let (watch, poll) = (spec.catalog.watch, spec.catalog.poll);
+        std::thread::Builder::new().name("vitrine-catalog".into()).spawn(move || {
+            let on_problem = |p: catalog::CatalogProblem| report_catalog_problems(&out_tx, vec![p]);
+            if let Err(e) = catalog::run(&catalog_path, watch, poll, &images, &catalog_tx, &stop, &on_problem) {
+                tracing::error!(error = %e, "catalog source stopped");
+            }
+        })?
+    };
+    let (frames_tx, frames_rx) = mpsc::sync_channel::<Frame>(16);
+    let mut source_threads = Vec::new();
+    for source in spec.sources.clone() {
+        let sink = FrameSink { frames: frames_tx.clone(), stop: stop.clone() };
+        let input = match &source {
+            SourceSpec::Video(v) => loaded.resolve_input(&v.input),
+            SourceSpec::Frames(f) => loaded.resolve(&f.dir).display().to_string(),
+        };
+        source_threads.push(std::thread::Builder::new().name(format!("source-{}", source.stream_id())).spawn(move || {
+            let result = match &source {
+                SourceSpec::Video(v) => sources::video::run(v, &input, &sink),
+                SourceSpec::Frames(f) => sources::folder::run(f, std::path::Path::new(&input), &sink),
+            };
+            if let Err(e) = result {
+                tracing::error!(stream = %source.stream_id(), error = %e, "source failed");
+            }
+        })?);
+    }
+    drop(frames_tx);
+
+    // The dataflow.
+    let frames_rx = Arc::new(Mutex::new(Some(frames_rx)));
+    let catalog_rx = Arc::new(Mutex::new(Some(catalog_rx)));
+    let done = Arc::new(AtomicU64::new(0));
+    let limits = DecodeLimits {
+        max_bytes: spec.decode.max_bytes,
+        max_side: spec.decode.max_side,
+        crop_bars: spec.decode.crop_bars,
+    };
+    let debounce = DebounceConfig {
+        min_score: spec.debounce.min_score,
+        enter_hits: spec.debounce.enter_hits.get(),
+        enter_window: spec.debounce.enter_window.get(),
+        hold_ms: spec.debounce.hold.as_millis() as i64,
+    };
+    let epoch_ms = spec.epoch.as_millis().max(1) as u64;
+    let dataflow_stop = stop.clone();
+    let out = Mutex::new(out_tx);
+    tracing::info!(pipeline = %spec.name, workers, streams = spec.sources.len(), "pipeline running");
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let detector = detectors.lock().expect("detectors")[index].take().expect("one detector per worker");
+        let decoder = FrameDecoder::new(limits, detector.input());
+        let out: Sender<Output> = out.lock().expect("output").clone();
+        let (out_d, out_e, out_x) = (out.clone(), out.clone(), out);
+        let (done_d, done_x) = (done.clone(), done.clone());
+        let mut frames_in = InputHandleVec::<Time, Frame>::new();
+        let probe = ProbeHandle::new();
+        let mut catalog_in = worker.dataflow::<Time, _, _>(|scope| {
+            let frames = frames_in
+                .to_stream(scope)
+                .exchange(|f: &Frame| stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]));
+            let (prepared, decode_failed) = frames.decode_frames(decoder);
+            let (detections, infer_failed) = prepared.infer_detections(Inferencer::new(detector));
+            let detections = detections.inspect(move |d: &FrameDetections| {
+                done_d.fetch_add(1, Ordering::Relaxed);
+                let _ = out_d.send(Output::Detections(d.clone()));
+            });
+            let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
+            product_events(detections.clone(), catalog, debounce)
+                .inspect(move |e: &ProductEvent| {
+                    let _ = out_e.send(Output::Event(e.clone()));
+                })
+                .probe_with(&probe);
+            decode_failed
+                .concat(infer_failed)
+                .inspect(move |d: &DeadLetter| {
+                    done_x.fetch_add(1, Ordering::Relaxed);
+                    let _ = out_x.send(Output::DeadLetter(d.clone()));
+                })
+                .probe_with(&probe);
+            catalog_in
+        });
+        if index != 0 {
+            // Worker 0 feeds the inputs; closing these lets time advance.
+            drop(frames_in);
+            drop(catalog_in);
+            while worker.step_or_park(Some(Duration::from_millis(50))) {}
+            return;
+        }
+        let frames_rx = frames_rx.lock().expect("frames").take().expect("worker 0 takes the frames");
+        let catalog_rx = catalog_rx.lock().expect("catalog").take().expect("worker 0 takes the catalog");
+        let max_in_flight = IN_FLIGHT_PER_WORKER * worker.peers() as u64;
+        let mut sent = 0u64;
+        let epoch = |ms: i64| (ms.max(0) as u64 / epoch_ms) * epoch_ms;
+        loop {
+            for batch in catalog_rx.try_iter() {
+                for (item, diff) in batch {
+                    catalog_in.update((item.label.clone(), item), diff);
+                }
+            }
+            let mut sources_open = true;
+            while sent - done.load(Ordering::Relaxed) < max_in_flight {
+                match frames_rx.try_recv() {
+                    Ok(frame) => {
+                        frames_in.send(frame);
+                        sent += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        sources_open = false;
+                        break;
+                    }
+                }
+            }
+            // Time follows the wall clock, so results flow even while a stream is idle.
+            let now = epoch(now_ms()).max(*frames_in.time());
+            if now > *frames_in.time() {
+                frames_in.advance_to(now);
+                catalog_in.advance_to(now);
+                catalog_in.flush();
+            }
+            if !sources_open {
+                break;
+            }
+            worker.step_or_park(Some(Duration::from_millis(2)));
+        }
+        tracing::info!(frames = sent, "all sources ended; draining the dataflow");
+        dataflow_stop.store(true, Ordering::Relaxed); // stops the catalog watcher
+        drop(frames_in);
+        drop(catalog_in);
+        while worker.step_or_park(Some(Duration::from_millis(10))) {}
+    })
+    .map_err(|e| anyhow!("could not start the dataflow: {e}"))?;
+    let results = guards.join();
+    for r in results {
+        r.map_err(|e| anyhow!("a dataflow worker failed: {e}"))?;
+    }
+    for t in source_threads {
+        let _ = t.join();
+    }
+    let _ = catalog_thread.join();
+    let summary = sink_thread.join().map_err(|_| anyhow!("the sink thread panicked"))??;
+    let summary = RunSummary { seconds: started.elapsed().as_secs_f64(), ..summary };
+    tracing::info!(frames = summary.frames, events = summary.events, dead_letters = summary.dead_letters, seconds = format!("{:.1}", summary.seconds), "pipeline finished");
+
+    if spec.server.is_some() && !options.exit_when_done && !stop.load(Ordering::Relaxed) {
+        tracing::info!("all streams ended; still serving viewers (Ctrl-C to stop)");
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    server_done.notify_one();
+    let _ = server_thread.join();
+    Ok(summary)
+}
+
+fn report_catalog_problems(out: &Sender<Output>, problems: Vec<catalog::CatalogProblem>) {
+    for p in problems {
+        let letter = DeadLetter {
+            stream_id: String::new(),
+            seq: p.line as u64,
+            pts_ms: 0,
+            stage: "catalog".into(),
+            reason: p.reason.clone(),
+            origin: Some(format!("{}:{}", p.path.display(), p.line)),
+            bytes: 0,
+            at_ms: now_ms(),
+        };
+        let _ = out.send(Output::DeadLetter(letter));
+    }
+}
+
+/// Ctrl-C or SIGTERM: stop the sources and drain. A second one exits at once.
+async fn watch_signals(stop: Arc<AtomicBool>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        let term_recv = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term_recv => {},
+        }
+        if stop.swap(true, Ordering::Relaxed) {
+            tracing::warn!("second interrupt: exiting now");
+            std::process::exit(130);
+        }
+        tracing::info!("stopping: finishing the frames in flight (interrupt again to exit now)");
+    }
+}
+
+/// Writes outputs as they come; publishes Parquet files on time; logs progress.
+fn sink_loop(
+    outputs: Receiver<Output>,
+    mut parquet: Option<ParquetSink>,
+    mut dead_letters: Option<DeadLetterFile>,
+    hub: Option<Arc<Hub>>,
+) -> anyhow::Result<RunSummary> {
+    let mut summary = RunSummary::default();
+    let mut last_report = Instant::now();
+    let mut frames_at_report = 0;
+    loop {
+        match outputs.recv_timeout(Duration::from_millis(250)) {
+            Ok(Output::Detections(d)) => {
+                summary.frames += 1;
+                if let Some(hub) = &hub {
+                    hub.set_media_time(&d.stream_id, d.pts_ms);
+                }
+                if let Some(p) = parquet.as_mut() {
+                    p.detections.push(d).context("writing detections")?;
+                }
+            }
+            Ok(Output::Event(e)) => {
+                summary.events += 1;
+                tracing::info!(stream = %e.stream_id, kind = e.kind.as_str(), sku = %e.sku, pts_ms = e.pts_ms, price = e.price.as_f64(), "product event");
+                if let Some(hub) = &hub {
+                    hub.publish(&e);
+                }
+                if let Some(p) = parquet.as_mut() {
+                    p.events.push(e).context("writing product events")?;
+                }
+            }
+            Ok(Output::DeadLetter(d)) => {
+                summary.dead_letters += 1;
+                if d.stage != "catalog" {
+                    summary.frames += 1;
+                }
+                match dead_letters.as_mut() {
+                    Some(f) => f.write(&d).context("writing a dead letter")?,
+                    None => tracing::warn!(stream = %d.stream_id, seq = d.seq, stage = %d.stage, reason = %d.reason, "dead letter (no dead_letter sink configured)"),
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if let Some(p) = parquet.as_mut() {
+            p.tick().context("publishing parquet files")?;
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            let fps = (summary.frames - frames_at_report) as f64 / last_report.elapsed().as_secs_f64();
+            tracing::info!(frames = summary.frames, events = summary.events, dead_letters = summary.dead_letters, fps = format!("{fps:.1}"), "progress");
+            frames_at_report = summary.frames;
+            last_report = Instant::now();
+        }
+    }
+    if let Some(p) = parquet.as_mut() {
+        p.flush().context("publishing the last parquet files")?;
+    }
+    Ok(summary)
+}

@@ -1,0 +1,275 @@
+//! Reading and checking a pipeline spec, reporting every problem with its path.
+//!
+//! Each top-level section (and each source) is read on its own, so one mistake does not
+//! hide the others; then the rules between values and the files the spec names are checked.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+use vitrine_schemas::spec::{PipelineSpec, SourceSpec, SpecProblem};
+
+/// A spec and the folder its relative paths are relative to.
+#[derive(Clone, Debug)]
+pub struct LoadedSpec {
+    pub spec: PipelineSpec,
+    pub path: PathBuf,
+    pub base_dir: PathBuf,
+}
+
+impl LoadedSpec {
+    /// A path from the spec, made absolute against the spec's folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// A video input: a path relative to the spec's folder, or a URL as it is.
+    pub fn resolve_input(&self, input: &str) -> String {
+        if input.contains("://") {
+            input.to_string()
+        } else {
+            self.resolve(input).display().to_string()
+        }
+    }
+}
+
+const SECTIONS: &[&str] = &["name", "sources", "model", "decode", "debounce", "catalog", "sinks", "server", "workers", "epoch"];
+const REQUIRED: &[&str] = &["name", "sources", "model", "catalog"];
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> SpecProblem {
+    SpecProblem { path: path.into(), message: message.into() }
+}
+
+/// Deserialises `value` as `T`, naming the failing field under `prefix`.
+fn section<T: DeserializeOwned>(prefix: &str, value: Value, problems: &mut Vec<SpecProblem>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = match inner.as_str() {
+                "." | "" => prefix.to_string(),
+                p if p.starts_with('[') => format!("{prefix}{p}"),
+                p => format!("{prefix}.{p}"),
+            };
+            problems.push(problem(path, e.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Epoch(#[serde(with = "humantime_serde")] #[allow(dead_code)] Duration);
+
+/// One source, read by its `kind` so that errors name the field inside it.
+fn source(i: usize, item: Value, problems: &mut Vec<SpecProblem>) {
+    let prefix = format!("sources[{i}]");
+    let Value::Mapping(mut map) = item else {
+        problems.push(problem(prefix, "a source is a mapping with `kind`, `stream_id` and its settings"));
+        return;
+    };
+    let kind = map.remove("kind");
+    let rest = Value::Mapping(map);
+    match kind.as_ref().and_then(Value::as_str) {
+        Some("video") => {
+            section::<vitrine_schemas::spec::VideoSource>(&prefix, rest, problems);
+        }
+        Some("frames") => {
+            section::<vitrine_schemas::spec::FramesSource>(&prefix, rest, problems);
+        }
+        Some(other) => problems.push(problem(format!("{prefix}.kind"), format!("unknown kind `{other}`; expected `video` or `frames`"))),
+        None => problems.push(problem(format!("{prefix}.kind"), "missing; say `video` or `frames`")),
+    }
+}
+
+/// Parses YAML text into a spec, or every problem found.
+pub fn parse(text: &str) -> Result<PipelineSpec, Vec<SpecProblem>> {
+    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| vec![problem("(file)", format!("not valid YAML: {e}"))])?;
+    let Value::Mapping(map) = root else {
+        return Err(vec![problem("(file)", "a spec is a YAML mapping with `name`, `sources`, `model` and `catalog`")]);
+    };
+    let mut problems = Vec::new();
+    for key in map.keys() {
+        match key.as_str() {
+            Some(k) if SECTIONS.contains(&k) => {}
+            Some(k) => problems.push(problem(k, format!("unknown section; expected one of {}", SECTIONS.join(", ")))),
+            None => problems.push(problem("(file)", format!("section names must be strings, got {key:?}"))),
+        }
+    }
+    for key in REQUIRED {
+        if !map.contains_key(*key) {
+            problems.push(problem(*key, "missing; this section is required"));
+        }
+    }
+    let get = |k: &str| map.get(k).cloned();
+    if let Some(v) = get("name") {
+        section::<String>("name", v, &mut problems);
+    }
+    if let Some(v) = get("sources") {
+        match v {
+            Value::Sequence(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    source(i, item, &mut problems);
+                }
+            }
+            _ => problems.push(problem("sources", "must be a list of sources")),
+        }
+    }
+    if let Some(v) = get("model") {
+        section::<vitrine_schemas::spec::ModelSpec>("model", v, &mut problems);
+    }
+    if let Some(v) = get("decode") {
+        section::<vitrine_schemas::spec::DecodeSpec>("decode", v, &mut problems);
+    }
+    if let Some(v) = get("debounce") {
+        section::<vitrine_schemas::spec::DebounceSpec>("debounce", v, &mut problems);
+    }
+    if let Some(v) = get("catalog") {
+        section::<vitrine_schemas::spec::CatalogSpec>("catalog", v, &mut problems);
+    }
+    if let Some(v) = get("sinks") {
+        section::<vitrine_schemas::spec::SinksSpec>("sinks", v, &mut problems);
+    }
+    if let Some(v) = get("server") {
+        section::<Option<vitrine_schemas::spec::ServerSpec>>("server", v, &mut problems);
+    }
+    if let Some(v) = get("workers") {
+        section::<NonZeroUsize>("workers", v, &mut problems);
+    }
+    if let Some(v) = get("epoch") {
+        section::<Epoch>("epoch", v, &mut problems);
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let spec: PipelineSpec =
+        section("(spec)", Value::Mapping(map), &mut problems).ok_or_else(|| std::mem::take(&mut problems))?;
+    let problems = spec.check();
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Reads, parses and checks a spec file, including that the files it names exist.
+pub fn load(path: &Path) -> Result<LoadedSpec, Vec<SpecProblem>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![problem("(file)", format!("cannot read {}: {e}", path.display()))])?;
+    let mut spec = parse(&text)?;
+    if let Ok(listen) = std::env::var("VITRINE_LISTEN") {
+        match (listen.parse(), spec.server.as_mut()) {
+            (Ok(addr), Some(server)) => server.listen = addr,
+            (Ok(_), None) => {}
+            (Err(e), _) => return Err(vec![problem("VITRINE_LISTEN", format!("`{listen}` is not an address such as 127.0.0.1:8080: {e}"))]),
+        }
+    }
+    let base_dir = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let loaded = LoadedSpec { spec, path: path.to_path_buf(), base_dir };
+    let problems = check_files(&loaded);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(problems)
+    }
+}
+
+fn check_files(loaded: &LoadedSpec) -> Vec<SpecProblem> {
+    let spec = &loaded.spec;
+    let mut problems = Vec::new();
+    let mut must_exist = |path_in_spec: String, file: &str, what: &str| {
+        let p = loaded.resolve(file);
+        if !p.exists() {
+            problems.push(problem(path_in_spec, format!("{what} {} does not exist", p.display())));
+        }
+    };
+    must_exist("model.path".into(), &spec.model.path, "model file");
+    if let Some(labels) = &spec.model.labels {
+        must_exist("model.labels".into(), labels, "label file");
+    }
+    must_exist("catalog.path".into(), &spec.catalog.path, "catalog file");
+    for (i, source) in spec.sources.iter().enumerate() {
+        match source {
+            SourceSpec::Video(v) if !v.input.contains("://") => must_exist(format!("sources[{i}].input"), &v.input, "video file"),
+            SourceSpec::Frames(f) => must_exist(format!("sources[{i}].dir"), &f.dir, "frames folder"),
+            _ => {}
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name: t
+sources:
+  - kind: video
+    stream_id: demo
+    input: a.mp4
+model:
+  path: m.onnx
+catalog:
+  path: c.jsonl
+"#;
+
+    #[test]
+    fn a_minimal_spec_takes_defaults() {
+        let spec = parse(GOOD).unwrap();
+        assert_eq!(spec.debounce.enter_hits.get(), 3);
+        assert_eq!(spec.workers.get(), 1);
+        assert!(spec.server.is_none());
+    }
+
+    #[test]
+    fn three_mistakes_give_three_paths() {
+        let bad = r#"
+name: t
+sources:
+  - kind: video
+    stream_id: demo
+    input: a.mp4
+    fps: fast
+model:
+  path: m.onnx
+  treshold: 0.4
+catalog:
+  path: c.jsonl
+debounce:
+  hold: soon
+"#;
+        let problems = parse(bad).unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths.len(), 3, "{problems:?}");
+        assert!(paths.contains(&"sources[0].fps"), "{paths:?}");
+        assert!(paths.iter().any(|p| p.starts_with("model")), "{paths:?}");
+        assert!(paths.contains(&"debounce.hold"), "{paths:?}");
+    }
+
+    #[test]
+    fn rules_between_values_are_checked_together() {
+        let bad = GOOD.to_string() + "debounce:\n  enter_hits: 6\n  enter_window: 5\n";
+        let problems = parse(&bad).unwrap_err();
+        assert_eq!(problems[0].path, "debounce.enter_hits");
+    }
+
+    #[test]
+    fn unknown_sections_and_missing_ones_are_named() {
+        let problems = parse("name: x\nsource: []\n").unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        for want in ["source", "sources", "model", "catalog"] {
+            assert!(paths.contains(&want), "{want} missing from {paths:?}");
+        }
+    }
+}
