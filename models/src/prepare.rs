@@ -78,6 +78,11 @@ impl Preparer {
         if jpeg.len() > limits.max_bytes {
             return Err(ModelError::TooLarge { bytes: jpeg.len(), limit: limits.max_bytes });
         }
+        if !ends_with_eoi(jpeg) {
+            return Err(ModelError::BadJpeg(
+                "truncated: the data ends before the JPEG end-of-image marker (FF D9); was the frame cut short in transfer?".into(),
+            ));
+        }
         let options = DecoderOptions::default()
             .jpeg_set_out_colorspace(ColorSpace::RGB)
             .set_max_width(limits.max_side as usize)
@@ -111,6 +116,13 @@ impl Preparer {
             pixels: dst.into_vec(),
         })
     }
+}
+
+/// Whether the JPEG's end-of-image marker is at its end (a few padding bytes allowed).
+/// Entropy-coded data cannot contain FF D9, so a truncated image has none near its end.
+fn ends_with_eoi(jpeg: &[u8]) -> bool {
+    let tail = &jpeg[jpeg.len().saturating_sub(64)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn header_error(e: zune_jpeg::errors::DecodeErrors, limits: DecodeLimits) -> ModelError {
@@ -221,6 +233,14 @@ mod tests {
     fn garbage_is_not_a_jpeg() {
         let err = prepare(b"definitely not a jpeg", DecodeLimits::default(), 8, 8).unwrap_err();
         assert!(matches!(err, ModelError::BadJpeg(_)), "{err}");
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused() {
+        let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apple.jpg")).unwrap();
+        assert!(prepare(&jpeg, DecodeLimits::default(), 8, 8).is_ok());
+        let err = prepare(&jpeg[..jpeg.len() / 2], DecodeLimits::default(), 8, 8).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl Runtime {
 }
 
 /// Where to find `libonnxruntime.so`: the configured path, else `$ORT_DYLIB_PATH`, else the
-/// newest `libonnxruntime.so.*` in `.vitrine/onnxruntime/` under any of `roots`.
+/// newest `libonnxruntime.so.*` in `.vitrine/onnxruntime/` in any of `roots` or their parents.
 pub fn find_runtime_library(configured: Option<&Path>, roots: &[&Path]) -> Result<PathBuf, ModelError> {
     if let Some(path) = configured {
         return Ok(path.to_path_buf());
@@ -46,9 +46,20 @@ pub fn find_runtime_library(configured: Option<&Path>, roots: &[&Path]) -> Resul
         return Ok(PathBuf::from(path));
     }
     let mut looked = vec!["ORT_DYLIB_PATH".to_string()];
+    looked.extend(roots.iter().map(|r| format!("{}/.vitrine/onnxruntime and above", r.display())));
+    let mut dirs: Vec<PathBuf> = Vec::new();
     for root in roots {
+        for dir in root.ancestors() {
+            if !dirs.iter().any(|d| d == dir) {
+                dirs.push(dir.to_path_buf());
+            }
+        }
+    }
+    for root in &dirs {
         let dir = root.join(".vitrine/onnxruntime");
-        looked.push(dir.display().to_string());
+        if !dir.is_dir() {
+            continue;
+        }
         let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()

@@ -72,7 +72,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let model_path = loaded.resolve(&spec.model.path);
     let configured = spec.model.runtime_library.as_ref().map(|p| loaded.resolve(p));
     let cwd = std::env::current_dir().unwrap_or_default();
-    let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd])?;
+    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_default();
+    let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd, &exe_dir])?;
     let runtime = Runtime::load(&library)?;
     let detector_config = DetectorConfig {
         model: model_path,

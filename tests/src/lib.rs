@@ -1,1 +1,63 @@
-//! placeholder
+//! Helpers shared by vitrine's end-to-end tests: where things are, running the `vitrine`
+//! binary, and reading Parquet back with DuckDB.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `vitrine` binary of this build (cargo builds it with the workspace's tests).
+pub fn vitrine_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap(); // target/<profile>/deps/.. -> target/<profile>
+    let bin = dir.join("vitrine");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo nextest run --workspace` (or `cargo build -p vitrine-pipeline` first)",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh empty folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vitrine-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `sql` in DuckDB (the PyPI package that scripts/setup.sh installs) and returns the
+/// rows as JSON arrays.
+pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let script = r#"
+import json, sys, duckdb
+rows = duckdb.sql(sys.argv[1]).fetchall()
+print(json.dumps([list(r) for r in rows], default=str))
+"#;
+    let python_path = root().join(".vitrine/python");
+    assert!(python_path.join("duckdb").exists(), "DuckDB is missing: run scripts/setup.sh");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(sql)
+        .env("PYTHONPATH", &python_path)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "duckdb failed on {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Rewrites `text`, failing loudly when a piece to replace is not there (the demo spec changed).
+pub fn replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "`{from}` not found in:\n{text}");
+    text.replace(from, to)
+}
