@@ -59,7 +59,8 @@ pub fn load(path: &Path, images: &ImageStore) -> Result<(BTreeSet<CatalogItem>, 
             continue;
         }
         if let Some(image) = &item.image {
-            if !image.starts_with("http://") && !image.starts_with("https://") && !image.starts_with('/') {
+            // A URL is left as it is; anything else is a picture file that vitrine serves.
+            if !image.contains("://") {
                 match images.add_file(&base.join(image)) {
                     Ok(url) => item.image = Some(url),
                     Err(e) => {

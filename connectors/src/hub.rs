@@ -39,6 +39,7 @@ pub struct HubStats {
 pub struct Hub {
     streams: HashMap<String, StreamHub>,
     pub stats: HubStats,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 fn encode(message: &ServerMessage) -> Utf8Bytes {
@@ -64,7 +65,17 @@ impl Hub {
                 (id, StreamHub { state: Mutex::default(), tx })
             })
             .collect();
-        Hub { streams, stats: HubStats::default() }
+        Hub { streams, stats: HubStats::default(), closing: tokio::sync::watch::Sender::new(false) }
+    }
+
+    /// Tells every viewer connection to close (the server is shutting down).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Hub::close`] was called.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     pub fn has_stream(&self, stream_id: &str) -> bool {

@@ -329,6 +329,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    if let Some(hub) = &hub {
+        hub.close();
+    }
     server_done.notify_one();
     let _ = server_thread.join();
     Ok(summary)

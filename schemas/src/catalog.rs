@@ -43,7 +43,7 @@ pub struct CatalogItem {
     pub price: Money,
     /// ISO 4217 currency code, e.g. `EUR`.
     pub currency: String,
-    /// Product picture: a URL, or a path relative to the catalog file that the server serves.
+    /// Product picture: a URL (`https://...`), or a file (relative to the catalog file) that vitrine serves.
     #[serde(default)]
     pub image: Option<String>,
     /// Link to the product page.

@@ -131,6 +131,7 @@ async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: Str
     let Some((hello, snapshot, mut events)) = hub.subscribe(&stream_id) else { return };
     hub.stats.connected.fetch_add(1, Ordering::Relaxed);
     let (mut tx, mut rx) = socket.split();
+    let mut closing = hub.closing();
     let mut heartbeat = tokio::time::interval(state.heartbeat);
     heartbeat.reset();
     let close_reason = async {
@@ -166,6 +167,7 @@ async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: Str
                     Some(Ok(Message::Binary(_))) => return Some((1003, "binary messages are not accepted")),
                     Some(Ok(_)) => {}
                 },
+                _ = async { closing.wait_for(|closing| *closing).await.map(|_| ()) } => return Some((1001, "server shutting down")),
                 _ = heartbeat.tick() => {
                     if tx.send(Message::Text(hub.heartbeat(&stream_id))).await.is_err() { return None; }
                 }
