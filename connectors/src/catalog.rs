@@ -142,11 +142,15 @@ mod tests {
         std::fs::write(
             &path,
             concat!(
-                r#"{"sku":"A","label":"cup","title":"Mug","price":12.5,"currency":"EUR"}"#, "\n",
-                r#"{"sku":"B","label":"cup","title":"Mug","price":"free","currency":"EUR"}"#, "\n",
+                r#"{"sku":"A","label":"cup","title":"Mug","price":12.5,"currency":"EUR"}"#,
+                "\n",
+                r#"{"sku":"B","label":"cup","title":"Mug","price":"free","currency":"EUR"}"#,
+                "\n",
                 "not json\n",
-                r#"{"sku":"A","label":"apple","title":"Dup","price":1,"currency":"EUR"}"#, "\n",
-                r#"{"sku":"C","label":"apple","title":"Apple","price":-1,"currency":"EUR"}"#, "\n",
+                r#"{"sku":"A","label":"apple","title":"Dup","price":1,"currency":"EUR"}"#,
+                "\n",
+                r#"{"sku":"C","label":"apple","title":"Apple","price":-1,"currency":"EUR"}"#,
+                "\n",
             ),
         )
         .unwrap();

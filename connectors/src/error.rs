@@ -11,7 +11,9 @@ pub enum ConnectorError {
     Read { path: PathBuf, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
-    #[error("cannot listen on {addr}: {reason}. Is another process using the port? Set server.listen or VITRINE_LISTEN")]
+    #[error(
+        "cannot listen on {addr}: {reason}. Is another process using the port? Set server.listen or VITRINE_LISTEN"
+    )]
     Listen { addr: String, reason: String },
 }
 

@@ -183,7 +183,8 @@ mod tests {
         hub.publish(&event(EventKind::Disappeared, "A"));
         let (_, snapshot, mut rx) = hub.subscribe("s").unwrap();
         let snapshot: serde_json::Value = serde_json::from_str(snapshot.as_str()).unwrap();
-        let skus: Vec<_> = snapshot["products"].as_array().unwrap().iter().map(|p| p["sku"].as_str().unwrap()).collect();
+        let skus: Vec<_> =
+            snapshot["products"].as_array().unwrap().iter().map(|p| p["sku"].as_str().unwrap()).collect();
         assert_eq!(skus, vec!["B"]);
         hub.publish(&event(EventKind::Disappeared, "B"));
         let next: serde_json::Value = serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();

@@ -38,7 +38,8 @@ impl ImageStore {
     /// Reads a local picture and returns its URL path (`/v1/images/{hash}.{ext}`).
     pub fn add_file(&self, path: &Path) -> Result<String, String> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let content_type = content_type(ext).ok_or_else(|| format!("{}: not a jpg, png, webp or gif picture", path.display()))?;
+        let content_type =
+            content_type(ext).ok_or_else(|| format!("{}: not a jpg, png, webp or gif picture", path.display()))?;
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let h = format!("{:016x}", hash(&bytes));
         let name = format!("{h}.{}", ext.to_ascii_lowercase());

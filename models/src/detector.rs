@@ -40,10 +40,7 @@ pub struct Detector {
 }
 
 fn build_session(runtime: &Runtime, path: &Path, threads: usize) -> ort::Result<Session> {
-    Ok(Session::builder(runtime.environment())?
-        .with_intra_threads(threads)?
-        .with_inter_threads(1)?
-        .commit_from_file(path)?)
+    Session::builder(runtime.environment())?.with_intra_threads(threads)?.with_inter_threads(1)?.commit_from_file(path)
 }
 
 impl Detector {
@@ -51,12 +48,11 @@ impl Detector {
         let path = &config.model;
         let session = build_session(runtime, path, config.intra_threads.max(1))
             .map_err(|e| ModelError::LoadModel { path: path.clone(), reason: e.to_string() })?;
-        let labels_path = config
-            .labels
-            .clone()
-            .unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join("labels.txt"));
+        let labels_path =
+            config.labels.clone().unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join("labels.txt"));
         let labels = Labels::load(&labels_path)?;
-        let shape_error = |reason: String| ModelError::ModelShape { path: path.clone(), decoder: "ssd_postprocessed", reason };
+        let shape_error =
+            |reason: String| ModelError::ModelShape { path: path.clone(), decoder: "ssd_postprocessed", reason };
         let DecoderKind::SsdPostprocessed = config.decoder;
         // Input: uint8 NHWC [1, H, W, 3].
         let input = session.inputs().first().ok_or_else(|| shape_error("the model has no input".into()))?;
@@ -79,10 +75,7 @@ impl Detector {
             )));
         }
         let input_name = input.name().to_string();
-        let name = format!(
-            "{}@ssd_postprocessed",
-            path.file_stem().and_then(|s| s.to_str()).unwrap_or("model")
-        );
+        let name = format!("{}@ssd_postprocessed", path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"));
         let name = match path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()) {
             Some(dir) if name.starts_with("model@") => name.replacen("model", dir, 1),
             _ => name,

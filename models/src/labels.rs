@@ -11,10 +11,8 @@ pub struct Labels {
 
 impl Labels {
     pub fn load(path: &Path) -> Result<Labels, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Labels {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ModelError::Labels { path: path.into(), reason: e.to_string() })?;
         Labels::parse(&text).map_err(|reason| ModelError::Labels { path: path.into(), reason })
     }
 

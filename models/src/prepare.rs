@@ -49,7 +49,8 @@ impl Prepared {
     /// Maps a box normalised to the model's input back to one normalised to the whole frame.
     pub fn to_frame(&self, x0: f32, y0: f32, x1: f32, y1: f32) -> vitrine_schemas::BBox {
         let (fw, fh) = (self.frame_width as f32, self.frame_height as f32);
-        let (cx, cy, cw, ch) = (self.crop.x as f32, self.crop.y as f32, self.crop.width as f32, self.crop.height as f32);
+        let (cx, cy, cw, ch) =
+            (self.crop.x as f32, self.crop.y as f32, self.crop.width as f32, self.crop.height as f32);
         let clamp = |v: f32| v.clamp(0.0, 1.0);
         vitrine_schemas::BBox {
             x0: clamp((cx + x0 * cw) / fw),
@@ -103,18 +104,14 @@ impl Preparer {
 
         let src = ImageRef::new(fw, fh, &rgb, PixelType::U8x3).map_err(|e| ModelError::Resize(e.to_string()))?;
         let mut dst = Image::new(width, height, PixelType::U8x3);
-        let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-            .crop(crop.x as f64, crop.y as f64, crop.width as f64, crop.height as f64);
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
+            crop.x as f64,
+            crop.y as f64,
+            crop.width as f64,
+            crop.height as f64,
+        );
         self.resizer.resize(&src, &mut dst, &options).map_err(|e| ModelError::Resize(e.to_string()))?;
-        Ok(Prepared {
-            frame_width: fw,
-            frame_height: fh,
-            crop,
-            width,
-            height,
-            pixels: dst.into_vec(),
-        })
+        Ok(Prepared { frame_width: fw, frame_height: fh, crop, width, height, pixels: dst.into_vec() })
     }
 }
 
@@ -167,12 +164,7 @@ pub fn find_bars(rgb: &[u8], width: u32, height: u32) -> Crop {
         // Uniform frame (e.g. a black screen between shots): nothing to cut.
         return Crop { x: 0, y: 0, width, height };
     }
-    Crop {
-        x: left as u32,
-        y: top as u32,
-        width: (w - left - right) as u32,
-        height: (h - top - bottom) as u32,
-    }
+    Crop { x: left as u32, y: top as u32, width: (w - left - right) as u32, height: (h - top - bottom) as u32 }
 }
 
 #[cfg(test)]

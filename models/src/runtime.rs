@@ -21,10 +21,7 @@ impl Runtime {
             tracing::info!(library = %library.display(), "ONNX Runtime loaded");
             Ok(Runtime { env, library: library.to_path_buf() })
         });
-        result.clone().map_err(|reason| ModelError::RuntimeLibrary {
-            path: library.to_path_buf(),
-            reason,
-        })
+        result.clone().map_err(|reason| ModelError::RuntimeLibrary { path: library.to_path_buf(), reason })
     }
 
     pub fn environment(&self) -> &ort::environment::Environment {

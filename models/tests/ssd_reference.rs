@@ -65,7 +65,11 @@ fn detections_match_python_onnxruntime_on_real_photos() {
                 .max_by(|a, b| a.bbox.iou(&want_box).total_cmp(&b.bbox.iou(&want_box)))
                 .unwrap_or_else(|| panic!("{photo}: no `{label}` found; vitrine found {found:?}"));
             let iou = best.bbox.iou(&want_box);
-            assert!(iou >= 0.8, "{photo}: `{label}` box {:?} overlaps the reference {want_box:?} only {iou:.2}", best.bbox);
+            assert!(
+                iou >= 0.8,
+                "{photo}: `{label}` box {:?} overlaps the reference {want_box:?} only {iou:.2}",
+                best.bbox
+            );
             assert!(
                 (best.score - score).abs() <= 0.1,
                 "{photo}: `{label}` scored {:.3}, the reference {score:.3}",

@@ -2,8 +2,8 @@
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use vitrine_models::{DecodeLimits, InputSpec, Prepared, Preparer};
 use vitrine_schemas::{now_ms, DeadLetter, Frame};

@@ -20,6 +20,9 @@ use crate::{stable_hash, Diff, OnScreen, ScreenNote, Time};
 /// A change of the joined collection: `(label, (product on screen, catalog item))`.
 pub type JoinedUpdate = ((String, (OnScreen, CatalogItem)), Time, Diff);
 
+/// A join change without its key and time: `((product on screen, catalog item), diff)`.
+pub type JoinedChange = ((OnScreen, CatalogItem), Diff);
+
 /// Turns one complete time's notes and join changes into product events.
 #[derive(Debug, Default)]
 pub struct EventEmitter {
@@ -32,7 +35,11 @@ impl EventEmitter {
     }
 
     /// All notes and join changes of one complete time, in any order.
-    pub fn apply(&mut self, notes: Vec<ScreenNote>, changes: Vec<((OnScreen, CatalogItem), Diff)>) -> Vec<ProductEvent> {
+    pub fn apply(
+        &mut self,
+        notes: Vec<ScreenNote>,
+        changes: Vec<((OnScreen, CatalogItem), Diff)>,
+    ) -> Vec<ProductEvent> {
         let mut entered = HashSet::new();
         let mut exits = HashMap::new();
         for note in notes {
@@ -133,7 +140,7 @@ impl<'scope> EmitEvents<'scope> for Stream<'scope, Time, Vec<JoinedUpdate>> {
             by_note,
             "EmitEvents",
             |_, _| {
-                let mut pending: BTreeMap<Time, (Vec<ScreenNote>, Vec<((OnScreen, CatalogItem), Diff)>)> = BTreeMap::new();
+                let mut pending: BTreeMap<Time, (Vec<ScreenNote>, Vec<JoinedChange>)> = BTreeMap::new();
                 let mut stash = HashMap::new();
                 let mut emitter = EventEmitter::new();
                 move |(changes, changes_frontier), (notes, notes_frontier), output| {
@@ -171,7 +178,13 @@ mod tests {
     use vitrine_schemas::Money;
 
     fn on(since: i64) -> OnScreen {
-        OnScreen { stream_id: "s".into(), label: "cup".into(), since_pts: since, score_milli: 900, bbox: [0, 0, 5000, 5000] }
+        OnScreen {
+            stream_id: "s".into(),
+            label: "cup".into(),
+            since_pts: since,
+            score_milli: 900,
+            bbox: [0, 0, 5000, 5000],
+        }
     }
 
     fn mug(price: i64) -> CatalogItem {

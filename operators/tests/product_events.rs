@@ -19,7 +19,12 @@ fn frame(seq: u64, labels: &[&str]) -> FrameDetections {
         model: "test".into(),
         detections: labels
             .iter()
-            .map(|l| Detection { label: l.to_string(), class_id: 1, score: 0.9, bbox: BBox { x0: 0.1, y0: 0.2, x1: 0.3, y1: 0.4 } })
+            .map(|l| Detection {
+                label: l.to_string(),
+                class_id: 1,
+                score: 0.9,
+                bbox: BBox { x0: 0.1, y0: 0.2, x1: 0.3, y1: 0.4 },
+            })
             .collect(),
     }
 }

@@ -82,19 +82,21 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         intra_threads: spec.model.intra_threads.get(),
         min_score: spec.model.min_score,
     };
-    let detectors: Vec<Option<Detector>> = (0..workers)
-        .map(|_| Detector::load(&runtime, &detector_config).map(Some))
-        .collect::<Result<_, _>>()?;
+    let detectors: Vec<Option<Detector>> =
+        (0..workers).map(|_| Detector::load(&runtime, &detector_config).map(Some)).collect::<Result<_, _>>()?;
     let detectors = Arc::new(Mutex::new(detectors));
 
     // Sinks.
     let images = ImageStore::default();
-    let hub = spec.server.as_ref().map(|s| {
-        Arc::new(Hub::new(spec.sources.iter().map(|s| s.stream_id().to_string()), s.viewer_queue.get()))
-    });
-    let parquet = spec.sinks.parquet.as_ref().map(|p| {
-        ParquetSink::new(&loaded.resolve(&p.path), p.roll_after, p.roll_rows.get())
-    });
+    let hub = spec
+        .server
+        .as_ref()
+        .map(|s| Arc::new(Hub::new(spec.sources.iter().map(|s| s.stream_id().to_string()), s.viewer_queue.get())));
+    let parquet = spec
+        .sinks
+        .parquet
+        .as_ref()
+        .map(|p| ParquetSink::new(&loaded.resolve(&p.path), p.roll_after, p.roll_rows.get()));
     let dead_letter_path = match (&spec.sinks.dead_letter, &spec.sinks.parquet) {
         (Some(d), _) => Some(loaded.resolve(&d.path)),
         (None, Some(p)) => Some(loaded.resolve(&p.path).join("dead-letter.jsonl")),
@@ -119,13 +121,21 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .sources
                 .iter()
                 .filter_map(|src| match src {
-                    SourceSpec::Video(v) if !v.input.contains("://") => Some((v.stream_id.clone(), loaded.resolve(&v.input))),
+                    SourceSpec::Video(v) if !v.input.contains("://") => {
+                        Some((v.stream_id.clone(), loaded.resolve(&v.input)))
+                    }
                     _ => None,
                 })
                 .collect();
             (
                 s.listen,
-                ServerState { hub, images: images.clone(), videos: Arc::new(videos), viewer_page: s.viewer, heartbeat: s.heartbeat },
+                ServerState {
+                    hub,
+                    images: images.clone(),
+                    videos: Arc::new(videos),
+                    viewer_page: s.viewer,
+                    heartbeat: s.heartbeat,
+                },
             )
         });
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -173,8 +183,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     // Catalog and sources.
     let (catalog_tx, catalog_rx) = mpsc::channel::<Vec<CatalogChange>>();
     let catalog_path = loaded.resolve(&spec.catalog.path);
-    let (first_catalog, problems) =
-        catalog::load(&catalog_path, &images).map_err(|e| anyhow!("{e} (catalog.path)"))?;
+    let (first_catalog, problems) = catalog::load(&catalog_path, &images).map_err(|e| anyhow!("{e} (catalog.path)"))?;
     drop(first_catalog);
     report_catalog_problems(&out_tx, problems);
     let catalog_thread = {
@@ -195,15 +204,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             SourceSpec::Video(v) => loaded.resolve_input(&v.input),
             SourceSpec::Frames(f) => loaded.resolve(&f.dir).display().to_string(),
         };
-        source_threads.push(std::thread::Builder::new().name(format!("source-{}", source.stream_id())).spawn(move || {
-            let result = match &source {
-                SourceSpec::Video(v) => sources::video::run(v, &input, &sink),
-                SourceSpec::Frames(f) => sources::folder::run(f, std::path::Path::new(&input), &sink),
-            };
-            if let Err(e) = result {
-                tracing::error!(stream = %source.stream_id(), error = %e, "source failed");
-            }
-        })?);
+        source_threads.push(std::thread::Builder::new().name(format!("source-{}", source.stream_id())).spawn(
+            move || {
+                let result = match &source {
+                    SourceSpec::Video(v) => sources::video::run(v, &input, &sink),
+                    SourceSpec::Frames(f) => sources::folder::run(f, std::path::Path::new(&input), &sink),
+                };
+                if let Err(e) = result {
+                    tracing::error!(stream = %source.stream_id(), error = %e, "source failed");
+                }
+            },
+        )?);
     }
     drop(frames_tx);
 
@@ -321,7 +332,13 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let _ = catalog_thread.join();
     let summary = sink_thread.join().map_err(|_| anyhow!("the sink thread panicked"))??;
     let summary = RunSummary { seconds: started.elapsed().as_secs_f64(), ..summary };
-    tracing::info!(frames = summary.frames, events = summary.events, dead_letters = summary.dead_letters, seconds = format!("{:.1}", summary.seconds), "pipeline finished");
+    tracing::info!(
+        frames = summary.frames,
+        events = summary.events,
+        dead_letters = summary.dead_letters,
+        seconds = format!("{:.1}", summary.seconds),
+        "pipeline finished"
+    );
 
     if spec.server.is_some() && !options.exit_when_done && !stop.load(Ordering::Relaxed) {
         tracing::info!("all streams ended; still serving viewers (Ctrl-C to stop)");
@@ -415,7 +432,9 @@ fn sink_loop(
                 }
                 match dead_letters.as_mut() {
                     Some(f) => f.write(&d).context("writing a dead letter")?,
-                    None => tracing::warn!(stream = %d.stream_id, seq = d.seq, stage = %d.stage, reason = %d.reason, "dead letter (no dead_letter sink configured)"),
+                    None => {
+                        tracing::warn!(stream = %d.stream_id, seq = d.seq, stage = %d.stage, reason = %d.reason, "dead letter (no dead_letter sink configured)")
+                    }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -426,7 +445,13 @@ fn sink_loop(
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             let fps = (summary.frames - frames_at_report) as f64 / last_report.elapsed().as_secs_f64();
-            tracing::info!(frames = summary.frames, events = summary.events, dead_letters = summary.dead_letters, fps = format!("{fps:.1}"), "progress");
+            tracing::info!(
+                frames = summary.frames,
+                events = summary.events,
+                dead_letters = summary.dead_letters,
+                fps = format!("{fps:.1}"),
+                "progress"
+            );
             frames_at_report = summary.frames;
             last_report = Instant::now();
         }

@@ -40,7 +40,8 @@ impl LoadedSpec {
     }
 }
 
-const SECTIONS: &[&str] = &["name", "sources", "model", "decode", "debounce", "catalog", "sinks", "server", "workers", "epoch"];
+const SECTIONS: &[&str] =
+    &["name", "sources", "model", "decode", "debounce", "catalog", "sinks", "server", "workers", "epoch"];
 const REQUIRED: &[&str] = &["name", "sources", "model", "catalog"];
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> SpecProblem {
@@ -65,7 +66,11 @@ fn section<T: DeserializeOwned>(prefix: &str, value: Value, problems: &mut Vec<S
 }
 
 #[derive(serde::Deserialize)]
-struct Epoch(#[serde(with = "humantime_serde")] #[allow(dead_code)] Duration);
+struct Epoch(
+    #[serde(with = "humantime_serde")]
+    #[allow(dead_code)]
+    Duration,
+);
 
 /// One source, read by its `kind` so that errors name the field inside it.
 fn source(i: usize, item: Value, problems: &mut Vec<SpecProblem>) {
@@ -83,14 +88,16 @@ fn source(i: usize, item: Value, problems: &mut Vec<SpecProblem>) {
         Some("frames") => {
             section::<vitrine_schemas::spec::FramesSource>(&prefix, rest, problems);
         }
-        Some(other) => problems.push(problem(format!("{prefix}.kind"), format!("unknown kind `{other}`; expected `video` or `frames`"))),
+        Some(other) => problems
+            .push(problem(format!("{prefix}.kind"), format!("unknown kind `{other}`; expected `video` or `frames`"))),
         None => problems.push(problem(format!("{prefix}.kind"), "missing; say `video` or `frames`")),
     }
 }
 
 /// Parses YAML text into a spec, or every problem found.
 pub fn parse(text: &str) -> Result<PipelineSpec, Vec<SpecProblem>> {
-    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| vec![problem("(file)", format!("not valid YAML: {e}"))])?;
+    let root: Value =
+        serde_yaml_ng::from_str(text).map_err(|e| vec![problem("(file)", format!("not valid YAML: {e}"))])?;
     let Value::Mapping(map) = root else {
         return Err(vec![problem("(file)", "a spec is a YAML mapping with `name`, `sources`, `model` and `catalog`")]);
     };
@@ -167,14 +174,16 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Vec<SpecProblem>> {
         match (listen.parse(), spec.server.as_mut()) {
             (Ok(addr), Some(server)) => server.listen = addr,
             (Ok(_), None) => {}
-            (Err(e), _) => return Err(vec![problem("VITRINE_LISTEN", format!("`{listen}` is not an address such as 127.0.0.1:8080: {e}"))]),
+            (Err(e), _) => {
+                return Err(vec![problem(
+                    "VITRINE_LISTEN",
+                    format!("`{listen}` is not an address such as 127.0.0.1:8080: {e}"),
+                )])
+            }
         }
     }
-    let base_dir = path
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base_dir =
+        path.canonicalize().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."));
     let loaded = LoadedSpec { spec, path: path.to_path_buf(), base_dir };
     let problems = check_files(&loaded);
     if problems.is_empty() {
@@ -200,7 +209,9 @@ fn check_files(loaded: &LoadedSpec) -> Vec<SpecProblem> {
     must_exist("catalog.path".into(), &spec.catalog.path, "catalog file");
     for (i, source) in spec.sources.iter().enumerate() {
         match source {
-            SourceSpec::Video(v) if !v.input.contains("://") => must_exist(format!("sources[{i}].input"), &v.input, "video file"),
+            SourceSpec::Video(v) if !v.input.contains("://") => {
+                must_exist(format!("sources[{i}].input"), &v.input, "video file")
+            }
             SourceSpec::Frames(f) => must_exist(format!("sources[{i}].dir"), &f.dir, "frames folder"),
             _ => {}
         }

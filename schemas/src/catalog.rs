@@ -21,9 +21,7 @@ impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = f64::deserialize(d)?;
         if !v.is_finite() || v < 0.0 {
-            return Err(serde::de::Error::custom(format!(
-                "price must be a non-negative number, got {v}"
-            )));
+            return Err(serde::de::Error::custom(format!("price must be a non-negative number, got {v}")));
         }
         Ok(Money((v * 100.0).round() as i64))
     }

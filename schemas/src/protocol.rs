@@ -26,17 +26,11 @@ pub enum ServerMessage {
     },
     /// The products on screen as of `media_time_ms`: each is its latest `appeared` or
     /// `updated` event, so `pts_ms` tells since when it is on screen.
-    Snapshot {
-        media_time_ms: Option<i64>,
-        products: Vec<ProductEvent>,
-    },
+    Snapshot { media_time_ms: Option<i64>, products: Vec<ProductEvent> },
     /// One change; the fields are those of [`ProductEvent`].
     Event(ProductEvent),
     /// Sent when the connection was otherwise idle, so clients can tell a quiet stream from a dead one.
-    Heartbeat {
-        server_time_ms: i64,
-        media_time_ms: Option<i64>,
-    },
+    Heartbeat { server_time_ms: i64, media_time_ms: Option<i64> },
 }
 
 /// Client to server. Anything else is ignored; oversized or malformed messages close the connection.

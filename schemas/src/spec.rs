@@ -158,11 +158,7 @@ pub struct DecodeSpec {
 
 impl Default for DecodeSpec {
     fn default() -> Self {
-        DecodeSpec {
-            max_bytes: default_max_bytes(),
-            max_side: default_max_side(),
-            crop_bars: true,
-        }
+        DecodeSpec { max_bytes: default_max_bytes(), max_side: default_max_side(), crop_bars: true }
     }
 }
 
@@ -306,7 +302,10 @@ impl PipelineSpec {
         if d.enter_hits > d.enter_window {
             problem(
                 "debounce.enter_hits".into(),
-                format!("{} sightings can never happen in a window of {} frames; make enter_hits at most enter_window", d.enter_hits, d.enter_window),
+                format!(
+                    "{} sightings can never happen in a window of {} frames; make enter_hits at most enter_window",
+                    d.enter_hits, d.enter_window
+                ),
             );
         }
         if d.hold.is_zero() {

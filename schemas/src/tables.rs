@@ -33,11 +33,7 @@ pub fn detections_schema() -> SchemaRef {
         Field::new("model", DataType::Utf8, false),
         Field::new(
             "detections",
-            DataType::List(Arc::new(Field::new(
-                "item",
-                DataType::Struct(detection_fields()),
-                false,
-            ))),
+            DataType::List(Arc::new(Field::new("item", DataType::Struct(detection_fields()), false))),
             false,
         ),
     ]))

@@ -44,13 +44,14 @@ async fn next_json(socket: &mut Socket) -> Option<Value> {
 }
 
 fn near(events: &[Value], kind: &str, sku: &str, want_ms: i64) {
-    let found: Vec<i64> = events
-        .iter()
-        .filter(|e| e["kind"] == kind && e["sku"] == sku)
-        .map(|e| e["pts_ms"].as_i64().unwrap())
-        .collect();
+    let found: Vec<i64> =
+        events.iter().filter(|e| e["kind"] == kind && e["sku"] == sku).map(|e| e["pts_ms"].as_i64().unwrap()).collect();
     assert_eq!(found.len(), 1, "expected one `{kind}` of {sku}, got {found:?} in {events:#?}");
-    assert!((found[0] - want_ms).abs() <= TOLERANCE_MS, "{kind} {sku} at {} ms, expected {want_ms} ms ± {TOLERANCE_MS}", found[0]);
+    assert!(
+        (found[0] - want_ms).abs() <= TOLERANCE_MS,
+        "{kind} {sku} at {} ms, expected {want_ms} ms ± {TOLERANCE_MS}",
+        found[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +89,10 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
 
     let mut viewer = connect(&url).await;
     let hello = next_json(&mut viewer).await.unwrap();
-    assert_eq!((hello["type"].as_str(), hello["protocol"].as_u64(), hello["stream_id"].as_str()), (Some("hello"), Some(1), Some("demo")));
+    assert_eq!(
+        (hello["type"].as_str(), hello["protocol"].as_u64(), hello["stream_id"].as_str()),
+        (Some("hello"), Some(1), Some("demo"))
+    );
     let snapshot = next_json(&mut viewer).await.unwrap();
     assert_eq!(snapshot["type"], "snapshot");
 
@@ -114,7 +118,8 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
 
     let late_snapshot = late_snapshot.expect("the mug appeared");
     assert_eq!(late_snapshot["type"], "snapshot");
-    let skus: Vec<&str> = late_snapshot["products"].as_array().unwrap().iter().map(|p| p["sku"].as_str().unwrap()).collect();
+    let skus: Vec<&str> =
+        late_snapshot["products"].as_array().unwrap().iter().map(|p| p["sku"].as_str().unwrap()).collect();
     assert_eq!(skus, vec!["MUG-ESP-01"], "{late_snapshot}");
 
     near(&events, "appeared", "MUG-ESP-01", 3000);
@@ -147,7 +152,14 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
     ));
     let from_parquet: Vec<(String, String, String, i64)> = rows
         .iter()
-        .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into(), r[2].as_str().unwrap().into(), r[3].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().into(),
+                r[1].as_str().unwrap().into(),
+                r[2].as_str().unwrap().into(),
+                r[3].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(from_parquet, from_socket);
     // One detections row per sampled frame (36 s at 5 frames/s), partitioned by date.

@@ -105,10 +105,7 @@ async fn image(State(state): State<ServerState>, Path(name): Path<String>, heade
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(image.etag.as_str()) {
         return (StatusCode::NOT_MODIFIED, [cache, (header::ETAG, image.etag.as_str())]).into_response();
     }
-    (
-        [cache, (header::ETAG, image.etag.as_str()), (header::CONTENT_TYPE, image.content_type)],
-        image.bytes.to_vec(),
-    )
+    ([cache, (header::ETAG, image.etag.as_str()), (header::CONTENT_TYPE, image.content_type)], image.bytes.to_vec())
         .into_response()
 }
 

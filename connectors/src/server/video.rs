@@ -39,7 +39,8 @@ pub async fn serve(State(state): State<ServerState>, Path(id): Path<String>, hea
             None => (0, len.saturating_sub(1), StatusCode::OK),
             Some(Some((s, e))) => (s, e.min(s + MAX_CHUNK - 1), StatusCode::PARTIAL_CONTENT),
             Some(None) => {
-                return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{len}"))]).into_response())
+                return Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{len}"))])
+                    .into_response())
             }
         };
         file.seek(SeekFrom::Start(start))?;

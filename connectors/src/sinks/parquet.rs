@@ -7,8 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::builder::{BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder};
-use arrow_array::{ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray, TimestampMillisecondArray, UInt32Array};
+use arrow_array::builder::{
+    BooleanBuilder, Float32Builder, Float64Builder, Int64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::{
+    ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray, TimestampMillisecondArray, UInt32Array,
+};
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -56,7 +60,9 @@ impl TableRow for FrameDetections {
             model.append_value(&r.model);
         }
         let all = || rows.iter().flat_map(|r| r.detections.iter());
-        let f32s = |f: fn(&vitrine_schemas::Detection) -> f32| Arc::new(Float32Array::from_iter_values(all().map(f))) as ArrayRef;
+        let f32s = |f: fn(&vitrine_schemas::Detection) -> f32| {
+            Arc::new(Float32Array::from_iter_values(all().map(f))) as ArrayRef
+        };
         let items = StructArray::try_new(
             detection_fields(),
             vec![

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (scripts/setup.sh), then runs every
+# test of the workspace (unit, model-vs-Python reference, end-to-end with a real model,
+# real-time stream, WebSocket clients and DuckDB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo test --workspace --doc -q
+else
+  cargo test --workspace "$@"
+fi
