@@ -193,6 +193,19 @@ mod tests {
     }
 
     #[test]
+    fn a_lagging_viewer_is_not_queued_without_bound_and_gets_a_fresh_snapshot() {
+        let hub = Hub::new(["s".to_string()], 2);
+        let (_, _, mut slow) = hub.subscribe("s").unwrap();
+        for sku in ["A", "B", "C", "D", "E"] {
+            hub.publish(&event(EventKind::Appeared, sku)); // never blocks, whoever is slow
+        }
+        assert!(matches!(slow.try_recv(), Err(broadcast::error::TryRecvError::Lagged(3))));
+        let (snapshot, _fresh) = hub.resnapshot("s").unwrap();
+        let snapshot: serde_json::Value = serde_json::from_str(snapshot.as_str()).unwrap();
+        assert_eq!(snapshot["products"].as_array().unwrap().len(), 5, "latest state wins");
+    }
+
+    #[test]
     fn unknown_streams_are_refused() {
         assert!(Hub::new(["s".to_string()], 8).subscribe("other").is_none());
     }

@@ -236,6 +236,17 @@ mod tests {
     }
 
     #[test]
+    fn a_header_claiming_huge_dimensions_is_refused_before_decoding() {
+        // A real JPEG whose frame header (SOF0) claims 60000x60000 pixels: a decompression bomb.
+        let mut jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/apple.jpg")).unwrap();
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline JPEG");
+        jpeg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let err = prepare(&jpeg, DecodeLimits::default(), 8, 8).unwrap_err();
+        assert!(matches!(err, ModelError::BadJpeg(_) | ModelError::TooManyPixels { .. }), "{err}");
+        assert!(err.to_string().contains("8192"), "the error names the limit: {err}");
+    }
+
+    #[test]
     fn oversize_bytes_are_refused_before_decoding() {
         let limits = DecodeLimits { max_bytes: 4, ..DecodeLimits::default() };
         let err = prepare(b"12345", limits, 8, 8).unwrap_err();
