@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The end-to-end tests in tests/ run the `vitrine` binary of this build.
+cargo build -p vitrine-pipeline --bin vitrine
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
   cargo test --workspace --doc -q

@@ -94,8 +94,20 @@ fn source(i: usize, item: Value, problems: &mut Vec<SpecProblem>) {
     }
 }
 
-/// Parses YAML text into a spec, or every problem found.
+/// Parses YAML text into a spec and checks the rules between its values (not the files it
+/// names); returns every problem found.
 pub fn parse(text: &str) -> Result<PipelineSpec, Vec<SpecProblem>> {
+    let spec = read(text)?;
+    let problems = spec.check();
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The structure alone: YAML, sections, fields and their types.
+fn read(text: &str) -> Result<PipelineSpec, Vec<SpecProblem>> {
     let root: Value =
         serde_yaml_ng::from_str(text).map_err(|e| vec![problem("(file)", format!("not valid YAML: {e}"))])?;
     let Value::Mapping(map) = root else {
@@ -155,21 +167,14 @@ pub fn parse(text: &str) -> Result<PipelineSpec, Vec<SpecProblem>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    let spec: PipelineSpec =
-        section("(spec)", Value::Mapping(map), &mut problems).ok_or_else(|| std::mem::take(&mut problems))?;
-    let problems = spec.check();
-    if problems.is_empty() {
-        Ok(spec)
-    } else {
-        Err(problems)
-    }
+    section("(spec)", Value::Mapping(map), &mut problems).ok_or(problems)
 }
 
 /// Reads, parses and checks a spec file, including that the files it names exist.
 pub fn load(path: &Path) -> Result<LoadedSpec, Vec<SpecProblem>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![problem("(file)", format!("cannot read {}: {e}", path.display()))])?;
-    let mut spec = parse(&text)?;
+    let mut spec = read(&text)?;
     if let Ok(listen) = std::env::var("VITRINE_LISTEN") {
         match (listen.parse(), spec.server.as_mut()) {
             (Ok(addr), Some(server)) => server.listen = addr,
@@ -185,7 +190,8 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Vec<SpecProblem>> {
     let base_dir =
         path.canonicalize().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."));
     let loaded = LoadedSpec { spec, path: path.to_path_buf(), base_dir };
-    let problems = check_files(&loaded);
+    let mut problems = loaded.spec.check();
+    problems.extend(check_files(&loaded));
     if problems.is_empty() {
         Ok(loaded)
     } else {

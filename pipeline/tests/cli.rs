@@ -1,0 +1,38 @@
+//! The `vitrine` command line: exit statuses and messages a user sees first.
+//! (Having integration tests here also makes cargo build the binary for `tests/`.)
+
+use std::process::Command;
+
+fn vitrine() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vitrine"))
+}
+
+#[test]
+fn a_missing_spec_file_is_exit_status_2_with_its_name() {
+    let out = vitrine().args(["validate", "no/such/spec.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read no/such/spec.yaml"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_an_invalid_spec_before_starting_anything() {
+    let dir = std::env::temp_dir().join(format!("vitrine-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = dir.join("s.yaml");
+    std::fs::write(&spec, "name: x\nsources: []\nmodel: {path: m.onnx}\ncatalog: {path: c.jsonl}\n").unwrap();
+    let out = vitrine().arg("run").arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in ["sources:", "model.path:", "catalog.path:"] {
+        assert!(stderr.contains(path), "{path} not in {stderr}");
+    }
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = vitrine().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("run") && stdout.contains("validate"), "{stdout}");
+}
