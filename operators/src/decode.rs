@@ -35,7 +35,11 @@ impl FrameDecoder {
                 frame.jpeg = Vec::new();
                 Ok(PreparedFrame { frame, prepared })
             }
-            Err(e) => Err(dead_letter(&frame, "decode", e.to_string())),
+            Err(e) => {
+                let mut letter = dead_letter(&frame, "decode", e.to_string());
+                letter.payload = frame.jpeg;
+                Err(letter)
+            }
         }
     }
 }
@@ -51,6 +55,7 @@ pub fn dead_letter(frame: &Frame, stage: &str, reason: String) -> DeadLetter {
         origin: frame.origin.clone(),
         bytes: frame.jpeg.len() as u64,
         at_ms: now_ms(),
+        payload: Vec::new(),
     }
 }
 

@@ -1,12 +1,18 @@
 //! `vitrine run`: sources on threads, the timely dataflow, sinks, and the viewer server.
 //!
 //! ```text
-//! source threads --frames (bounded)--> worker 0 input --exchange--> decode -> infer -> debounce
-//! catalog thread --changes---------> worker 0 catalog collection ------------> join -> events
-//! dataflow outputs --channel--> sink thread: Parquet, dead letters, WebSocket hub
+//! embedded sources (threads) --frames (bounded)--> worker 0 input ----+
+//! Kafka partitions p (p mod W == w) ----------------> worker w input --+--exchange--> decode -> infer -> debounce
+//! catalog thread --changes--> worker 0 catalog collection --------------------------------> join -> events
+//! dataflow outputs --channel--> sink thread: Parquet, dead letters, Kafka topics, WebSocket hub
 //! ```
+//!
+//! Kafka offsets: each worker remembers, per dataflow time, the next offset of each of its
+//! partitions. Worker 0 tells the sink thread how far the dataflow has completed; the sink
+//! thread makes everything before that durable (Kafka flushed, Parquet published) and then
+//! raises the durable time, and the workers commit the offsets of the times below it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -21,6 +27,8 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 use vitrine_connectors::catalog::{self, CatalogChange};
 use vitrine_connectors::hub::Hub;
 use vitrine_connectors::images::ImageStore;
+use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
+use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::server::{self, ServerState};
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
 use vitrine_connectors::sinks::parquet::ParquetSink;
@@ -29,7 +37,7 @@ use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfi
 use vitrine_operators::{
     product_events, stable_hash, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer, Time,
 };
-use vitrine_schemas::spec::SourceSpec;
+use vitrine_schemas::spec::{KafkaSource, SourceSpec};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
 
 use crate::spec::LoadedSpec;
@@ -57,6 +65,8 @@ enum Output {
     Detections(FrameDetections),
     Event(ProductEvent),
     DeadLetter(DeadLetter),
+    /// Every output of the times before this one has been sent (`Time::MAX`: the dataflow ended).
+    Complete(Time),
 }
 
 /// Frames waiting in the dataflow, per worker, before worker 0 stops taking more from the
@@ -88,10 +98,33 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
 
     // Sinks.
     let images = ImageStore::default();
-    let hub = spec
-        .server
-        .as_ref()
-        .map(|s| Arc::new(Hub::new(spec.sources.iter().map(|s| s.stream_id().to_string()), s.viewer_queue.get())));
+    let kafka_source: Option<KafkaSource> = spec.sources.iter().find_map(|s| match s {
+        SourceSpec::Kafka(k) => Some(k.clone()),
+        _ => None,
+    });
+    let hub = spec.server.as_ref().map(|s| {
+        let mut known: Vec<String> = spec.sources.iter().filter_map(|s| s.stream_id().map(str::to_owned)).collect();
+        match &kafka_source {
+            Some(k) => {
+                known.extend(k.streams.iter().cloned());
+                Arc::new(Hub::open(known, s.viewer_queue.get()))
+            }
+            None => Arc::new(Hub::new(known, s.viewer_queue.get())),
+        }
+    });
+    let kafka_sink = match &spec.sinks.kafka {
+        Some(k) => {
+            let topics = KafkaSinkTopics {
+                detections: k.detections_topic.clone(),
+                events: k.events_topic.clone(),
+                dead_letter: k.dead_letter_topic.clone(),
+            };
+            Some(KafkaSink::connect(&k.brokers, topics, &spec.name).map_err(|e| anyhow!("{e} (sinks.kafka)"))?)
+        }
+        None => None,
+    };
+    // The dataflow time below which every result is durable (raised by the sink thread).
+    let durable = Arc::new(AtomicU64::new(0));
     let parquet = spec
         .sinks
         .parquet
@@ -105,10 +138,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
     let (out_tx, out_rx) = mpsc::channel::<Output>();
     let sink_thread = {
-        let hub = hub.clone();
-        std::thread::Builder::new()
-            .name("vitrine-sinks".into())
-            .spawn(move || sink_loop(out_rx, parquet, dead_letters, hub))?
+        let sinks = Sinks { parquet, dead_letters, kafka: kafka_sink, hub: hub.clone(), durable: durable.clone() };
+        std::thread::Builder::new().name("vitrine-sinks".into()).spawn(move || sink_loop(out_rx, sinks))?
     };
 
     // The server (and signal handling) on a small tokio runtime.
@@ -200,28 +231,39 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let mut source_threads = Vec::new();
     for source in spec.sources.clone() {
         let sink = FrameSink { frames: frames_tx.clone(), stop: stop.clone() };
-        let input = match &source {
-            SourceSpec::Video(v) => loaded.resolve_input(&v.input),
-            SourceSpec::Frames(f) => loaded.resolve(&f.dir).display().to_string(),
+        let (input, stream_id) = match &source {
+            SourceSpec::Video(v) => (loaded.resolve_input(&v.input), v.stream_id.clone()),
+            SourceSpec::Frames(f) => (loaded.resolve(&f.dir).display().to_string(), f.stream_id.clone()),
+            SourceSpec::Kafka(_) => continue, // read by the workers themselves
         };
-        source_threads.push(std::thread::Builder::new().name(format!("source-{}", source.stream_id())).spawn(
-            move || {
-                let result = match &source {
-                    SourceSpec::Video(v) => sources::video::run(v, &input, &sink),
-                    SourceSpec::Frames(f) => sources::folder::run(f, std::path::Path::new(&input), &sink),
-                };
-                if let Err(e) = result {
-                    tracing::error!(stream = %source.stream_id(), error = %e, "source failed");
-                }
-            },
-        )?);
+        source_threads.push(std::thread::Builder::new().name(format!("source-{stream_id}")).spawn(move || {
+            let result = match &source {
+                SourceSpec::Video(v) => sources::video::run(v, &input, &sink),
+                SourceSpec::Frames(f) => sources::folder::run(f, std::path::Path::new(&input), &sink),
+                SourceSpec::Kafka(_) => Ok(0),
+            };
+            if let Err(e) = result {
+                tracing::error!(stream = %stream_id, error = %e, "source failed");
+            }
+        })?);
     }
     drop(frames_tx);
+    // Each worker connects to its own Kafka partitions up front, so a bad broker fails the run now.
+    let kafka_feeds: Vec<Option<KafkaFrameSource>> = (0..workers)
+        .map(|w| {
+            kafka_source
+                .as_ref()
+                .map(|k| KafkaFrameSource::connect(&k.brokers, &k.topic, &k.group_id, w, workers))
+                .transpose()
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow!("{e} (sources: kafka)"))?;
+    let kafka_feeds = Arc::new(Mutex::new(kafka_feeds));
 
     // The dataflow.
     let frames_rx = Arc::new(Mutex::new(Some(frames_rx)));
     let catalog_rx = Arc::new(Mutex::new(Some(catalog_rx)));
-    let done = Arc::new(AtomicU64::new(0));
+    let (sent, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let limits = DecodeLimits {
         max_bytes: spec.decode.max_bytes,
         max_side: spec.decode.max_side,
@@ -236,17 +278,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let epoch_ms = spec.epoch.as_millis().max(1) as u64;
     let dataflow_stop = stop.clone();
     let out = Mutex::new(out_tx);
-    tracing::info!(pipeline = %spec.name, workers, streams = spec.sources.len(), "pipeline running");
+    tracing::info!(pipeline = %spec.name, workers, sources = spec.sources.len(), "pipeline running");
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let detector = detectors.lock().expect("detectors")[index].take().expect("one detector per worker");
         let decoder = FrameDecoder::new(limits, detector.input());
         let out: Sender<Output> = out.lock().expect("output").clone();
-        let (out_d, out_e, out_x) = (out.clone(), out.clone(), out);
+        let (out_d, out_e, out_x) = (out.clone(), out.clone(), out.clone());
         let (done_d, done_x) = (done.clone(), done.clone());
         let mut frames_in = InputHandleVec::<Time, Frame>::new();
         let probe = ProbeHandle::new();
-        let mut catalog_in = worker.dataflow::<Time, _, _>(|scope| {
+        let catalog_in = worker.dataflow::<Time, _, _>(|scope| {
             let frames = frames_in
                 .to_stream(scope)
                 .exchange(|f: &Frame| stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]));
@@ -271,55 +313,114 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .probe_with(&probe);
             catalog_in
         });
-        if index != 0 {
-            // Worker 0 feeds the inputs; closing these lets time advance.
+
+        // What this worker feeds: its Kafka partitions, and on worker 0 the embedded sources and the catalog.
+        let mut kafka = kafka_feeds.lock().expect("kafka").get_mut(index).and_then(Option::take);
+        let (embedded, catalog_changes) = if index == 0 {
+            (frames_rx.lock().expect("frames").take(), catalog_rx.lock().expect("catalog").take())
+        } else {
+            (None, None)
+        };
+        let mut embedded_open = embedded.is_some();
+        let mut catalog_in = if index == 0 { Some(catalog_in) } else { None };
+        if kafka.is_none() && !embedded_open {
+            // Nothing to feed: closing the input lets time advance for the others.
             drop(frames_in);
             drop(catalog_in);
             while worker.step_or_park(Some(Duration::from_millis(50))) {}
             return;
         }
-        let frames_rx = frames_rx.lock().expect("frames").take().expect("worker 0 takes the frames");
-        let catalog_rx = catalog_rx.lock().expect("catalog").take().expect("worker 0 takes the catalog");
         let max_in_flight = IN_FLIGHT_PER_WORKER * worker.peers() as u64;
-        let mut sent = 0u64;
         let epoch = |ms: i64| (ms.max(0) as u64 / epoch_ms) * epoch_ms;
+        // Per dataflow time, the next offset of each partition read at that time.
+        let mut uncommitted: BTreeMap<Time, BTreeMap<i32, i64>> = BTreeMap::new();
+        let mut reported: Time = 0;
         loop {
-            for batch in catalog_rx.try_iter() {
-                for (item, diff) in batch {
-                    catalog_in.update((item.label.clone(), item), diff);
+            if let (Some(changes), Some(input)) = (&catalog_changes, catalog_in.as_mut()) {
+                for batch in changes.try_iter() {
+                    for (item, diff) in batch {
+                        input.update((item.label.clone(), item), diff);
+                    }
                 }
             }
-            let mut sources_open = true;
-            while sent - done.load(Ordering::Relaxed) < max_in_flight {
-                match frames_rx.try_recv() {
-                    Ok(frame) => {
+            let mut room = max_in_flight.saturating_sub(sent.load(Ordering::Relaxed) - done.load(Ordering::Relaxed));
+            while room > 0 && embedded_open {
+                match embedded.as_ref().map(|rx| rx.try_recv()) {
+                    Some(Ok(frame)) => {
                         frames_in.send(frame);
-                        sent += 1;
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        room -= 1;
                     }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        sources_open = false;
-                        break;
+                    Some(Err(TryRecvError::Empty)) => break,
+                    _ => embedded_open = false,
+                }
+            }
+            if let Some(feed) = kafka.as_mut() {
+                if room > 0 && !dataflow_stop.load(Ordering::Relaxed) {
+                    let time = *frames_in.time();
+                    for (frame, (partition, offset)) in feed.poll(room as usize, Duration::ZERO) {
+                        let next = uncommitted.entry(time).or_default().entry(partition).or_insert(0);
+                        *next = (*next).max(offset + 1);
+                        match frame {
+                            Ok(frame) => {
+                                frames_in.send(frame);
+                                sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(letter) => {
+                                let _ = out.send(Output::DeadLetter(letter));
+                            }
+                        }
                     }
                 }
+                commit_durable(feed, &mut uncommitted, durable.load(Ordering::Relaxed));
             }
             // Time follows the wall clock, so results flow even while a stream is idle.
             let now = epoch(now_ms()).max(*frames_in.time());
             if now > *frames_in.time() {
                 frames_in.advance_to(now);
-                catalog_in.advance_to(now);
-                catalog_in.flush();
+                if let Some(input) = catalog_in.as_mut() {
+                    input.advance_to(now);
+                    input.flush();
+                }
             }
-            if !sources_open {
+            if index == 0 {
+                let complete = probe.with_frontier(|f| f.first().copied().unwrap_or(Time::MAX));
+                if complete > reported {
+                    reported = complete;
+                    let _ = out.send(Output::Complete(complete));
+                }
+            }
+            // Embedded sources end on their own; Kafka is read until the pipeline is stopped.
+            let finished = !embedded_open && (kafka.is_none() || dataflow_stop.load(Ordering::Relaxed));
+            if finished {
                 break;
             }
             worker.step_or_park(Some(Duration::from_millis(2)));
         }
-        tracing::info!(frames = sent, "all sources ended; draining the dataflow");
-        dataflow_stop.store(true, Ordering::Relaxed); // stops the catalog watcher
+        if index == 0 {
+            tracing::info!(frames = sent.load(Ordering::Relaxed), "inputs ended; draining the dataflow");
+            dataflow_stop.store(true, Ordering::Relaxed); // also stops the catalog watcher
+        }
         drop(frames_in);
         drop(catalog_in);
         while worker.step_or_park(Some(Duration::from_millis(10))) {}
+        if index == 0 {
+            let _ = out.send(Output::Complete(Time::MAX));
+        }
+        drop(out);
+        // Commit what the sinks made durable; wait a little for the last flush.
+        if let Some(feed) = kafka.as_mut() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !uncommitted.is_empty() && Instant::now() < deadline {
+                commit_durable(feed, &mut uncommitted, durable.load(Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !uncommitted.is_empty() {
+                tracing::warn!(
+                    "sinks did not confirm the last results within 30 s; their frames will be read again on restart"
+                );
+            }
+        }
     })
     .map_err(|e| anyhow!("could not start the dataflow: {e}"))?;
     let results = guards.join();
@@ -365,6 +466,7 @@ fn report_catalog_problems(out: &Sender<Output>, problems: Vec<catalog::CatalogP
             origin: Some(format!("{}:{}", p.path.display(), p.line)),
             bytes: 0,
             at_ms: now_ms(),
+            payload: Vec::new(),
         };
         let _ = out.send(Output::DeadLetter(letter));
     }
@@ -394,34 +496,65 @@ async fn watch_signals(stop: Arc<AtomicBool>) {
     }
 }
 
-/// Writes outputs as they come; publishes Parquet files on time; logs progress.
-fn sink_loop(
-    outputs: Receiver<Output>,
-    mut parquet: Option<ParquetSink>,
-    mut dead_letters: Option<DeadLetterFile>,
+/// Everything the sink thread writes to.
+struct Sinks {
+    parquet: Option<ParquetSink>,
+    dead_letters: Option<DeadLetterFile>,
+    kafka: Option<KafkaSink>,
     hub: Option<Arc<Hub>>,
-) -> anyhow::Result<RunSummary> {
+    durable: Arc<AtomicU64>,
+}
+
+/// Commits the offsets of every time below `durable`.
+fn commit_durable(feed: &KafkaFrameSource, uncommitted: &mut BTreeMap<Time, BTreeMap<i32, i64>>, durable: Time) {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    while let Some(entry) = uncommitted.first_entry() {
+        if *entry.key() >= durable {
+            break;
+        }
+        for (p, o) in entry.remove() {
+            let n = next.entry(p).or_insert(o);
+            *n = (*n).max(o);
+        }
+    }
+    if let Err(e) = feed.commit(&next) {
+        tracing::warn!(error = %e, "committing Kafka offsets failed; will retry with the next ones");
+    }
+}
+
+/// Writes outputs as they come; publishes Parquet files on time; makes results durable
+/// when the dataflow completes a time; logs progress.
+fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunSummary> {
     let mut summary = RunSummary::default();
     let mut last_report = Instant::now();
     let mut frames_at_report = 0;
+    // Completed times waiting for Parquet: (time, rows that must be published first).
+    let mut waiting: Vec<(Time, u64)> = Vec::new();
+    let mut last_flush = Instant::now();
     loop {
         match outputs.recv_timeout(Duration::from_millis(250)) {
             Ok(Output::Detections(d)) => {
                 summary.frames += 1;
-                if let Some(hub) = &hub {
+                if let Some(hub) = &sinks.hub {
                     hub.set_media_time(&d.stream_id, d.pts_ms);
                 }
-                if let Some(p) = parquet.as_mut() {
+                if let Some(k) = &sinks.kafka {
+                    k.detections(&d).map_err(|e| anyhow!(e))?;
+                }
+                if let Some(p) = sinks.parquet.as_mut() {
                     p.detections.push(d).context("writing detections")?;
                 }
             }
             Ok(Output::Event(e)) => {
                 summary.events += 1;
                 tracing::info!(stream = %e.stream_id, kind = e.kind.as_str(), sku = %e.sku, pts_ms = e.pts_ms, price = e.price.as_f64(), "product event");
-                if let Some(hub) = &hub {
+                if let Some(hub) = &sinks.hub {
                     hub.publish(&e);
                 }
-                if let Some(p) = parquet.as_mut() {
+                if let Some(k) = &sinks.kafka {
+                    k.event(&e).map_err(|e| anyhow!(e))?;
+                }
+                if let Some(p) = sinks.parquet.as_mut() {
                     p.events.push(e).context("writing product events")?;
                 }
             }
@@ -430,19 +563,49 @@ fn sink_loop(
                 if d.stage != "catalog" {
                     summary.frames += 1;
                 }
-                match dead_letters.as_mut() {
+                if let Some(k) = &sinks.kafka {
+                    k.dead_letter(&d).map_err(|e| anyhow!(e))?;
+                }
+                match sinks.dead_letters.as_mut() {
                     Some(f) => f.write(&d).context("writing a dead letter")?,
+                    None if sinks.kafka.is_some() => {}
                     None => {
                         tracing::warn!(stream = %d.stream_id, seq = d.seq, stage = %d.stage, reason = %d.reason, "dead letter (no dead_letter sink configured)")
                     }
                 }
             }
+            Ok(Output::Complete(time)) => {
+                if time == Time::MAX {
+                    if let Some(p) = sinks.parquet.as_mut() {
+                        p.flush().context("publishing the last parquet files")?;
+                    }
+                }
+                // Throttle broker round trips: flush at most every 100 ms, and always at the end.
+                if time == Time::MAX || last_flush.elapsed() >= Duration::from_millis(100) {
+                    if let Some(k) = &sinks.kafka {
+                        k.flush(Duration::from_secs(30)).map_err(|e| anyhow!(e))?;
+                    }
+                    last_flush = Instant::now();
+                    let needed = sinks.parquet.as_ref().map_or(0, |p| p.rows_received());
+                    waiting.push((time, needed));
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(p) = parquet.as_mut() {
+        if let Some(p) = sinks.parquet.as_mut() {
             p.tick().context("publishing parquet files")?;
         }
+        // A completed time is durable once the Parquet rows received before it are published.
+        let published = sinks.parquet.as_ref().map_or(0, |p| p.rows_published());
+        waiting.retain(|(time, needed)| {
+            if published >= *needed {
+                sinks.durable.fetch_max(*time, Ordering::Relaxed);
+                false
+            } else {
+                true
+            }
+        });
         if last_report.elapsed() >= Duration::from_secs(5) {
             let fps = (summary.frames - frames_at_report) as f64 / last_report.elapsed().as_secs_f64();
             tracing::info!(
@@ -456,8 +619,11 @@ fn sink_loop(
             last_report = Instant::now();
         }
     }
-    if let Some(p) = parquet.as_mut() {
+    if let Some(p) = sinks.parquet.as_mut() {
         p.flush().context("publishing the last parquet files")?;
+    }
+    if let Some(k) = &sinks.kafka {
+        k.flush(Duration::from_secs(30)).map_err(|e| anyhow!(e))?;
     }
     Ok(summary)
 }

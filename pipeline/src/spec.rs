@@ -175,6 +175,16 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Vec<SpecProblem>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![problem("(file)", format!("cannot read {}: {e}", path.display()))])?;
     let mut spec = read(&text)?;
+    if let Ok(brokers) = std::env::var("VITRINE_BROKERS") {
+        for source in spec.sources.iter_mut() {
+            if let SourceSpec::Kafka(k) = source {
+                k.brokers = brokers.clone();
+            }
+        }
+        if let Some(k) = spec.sinks.kafka.as_mut() {
+            k.brokers = brokers;
+        }
+    }
     if let Ok(listen) = std::env::var("VITRINE_LISTEN") {
         match (listen.parse(), spec.server.as_mut()) {
             (Ok(addr), Some(server)) => server.listen = addr,

@@ -67,4 +67,7 @@ pub struct DeadLetter {
     /// Size of the original bytes.
     pub bytes: u64,
     pub at_ms: i64,
+    /// The original bytes (for the dead-letter topic; not written to the JSONL file).
+    #[serde(skip)]
+    pub payload: Vec<u8>,
 }

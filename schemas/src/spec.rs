@@ -50,15 +50,35 @@ pub enum SourceSpec {
     Video(VideoSource),
     /// A folder of JPEG frames, taken in file-name order.
     Frames(FramesSource),
+    /// Frames from a Kafka topic (published by `vitrine sample` or any producer), any number of streams.
+    Kafka(KafkaSource),
 }
 
 impl SourceSpec {
-    pub fn stream_id(&self) -> &str {
+    /// The one stream of an embedded source; none for Kafka (it carries many).
+    pub fn stream_id(&self) -> Option<&str> {
         match self {
-            SourceSpec::Video(v) => &v.stream_id,
-            SourceSpec::Frames(f) => &f.stream_id,
+            SourceSpec::Video(v) => Some(&v.stream_id),
+            SourceSpec::Frames(f) => Some(&f.stream_id),
+            SourceSpec::Kafka(_) => None,
         }
     }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSource {
+    /// Bootstrap brokers, `host:port,...` (`VITRINE_BROKERS` overrides it).
+    pub brokers: String,
+    /// Topic of frames: key = stream id, value = JPEG, metadata in `vitrine-*` headers.
+    #[serde(default = "default_frames_topic")]
+    pub topic: String,
+    /// Consumer group whose committed offsets say where to resume.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Streams viewers may connect to before their first frame arrives (others open on their first frame).
+    #[serde(default)]
+    pub streams: Vec<String>,
 }
 
 /// How fast a source delivers frames.
@@ -212,6 +232,28 @@ pub struct SinksSpec {
     /// Frames that failed, one JSON object a line. Omit for `dead-letter.jsonl` in the output folder of parquet, else none.
     #[serde(default)]
     pub dead_letter: Option<DeadLetterSpec>,
+    /// Kafka topics for detections, product events and dead letters. Omit to write none.
+    #[serde(default)]
+    pub kafka: Option<KafkaSinkSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkSpec {
+    /// Bootstrap brokers (`VITRINE_BROKERS` overrides it).
+    pub brokers: String,
+    /// Per-frame detections (JSON, CloudEvents headers).
+    #[serde(default = "default_detections_topic")]
+    pub detections_topic: String,
+    /// Product events (JSON, CloudEvents headers): what other services consume.
+    #[serde(default = "default_events_topic")]
+    pub events_topic: String,
+    /// Frames that failed, with their original bytes; stage and reason in headers.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// Partitions of the topics `vitrine topics create` makes.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -273,23 +315,48 @@ impl PipelineSpec {
             problem("sources".into(), "at least one source is needed".into());
         }
         let mut seen = std::collections::HashSet::new();
+        let mut kafka_sources = 0;
         for (i, source) in self.sources.iter().enumerate() {
-            let id = source.stream_id();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                problem(
-                    format!("sources[{i}].stream_id"),
-                    format!("`{id}` must be non-empty and use only letters, digits, `-`, `_` and `.`"),
-                );
-            }
-            if !seen.insert(id) {
-                problem(format!("sources[{i}].stream_id"), format!("stream `{id}` is listed twice"));
+            let ids: Vec<(String, &str)> = match source {
+                SourceSpec::Kafka(k) => {
+                    kafka_sources += 1;
+                    if kafka_sources > 1 {
+                        problem(
+                            format!("sources[{i}]"),
+                            "one Kafka source per pipeline: its topic carries every stream".into(),
+                        );
+                    }
+                    k.streams
+                        .iter()
+                        .enumerate()
+                        .map(|(j, s)| (format!("sources[{i}].streams[{j}]"), s.as_str()))
+                        .collect()
+                }
+                _ => vec![(format!("sources[{i}].stream_id"), source.stream_id().unwrap_or_default())],
+            };
+            for (path, id) in ids {
+                if !valid_stream_id(id) {
+                    problem(
+                        path.clone(),
+                        format!("`{id}` must be non-empty and use only letters, digits, `-`, `_` and `.`"),
+                    );
+                }
+                if !seen.insert(id) {
+                    problem(path, format!("stream `{id}` is listed twice"));
+                }
             }
             let fps = match source {
                 SourceSpec::Video(v) => v.fps,
                 SourceSpec::Frames(f) => f.fps,
+                SourceSpec::Kafka(_) => continue,
             };
             if !(fps > 0.0 && fps <= 120.0) {
                 problem(format!("sources[{i}].fps"), format!("must be above 0 and at most 120, got {fps}"));
+            }
+        }
+        if let Some(k) = &self.sinks.kafka {
+            if k.partitions < 1 {
+                problem("sinks.kafka.partitions".into(), format!("must be at least 1, got {}", k.partitions));
             }
         }
         if !(0.0..=1.0).contains(&self.model.min_score) {
@@ -321,6 +388,29 @@ impl PipelineSpec {
     }
 }
 
+/// Stream ids appear in URLs, topic keys and file names.
+pub fn valid_stream_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn default_frames_topic() -> String {
+    "vitrine.frames".into()
+}
+fn default_group() -> String {
+    "vitrine".into()
+}
+fn default_detections_topic() -> String {
+    "vitrine.detections".into()
+}
+fn default_events_topic() -> String {
+    "vitrine.product-events".into()
+}
+fn default_dead_letter_topic() -> String {
+    "vitrine.dead-letter".into()
+}
+fn default_partitions() -> i32 {
+    4
+}
 fn one() -> NonZeroUsize {
     NonZeroUsize::MIN
 }

@@ -145,19 +145,7 @@ impl TableRow for ProductEvent {
 
 /// `(YYYY-MM-DD, HH)` of a Unix time in ms, UTC.
 pub fn partition_of(ms: i64) -> (String, u32) {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let hour = (secs.rem_euclid(86_400) / 3600) as u32;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    let (year, month, day, hour, ..) = crate::time_format::civil(ms);
     (format!("{year:04}-{month:02}-{day:02}"), hour)
 }
 
@@ -171,6 +159,8 @@ pub struct TableWriter<R: TableRow> {
     partition: Option<(String, u32)>,
     opened: Instant,
     files: u64,
+    received: u64,
+    published: u64,
 }
 
 impl<R: TableRow> TableWriter<R> {
@@ -183,6 +173,8 @@ impl<R: TableRow> TableWriter<R> {
             partition: None,
             opened: Instant::now(),
             files: 0,
+            received: 0,
+            published: 0,
         }
     }
 
@@ -197,6 +189,7 @@ impl<R: TableRow> TableWriter<R> {
         }
         self.partition = Some(partition);
         self.rows.push(row);
+        self.received += 1;
         if self.rows.len() >= self.roll_rows {
             self.publish()?;
         }
@@ -232,6 +225,7 @@ impl<R: TableRow> TableWriter<R> {
         file.sync_all().map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, &path).map_err(|e| err(e.to_string()))?;
         tracing::info!(table = R::TABLE, rows = self.rows.len(), file = %path.display(), "parquet file published");
+        self.published += self.rows.len() as u64;
         self.rows.clear();
         self.files += 1;
         Ok(Some(path))
@@ -256,6 +250,17 @@ impl ParquetSink {
     pub fn tick(&mut self) -> Result<(), ConnectorError> {
         self.detections.tick()?;
         self.events.tick()
+    }
+
+    /// Rows received so far, of both tables.
+    pub fn rows_received(&self) -> u64 {
+        self.detections.received + self.events.received
+    }
+
+    /// Rows in published files so far, of both tables. Rows are published in the order they
+    /// were received, so once this reaches an earlier `rows_received`, all those rows are durable.
+    pub fn rows_published(&self) -> u64 {
+        self.detections.published + self.events.published
     }
 
     /// Publishes whatever is buffered (on shutdown).

@@ -1,0 +1,144 @@
+//! Frames as Kafka messages: headers in, headers out.
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use vitrine_schemas::{now_ms, DeadLetter, Frame};
+
+use super::headers as h;
+
+/// The headers of a frame message. Width and height come from the JPEG's own header.
+pub fn frame_headers(frame: &Frame) -> OwnedHeaders {
+    let (width, height) = jpeg_size(&frame.jpeg).unwrap_or((0, 0));
+    let values = [
+        (h::STREAM_ID, frame.stream_id.clone()),
+        (h::SEQ, frame.seq.to_string()),
+        (h::PTS_MS, frame.pts_ms.to_string()),
+        (h::CAPTURED_AT_MS, frame.captured_at_ms.to_string()),
+        (h::WIDTH, width.to_string()),
+        (h::HEIGHT, height.to_string()),
+        (h::CONTENT_TYPE, "image/jpeg".to_string()),
+    ];
+    values.iter().fold(OwnedHeaders::new(), |hs, (k, v)| hs.insert(Header { key: k, value: Some(v.as_bytes()) }))
+}
+
+fn header<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a [u8]> {
+    headers?.iter().find(|x| x.key == name).and_then(|x| x.value)
+}
+
+/// Reads a frame from a message; a message that is not one becomes a dead letter.
+pub fn frame_from_message<H: Headers>(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    headers: Option<&H>,
+    origin: String,
+) -> Result<Frame, DeadLetter> {
+    let text = |name: &str| header(headers, name).and_then(|v| std::str::from_utf8(v).ok());
+    let stream_id = text(h::STREAM_ID)
+        .map(str::to_owned)
+        .or_else(|| key.and_then(|k| std::str::from_utf8(k).ok()).map(str::to_owned))
+        .unwrap_or_default();
+    let payload = payload.unwrap_or_default().to_vec();
+    let reject = |seq: u64, pts: i64, reason: String, payload: Vec<u8>| DeadLetter {
+        stream_id: stream_id.clone(),
+        seq,
+        pts_ms: pts,
+        stage: "source".into(),
+        reason,
+        origin: Some(origin.clone()),
+        bytes: payload.len() as u64,
+        at_ms: now_ms(),
+        payload,
+    };
+    if stream_id.is_empty() {
+        return Err(reject(
+            0,
+            0,
+            format!("no stream id: set the message key or the `{}` header", h::STREAM_ID),
+            payload,
+        ));
+    }
+    let number = |name: &str| -> Result<i64, String> {
+        let v = text(name).ok_or_else(|| format!("missing header `{name}`"))?;
+        v.trim().parse::<i64>().map_err(|_| format!("header `{name}` is `{v}`, not a whole number"))
+    };
+    let seq = match number(h::SEQ) {
+        Ok(s) if s >= 0 => s as u64,
+        Ok(s) => return Err(reject(0, 0, format!("header `{}` is negative ({s})", h::SEQ), payload)),
+        Err(reason) => return Err(reject(0, 0, reason, payload)),
+    };
+    let pts_ms = match number(h::PTS_MS) {
+        Ok(p) => p,
+        Err(reason) => return Err(reject(seq, 0, reason, payload)),
+    };
+    if let Some(ct) = text(h::CONTENT_TYPE) {
+        if ct != "image/jpeg" {
+            return Err(reject(seq, pts_ms, format!("content type `{ct}`; frames must be image/jpeg"), payload));
+        }
+    }
+    let captured_at_ms = number(h::CAPTURED_AT_MS).unwrap_or_else(|_| now_ms());
+    Ok(Frame { stream_id, seq, pts_ms, captured_at_ms, origin: Some(origin), jpeg: payload })
+}
+
+/// Width and height from a JPEG's frame header (SOFn), without decoding it.
+pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    if jpeg.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= jpeg.len() {
+        if jpeg[i] != 0xFF {
+            return None;
+        }
+        let marker = jpeg[i + 1];
+        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
+        let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_sof {
+            let b = jpeg.get(i + 5..i + 9)?;
+            return Some((u16::from_be_bytes([b[2], b[3]]), u16::from_be_bytes([b[0], b[1]])));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Frame {
+        Frame {
+            stream_id: "s1".into(),
+            seq: 7,
+            pts_ms: 1400,
+            captured_at_ms: 99,
+            origin: None,
+            jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
+        }
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let f = frame();
+        let hs = frame_headers(&f);
+        let back = frame_from_message(Some(b"s1"), Some(&f.jpeg), Some(&hs), "t/0@5".into()).unwrap();
+        assert_eq!((back.stream_id.as_str(), back.seq, back.pts_ms, back.captured_at_ms), ("s1", 7, 1400, 99));
+        assert_eq!(back.jpeg, f.jpeg);
+    }
+
+    #[test]
+    fn missing_headers_are_dead_letters_with_a_reason() {
+        let hs = OwnedHeaders::new().insert(Header { key: h::SEQ, value: Some("3".as_bytes()) });
+        let err = frame_from_message(Some(b"s1"), Some(b"jpeg"), Some(&hs), "t/0@1".into()).unwrap_err();
+        assert_eq!((err.stage.as_str(), err.seq), ("source", 3));
+        assert!(err.reason.contains(h::PTS_MS), "{}", err.reason);
+        assert_eq!(err.payload, b"jpeg");
+        let err = frame_from_message::<OwnedHeaders>(None, Some(b"x"), None, "t/0@2".into()).unwrap_err();
+        assert!(err.reason.contains("no stream id"), "{}", err.reason);
+    }
+
+    #[test]
+    fn jpeg_size_reads_the_frame_header() {
+        let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tests/fixtures/apple.jpg")).unwrap();
+        let (w, h) = jpeg_size(&jpeg).unwrap();
+        assert!(w > 100 && h > 100);
+    }
+}

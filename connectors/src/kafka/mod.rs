@@ -1,0 +1,48 @@
+//! Kafka in and out, on the Kafka protocol only (Apache Kafka, MSK, Redpanda, Tansu).
+//!
+//! Frames travel on a topic (default `vitrine.frames`), key = stream id, value = the JPEG,
+//! and their metadata in headers ([`headers`]), so any producer can publish frames.
+//! Results go to `vitrine.detections`, `vitrine.product-events` (CloudEvents 1.0, Kafka
+//! binding, binary mode) and `vitrine.dead-letter`.
+
+pub mod admin;
+pub mod frames;
+pub mod sink;
+pub mod source;
+
+use rdkafka::ClientConfig;
+
+/// Header names of a frame message.
+pub mod headers {
+    pub const STREAM_ID: &str = "vitrine-stream-id";
+    pub const SEQ: &str = "vitrine-seq";
+    pub const PTS_MS: &str = "vitrine-pts-ms";
+    pub const CAPTURED_AT_MS: &str = "vitrine-captured-at-ms";
+    pub const WIDTH: &str = "vitrine-width";
+    pub const HEIGHT: &str = "vitrine-height";
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// On dead letters: the stage that refused the frame, and why.
+    pub const STAGE: &str = "vitrine-stage";
+    pub const REASON: &str = "vitrine-reason";
+}
+
+/// Largest message the producer sends and the consumer accepts, in bytes (frames are
+/// JPEGs; 8 MB holds a 4K frame at high quality). Brokers must allow it too
+/// (`message.max.bytes`, topic `max.message.bytes`; `vitrine topics create` sets the topic's).
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// Client settings shared by producers and consumers.
+pub fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", MAX_MESSAGE_BYTES.to_string())
+        .set("socket.keepalive.enable", "true")
+        .set("log_level", "4");
+    config
+}
+
+/// A Kafka error in words, with what to check.
+pub fn describe(e: &rdkafka::error::KafkaError, brokers: &str) -> String {
+    format!("{e} (brokers {brokers}: is the broker running and reachable? VITRINE_BROKERS overrides the spec)")
+}

@@ -1,0 +1,102 @@
+//! The frames topic as a dataflow source: each timely worker reads its own partitions
+//! (partition p goes to worker p mod workers), so the assignment is deterministic and needs
+//! no group rebalance. Offsets are committed by the pipeline once the results of the frames
+//! before them are durable; on restart a worker resumes from the group's committed offsets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use vitrine_schemas::{DeadLetter, Frame};
+
+use super::frames::frame_from_message;
+use super::{client_config, describe, MAX_MESSAGE_BYTES};
+
+/// Where a frame came from: partition and offset.
+pub type Position = (i32, i64);
+
+/// One worker's share of the frames topic.
+pub struct KafkaFrameSource {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: Vec<i32>,
+    brokers: String,
+}
+
+impl std::fmt::Debug for KafkaFrameSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaFrameSource").field("topic", &self.topic).field("partitions", &self.partitions).finish()
+    }
+}
+
+impl KafkaFrameSource {
+    /// Connects and takes the partitions of `topic` that belong to `worker` of `workers`.
+    pub fn connect(brokers: &str, topic: &str, group_id: &str, worker: usize, workers: usize) -> Result<Self, String> {
+        let consumer: BaseConsumer = client_config(brokers)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.message.max.bytes", MAX_MESSAGE_BYTES.to_string())
+            .set("max.partition.fetch.bytes", MAX_MESSAGE_BYTES.to_string())
+            .set("receive.message.max.bytes", (MAX_MESSAGE_BYTES * 2 + 100_000).to_string())
+            .create()
+            .map_err(|e| describe(&e, brokers))?;
+        let metadata =
+            consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| describe(&e, brokers))?;
+        let count = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+        if count == 0 {
+            return Err(format!(
+                "topic `{topic}` does not exist on {brokers}: create it with `vitrine topics create SPEC` (or run `vitrine sample`, which creates it)"
+            ));
+        }
+        let partitions: Vec<i32> = (0..count as i32).filter(|p| *p as usize % workers == worker).collect();
+        let mut assignment = TopicPartitionList::new();
+        for p in &partitions {
+            assignment.add_partition_offset(topic, *p, Offset::Stored).map_err(|e| describe(&e, brokers))?;
+        }
+        consumer.assign(&assignment).map_err(|e| describe(&e, brokers))?;
+        tracing::info!(topic, worker, ?partitions, "reading frames from Kafka");
+        Ok(KafkaFrameSource { consumer, topic: topic.into(), partitions, brokers: brokers.into() })
+    }
+
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// Up to `max` messages that are waiting (none if nothing arrives within `wait`).
+    pub fn poll(&mut self, max: usize, wait: Duration) -> Vec<(Result<Frame, DeadLetter>, Position)> {
+        let mut out = Vec::new();
+        let mut timeout = wait;
+        while out.len() < max {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(topic = %self.topic, error = %describe(&e, &self.brokers), "Kafka poll failed");
+                    break;
+                }
+                Some(Ok(m)) => {
+                    let origin = format!("{}/{}@{}", m.topic(), m.partition(), m.offset());
+                    let frame = frame_from_message(m.key(), m.payload(), m.headers(), origin);
+                    out.push((frame, (m.partition(), m.offset())));
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        out
+    }
+
+    /// Commits that everything before these offsets (per partition: the next one to read) is done.
+    pub fn commit(&self, next: &BTreeMap<i32, i64>) -> Result<(), String> {
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (p, offset) in next {
+            list.add_partition_offset(&self.topic, *p, Offset::Offset(*offset)).map_err(|e| e.to_string())?;
+        }
+        self.consumer.commit(&list, CommitMode::Sync).map_err(|e| describe(&e, &self.brokers))
+    }
+}
