@@ -6,8 +6,43 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use vitrine_connectors::kafka::admin::{create_topics, TopicSpec};
+use vitrine_connectors::kafka::sampler::{self, SamplerOptions};
 use vitrine_pipeline::run::{run, RunOptions};
 use vitrine_pipeline::spec;
+use vitrine_schemas::spec::{Pace, SourceSpec};
+
+/// Runs a future to completion on a small runtime (the CLI is otherwise synchronous).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(future)
+}
+
+/// Ctrl-C or SIGTERM sets `stop`; a second one exits at once.
+fn stop_on_signals(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        block_on(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            loop {
+                let term_recv = async {
+                    match term.as_mut() {
+                        Some(t) => {
+                            t.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term_recv => {},
+                }
+                if stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    std::process::exit(130);
+                }
+                eprintln!("stopping (interrupt again to exit now)");
+            }
+        })
+    });
+}
 
 /// vitrine: finds the products shown in live shopping streams and tells every viewer, in
 /// sync with the video, which product is on screen.
@@ -45,6 +80,56 @@ enum Command {
         /// The YAML pipeline spec.
         spec: PathBuf,
     },
+    /// Samples a stream (any input ffmpeg reads: RTMP, HLS, SRT, RTSP, a file) into the frames topic.
+    Sample {
+        /// The stream: a URL or a video file.
+        #[arg(long)]
+        url: String,
+        /// Id of the stream (the message key).
+        #[arg(long)]
+        stream_id: String,
+        /// Frames kept per second of media time.
+        #[arg(long, default_value_t = 5.0)]
+        fps: f64,
+        /// Bootstrap brokers, host:port[,...] (or VITRINE_BROKERS).
+        #[arg(long, env = "VITRINE_BROKERS")]
+        brokers: String,
+        /// The frames topic (created with `--partitions` if missing).
+        #[arg(long, default_value = "vitrine.frames")]
+        topic: String,
+        /// Partitions of the frames topic when it has to be created.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Read a file as fast as possible instead of at its own speed.
+        #[arg(long)]
+        fast: bool,
+        /// Start a file again when it ends.
+        #[arg(long = "loop")]
+        loop_forever: bool,
+        /// Reconnects in a row without a frame before giving up on a live stream.
+        #[arg(long, default_value_t = 10)]
+        max_retries: u32,
+        /// The ffmpeg program.
+        #[arg(long, default_value = "ffmpeg")]
+        ffmpeg: String,
+    },
+    /// Kafka topics of a spec.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Creates the spec's topics that do not exist yet (frames, detections, product events, dead letters).
+    Create {
+        /// The YAML pipeline spec.
+        spec: PathBuf,
+        /// Partitions of each topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+    },
 }
 
 fn init_logs(format: LogFormat) {
@@ -79,6 +164,94 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Sample {
+            url,
+            stream_id,
+            fps,
+            brokers,
+            topic,
+            partitions,
+            fast,
+            loop_forever,
+            max_retries,
+            ffmpeg,
+        } => {
+            let source = vitrine_schemas::spec::VideoSource {
+                stream_id,
+                input: url.clone(),
+                fps,
+                pace: if fast { Pace::Fast } else { Pace::Realtime },
+                loop_forever,
+                ffmpeg,
+            };
+            if !vitrine_schemas::spec::valid_stream_id(&source.stream_id) {
+                eprintln!(
+                    "vitrine sample: --stream-id `{}` must use only letters, digits, `-`, `_` and `.`",
+                    source.stream_id
+                );
+                return ExitCode::from(2);
+            }
+            if !(fps > 0.0 && fps <= 120.0) {
+                eprintln!("vitrine sample: --fps must be above 0 and at most 120, got {fps}");
+                return ExitCode::from(2);
+            }
+            let topics = [TopicSpec::frames(&topic, partitions)];
+            if let Err(e) = block_on(create_topics(&brokers, &topics)) {
+                eprintln!("vitrine sample: {e}");
+                return ExitCode::FAILURE;
+            }
+            let options = SamplerOptions { source, input: url, brokers, topic, max_retries };
+            let stop = Arc::new(AtomicBool::new(false));
+            stop_on_signals(stop.clone());
+            match sampler::run(&options, stop) {
+                Ok(stats) => {
+                    eprintln!(
+                        "vitrine sample: {} frames ({:.1} MB) published to {}, {} reconnects",
+                        stats.frames,
+                        stats.bytes as f64 / 1e6,
+                        options.topic,
+                        stats.reconnects
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vitrine sample: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Topics { command: TopicsCommand::Create { spec, partitions } } => {
+            let loaded = match load_spec(&spec) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let mut wanted: Vec<(String, TopicSpec)> = Vec::new();
+            for source in &loaded.spec.sources {
+                if let SourceSpec::Kafka(k) = source {
+                    wanted.push((k.brokers.clone(), TopicSpec::frames(&k.topic, partitions)));
+                }
+            }
+            if let Some(k) = &loaded.spec.sinks.kafka {
+                for t in [&k.detections_topic, &k.events_topic, &k.dead_letter_topic] {
+                    wanted.push((k.brokers.clone(), TopicSpec::results(t, partitions)));
+                }
+            }
+            if wanted.is_empty() {
+                eprintln!("{}: no Kafka source or sink, so no topics to create", spec.display());
+                return ExitCode::SUCCESS;
+            }
+            for (brokers, topic) in wanted {
+                match block_on(create_topics(&brokers, std::slice::from_ref(&topic))) {
+                    Ok(created) if created.is_empty() => eprintln!("{}: exists", topic.name),
+                    Ok(_) => eprintln!("{}: created with {} partitions", topic.name, topic.partitions),
+                    Err(e) => {
+                        eprintln!("vitrine topics create: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Run { spec, workers, exit_when_done } => {
             let loaded = match load_spec(&spec) {
                 Ok(l) => l,

@@ -322,7 +322,13 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             (None, None)
         };
         let mut embedded_open = embedded.is_some();
-        let mut catalog_in = if index == 0 { Some(catalog_in) } else { None };
+        // Only worker 0 feeds the catalog; the others must drop their handle, or it holds the join's time back.
+        let mut catalog_in = if index == 0 {
+            Some(catalog_in)
+        } else {
+            drop(catalog_in);
+            None
+        };
         if kafka.is_none() && !embedded_open {
             // Nothing to feed: closing the input lets time advance for the others.
             drop(frames_in);
@@ -343,7 +349,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     }
                 }
             }
-            let mut room = max_in_flight.saturating_sub(sent.load(Ordering::Relaxed) - done.load(Ordering::Relaxed));
+            // Other workers send and finish frames concurrently: `done` may momentarily pass our read of `sent`.
+            let in_flight = sent.load(Ordering::Relaxed).saturating_sub(done.load(Ordering::Relaxed));
+            let mut room = max_in_flight.saturating_sub(in_flight);
             while room > 0 && embedded_open {
                 match embedded.as_ref().map(|rx| rx.try_recv()) {
                     Some(Ok(frame)) => {

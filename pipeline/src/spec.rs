@@ -88,9 +88,14 @@ fn source(i: usize, item: Value, problems: &mut Vec<SpecProblem>) {
         Some("frames") => {
             section::<vitrine_schemas::spec::FramesSource>(&prefix, rest, problems);
         }
-        Some(other) => problems
-            .push(problem(format!("{prefix}.kind"), format!("unknown kind `{other}`; expected `video` or `frames`"))),
-        None => problems.push(problem(format!("{prefix}.kind"), "missing; say `video` or `frames`")),
+        Some("kafka") => {
+            section::<vitrine_schemas::spec::KafkaSource>(&prefix, rest, problems);
+        }
+        Some(other) => problems.push(problem(
+            format!("{prefix}.kind"),
+            format!("unknown kind `{other}`; expected `video`, `frames` or `kafka`"),
+        )),
+        None => problems.push(problem(format!("{prefix}.kind"), "missing; say `video`, `frames` or `kafka`")),
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod frames;
+pub mod sampler;
 pub mod sink;
 pub mod source;
 
@@ -44,5 +45,11 @@ pub fn client_config(brokers: &str) -> ClientConfig {
 
 /// A Kafka error in words, with what to check.
 pub fn describe(e: &rdkafka::error::KafkaError, brokers: &str) -> String {
-    format!("{e} (brokers {brokers}: is the broker running and reachable? VITRINE_BROKERS overrides the spec)")
+    use rdkafka::error::KafkaError;
+    match e {
+        KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..) => format!("invalid Kafka client settings: {e}"),
+        _ => {
+            format!("{e} (brokers {brokers}: is the broker running and reachable? VITRINE_BROKERS overrides the spec)")
+        }
+    }
 }

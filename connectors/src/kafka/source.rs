@@ -41,7 +41,8 @@ impl KafkaFrameSource {
             .set("auto.offset.reset", "earliest")
             .set("fetch.message.max.bytes", MAX_MESSAGE_BYTES.to_string())
             .set("max.partition.fetch.bytes", MAX_MESSAGE_BYTES.to_string())
-            .set("receive.message.max.bytes", (MAX_MESSAGE_BYTES * 2 + 100_000).to_string())
+            .set("fetch.max.bytes", (MAX_MESSAGE_BYTES * 4).to_string())
+            .set("receive.message.max.bytes", (MAX_MESSAGE_BYTES * 4 + (1 << 20)).to_string())
             .create()
             .map_err(|e| describe(&e, brokers))?;
         let metadata =
