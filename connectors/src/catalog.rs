@@ -75,6 +75,25 @@ pub fn load(path: &Path, images: &ImageStore) -> Result<(BTreeSet<CatalogItem>, 
     Ok((items, problems))
 }
 
+/// A picture given as a file (not a URL) is added to `images` and replaced by its served URL.
+/// A picture that cannot be read is dropped (the product is shown without one) and reported.
+pub fn serve_image(item: &mut CatalogItem, base: &Path, images: &ImageStore) -> Result<(), String> {
+    let Some(image) = &item.image else { return Ok(()) };
+    if image.contains("://") {
+        return Ok(());
+    }
+    match images.add_file(&base.join(image)) {
+        Ok(url) => {
+            item.image = Some(url);
+            Ok(())
+        }
+        Err(e) => {
+            item.image = None;
+            Err(format!("image {e}; the product is shown without a picture"))
+        }
+    }
+}
+
 /// What changed from `old` to `new`.
 pub fn diff(old: &BTreeSet<CatalogItem>, new: &BTreeSet<CatalogItem>) -> Vec<CatalogChange> {
     let removed = old.difference(new).map(|i| (i.clone(), -1));

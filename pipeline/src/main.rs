@@ -122,7 +122,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum TopicsCommand {
-    /// Creates the spec's topics that do not exist yet (frames, detections, product events, dead letters).
+    /// Creates the spec's topics that do not exist yet (frames, catalog, detections, product events, dead letters).
     Create {
         /// The YAML pipeline spec.
         spec: PathBuf,
@@ -230,6 +230,9 @@ fn main() -> ExitCode {
                 if let SourceSpec::Kafka(k) = source {
                     wanted.push((k.brokers.clone(), TopicSpec::frames(&k.topic, partitions)));
                 }
+            }
+            if let Some(c) = &loaded.spec.catalog.kafka {
+                wanted.push((c.brokers.clone(), TopicSpec::compacted(&c.topic, 1)));
             }
             if let Some(k) = &loaded.spec.sinks.kafka {
                 for t in [&k.detections_topic, &k.events_topic, &k.dead_letter_topic] {

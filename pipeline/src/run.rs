@@ -213,20 +213,40 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
 
     // Catalog and sources.
     let (catalog_tx, catalog_rx) = mpsc::channel::<Vec<CatalogChange>>();
-    let catalog_path = loaded.resolve(&spec.catalog.path);
-    let (first_catalog, problems) = catalog::load(&catalog_path, &images).map_err(|e| anyhow!("{e} (catalog.path)"))?;
-    drop(first_catalog);
-    report_catalog_problems(&out_tx, problems);
-    let catalog_thread = {
-        let (stop, images, out_tx) = (stop.clone(), images.clone(), out_tx.clone());
+    let mut catalog_threads = Vec::new();
+    if let Some(path) = &spec.catalog.path {
+        let catalog_path = loaded.resolve(path);
+        // Read once now, so a missing or unreadable catalog fails the run at once.
+        let (_, problems) = catalog::load(&catalog_path, &images).map_err(|e| anyhow!("{e} (catalog.path)"))?;
+        report_catalog_problems(&out_tx, problems);
+        let (stop, images, out_tx, catalog_tx) = (stop.clone(), images.clone(), out_tx.clone(), catalog_tx.clone());
         let (watch, poll) = (spec.catalog.watch, spec.catalog.poll);
-        std::thread::Builder::new().name("vitrine-catalog".into()).spawn(move || {
+        catalog_threads.push(std::thread::Builder::new().name("vitrine-catalog".into()).spawn(move || {
             let on_problem = |p: catalog::CatalogProblem| report_catalog_problems(&out_tx, vec![p]);
             if let Err(e) = catalog::run(&catalog_path, watch, poll, &images, &catalog_tx, &stop, &on_problem) {
-                tracing::error!(error = %e, "catalog source stopped");
+                tracing::error!(error = %e, "catalog file source stopped");
             }
-        })?
-    };
+        })?);
+    }
+    if let Some(topic) = spec.catalog.kafka.clone() {
+        let (stop, images, out_tx, catalog_tx) = (stop.clone(), images.clone(), out_tx.clone(), catalog_tx.clone());
+        let base_dir = loaded.base_dir.clone();
+        catalog_threads.push(std::thread::Builder::new().name("vitrine-catalog-topic".into()).spawn(move || {
+            let on_problem = |p: catalog::CatalogProblem| report_catalog_problems(&out_tx, vec![p]);
+            if let Err(e) = vitrine_connectors::kafka::catalog::run(
+                &topic.brokers,
+                &topic.topic,
+                &images,
+                &base_dir,
+                &catalog_tx,
+                &stop,
+                &on_problem,
+            ) {
+                tracing::error!(error = %e, "catalog topic source stopped");
+            }
+        })?);
+    }
+    drop(catalog_tx);
     let (frames_tx, frames_rx) = mpsc::sync_channel::<Frame>(16);
     let mut source_threads = Vec::new();
     for source in spec.sources.clone() {
@@ -438,7 +458,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     for t in source_threads {
         let _ = t.join();
     }
-    let _ = catalog_thread.join();
+    for t in catalog_threads {
+        let _ = t.join();
+    }
     let summary = sink_thread.join().map_err(|_| anyhow!("the sink thread panicked"))??;
     let summary = RunSummary { seconds: started.elapsed().as_secs_f64(), ..summary };
     tracing::info!(

@@ -186,6 +186,9 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Vec<SpecProblem>> {
                 k.brokers = brokers.clone();
             }
         }
+        if let Some(k) = spec.catalog.kafka.as_mut() {
+            k.brokers = brokers.clone();
+        }
         if let Some(k) = spec.sinks.kafka.as_mut() {
             k.brokers = brokers;
         }
@@ -227,7 +230,9 @@ fn check_files(loaded: &LoadedSpec) -> Vec<SpecProblem> {
     if let Some(labels) = &spec.model.labels {
         must_exist("model.labels".into(), labels, "label file");
     }
-    must_exist("catalog.path".into(), &spec.catalog.path, "catalog file");
+    if let Some(path) = &spec.catalog.path {
+        must_exist("catalog.path".into(), path, "catalog file");
+    }
     for (i, source) in spec.sources.iter().enumerate() {
         match source {
             SourceSpec::Video(v) if !v.input.contains("://") => {

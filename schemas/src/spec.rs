@@ -214,13 +214,27 @@ impl Default for DebounceSpec {
 #[serde(deny_unknown_fields)]
 pub struct CatalogSpec {
     /// JSONL file, one product per line (`sku`, `label`, `title`, `price`, `currency`, `image`, `url`, `in_stock`).
-    pub path: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A compacted Kafka topic of products: key = sku, value = the product's JSON, no value = deleted.
+    #[serde(default)]
+    pub kafka: Option<CatalogTopic>,
     /// Re-read the file when it changes, so price and stock changes reach viewers.
     #[serde(default = "yes")]
     pub watch: bool,
     /// How often to look for changes when watching.
     #[serde(default = "default_poll", with = "humantime_serde")]
     pub poll: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogTopic {
+    /// Bootstrap brokers (`VITRINE_BROKERS` overrides it).
+    pub brokers: String,
+    /// The compacted topic; read whole at start, then followed.
+    #[serde(default = "default_catalog_topic")]
+    pub topic: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -354,6 +368,9 @@ impl PipelineSpec {
                 problem(format!("sources[{i}].fps"), format!("must be above 0 and at most 120, got {fps}"));
             }
         }
+        if self.catalog.path.is_none() && self.catalog.kafka.is_none() {
+            problem("catalog".into(), "give a `path` (JSONL file), a `kafka` topic, or both".into());
+        }
         if let Some(k) = &self.sinks.kafka {
             if k.partitions < 1 {
                 problem("sinks.kafka.partitions".into(), format!("must be at least 1, got {}", k.partitions));
@@ -393,6 +410,9 @@ pub fn valid_stream_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
+fn default_catalog_topic() -> String {
+    "vitrine.catalog".into()
+}
 fn default_frames_topic() -> String {
     "vitrine.frames".into()
 }

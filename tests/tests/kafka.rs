@@ -57,6 +57,17 @@ fn consume(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Re
 }
 
 fn spec(dir: &std::path::Path, brokers: &str, group: &str, server: bool) -> std::path::PathBuf {
+    let catalog = format!("  path: {}/examples/demo-catalog.jsonl\n  watch: false", root().display());
+    spec_with_catalog(dir, brokers, group, server, &catalog)
+}
+
+fn spec_with_catalog(
+    dir: &std::path::Path,
+    brokers: &str,
+    group: &str,
+    server: bool,
+    catalog: &str,
+) -> std::path::PathBuf {
     let root = root();
     let server = if server { "server:\n  viewer: false\n" } else { "" };
     let text = format!(
@@ -70,8 +81,7 @@ sources:
 model:
   path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx
 catalog:
-  path: {root}/examples/demo-catalog.jsonl
-  watch: false
+{catalog}
 debounce:
   hold: 1500ms
 sinks:
@@ -253,4 +263,91 @@ fn frames_with_missing_headers_or_corrupt_jpegs_go_to_the_dead_letter_topic() {
     assert_eq!(decode.headers["vitrine-seq"], "4");
     // Every good frame was processed.
     assert_eq!(detections.len(), 4, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_change_and_a_delete_in_the_catalog_topic_reach_viewers() {
+    let broker = Broker::start();
+    let dir = temp_dir("kafka-catalog");
+    let catalog = format!("  kafka:\n    brokers: {}\n    topic: shop.catalog", broker.address);
+    let spec = spec_with_catalog(&dir, &broker.address, "catalog", true, &catalog);
+    run_ok(Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&spec));
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    let examples = root().join("examples");
+    let lines = std::fs::read_to_string(examples.join("demo-catalog.jsonl")).unwrap();
+    let put = |sku: &str, value: Option<&str>| {
+        let mut record = BaseRecord::<str, str>::to("shop.catalog").key(sku);
+        if let Some(v) = value {
+            record = record.payload(v);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    };
+    let mut mug = String::new();
+    for line in lines.lines().filter(|l| !l.trim().is_empty()) {
+        let mut item: Value = serde_json::from_str(line).unwrap();
+        let image = format!("{}/{}", examples.display(), item["image"].as_str().unwrap());
+        item["image"] = image.into();
+        let sku = item["sku"].as_str().unwrap().to_string();
+        if sku == "MUG-ESP-01" {
+            mug = item.to_string();
+        }
+        put(&sku, Some(&item.to_string()));
+    }
+
+    let port = free_port();
+    let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), port);
+    let url = format!("ws://127.0.0.1:{port}/v1/streams/shop1/ws");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut viewer = loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((socket, _)) => break socket,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("cannot connect: {e}"),
+        }
+    };
+    // The stream at its own speed, so the mug stays on screen (3-11 s) while the catalog changes.
+    let mut sampler = Command::new(vitrine_bin())
+        .args(["sample", "--stream-id", "shop1", "--fps", "5", "--brokers", &broker.address, "--url"])
+        .arg(examples.join("sample/shopping.mp4"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut step = 0;
+    while step < 3 {
+        let message = tokio::time::timeout(Duration::from_secs(30), viewer.next()).await;
+        let Ok(Some(Ok(WsMessage::Text(text)))) = message else {
+            panic!("viewer: {message:?}; seen {seen:#?}\n{}", std::fs::read_to_string(dir.join("vitrine.log")).unwrap())
+        };
+        let v: Value = serde_json::from_str(text.as_str()).unwrap();
+        if v["type"] != "event" || v["sku"] != "MUG-ESP-01" {
+            continue;
+        }
+        seen.push(v.clone());
+        match (step, v["kind"].as_str().unwrap()) {
+            (0, "appeared") => {
+                let mut changed: Value = serde_json::from_str(&mug).unwrap();
+                changed["price"] = 9.99.into();
+                put("MUG-ESP-01", Some(&changed.to_string()));
+                step = 1;
+            }
+            (1, "updated") => {
+                assert_eq!(v["price"], 9.99);
+                put("MUG-ESP-01", None); // tombstone: the product is deleted
+                step = 2;
+            }
+            (2, "disappeared") => {
+                let pts = v["pts_ms"].as_i64().unwrap();
+                assert!(pts < 11_000, "deleted while on screen, so it leaves before the mug does: {pts}");
+                step = 3;
+            }
+            (_, kind) => panic!("unexpected `{kind}` at step {step}: {seen:#?}"),
+        }
+    }
+    let _ = sampler.kill();
+    let _ = sampler.wait();
+    stop(pipeline);
 }
