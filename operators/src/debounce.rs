@@ -14,7 +14,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use vitrine_schemas::{BBox, FrameDetections};
 
-use crate::{stable_hash, Diff, Time};
+use crate::{stable_hash, Diff, ReplayPoints, Time};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DebounceConfig {
@@ -22,6 +22,9 @@ pub struct DebounceConfig {
     pub enter_hits: usize,
     pub enter_window: usize,
     pub hold_ms: i64,
+    /// Whether the end of the input ends the streams (files, folders: products still on
+    /// screen disappear) or only pauses them (Kafka: a restart carries on where it stopped).
+    pub input_end_closes_streams: bool,
 }
 
 /// A product on screen in one stream, as debounce confirmed it. It is the record that enters
@@ -62,9 +65,11 @@ pub enum ScreenNote {
 
 #[derive(Debug, Default)]
 struct Track {
-    /// Last `enter_window` frames: the sighting (pts, score, box) or none.
-    window: VecDeque<Option<(i64, f32, BBox)>>,
+    /// Last `enter_window` frames: the sighting (pts, score, box) or none, with the frame's seq.
+    window: VecDeque<(u64, Option<(i64, f32, BBox)>)>,
     on_screen: Option<OnScreen>,
+    /// Seq of the first sighting of the run that put it on screen.
+    since_seq: u64,
     last_seen_pts: i64,
     first_missing_pts: Option<i64>,
 }
@@ -73,6 +78,7 @@ struct Track {
 struct StreamState {
     tracks: BTreeMap<String, Track>,
     last_pts: Option<i64>,
+    last_seq: Option<u64>,
     frame_gap_ms: i64,
 }
 
@@ -122,14 +128,15 @@ impl Debouncer {
         let mut notes = Vec::new();
         for (label, track) in state.tracks.iter_mut() {
             let seen = sightings.get(label.as_str()).map(|&(score, bbox)| (pts, score, bbox));
-            track.window.push_back(seen);
+            track.window.push_back((frame.seq, seen));
             while track.window.len() > config.enter_window {
                 track.window.pop_front();
             }
             match &track.on_screen {
                 None => {
-                    let hits: Vec<_> = track.window.iter().flatten().collect();
+                    let hits: Vec<_> = track.window.iter().filter_map(|(_, hit)| hit.as_ref()).collect();
                     if hits.len() >= config.enter_hits {
+                        track.since_seq = track.window.iter().find(|(_, hit)| hit.is_some()).map_or(frame.seq, |w| w.0);
                         let first = hits[0].0;
                         let best = hits.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
                         let on = OnScreen {
@@ -161,8 +168,23 @@ impl Debouncer {
             }
         }
         // Forget labels that are neither on screen nor recently sighted.
-        state.tracks.retain(|_, t| t.on_screen.is_some() || t.window.iter().any(Option::is_some));
+        state.tracks.retain(|_, t| t.on_screen.is_some() || t.window.iter().any(|(_, hit)| hit.is_some()));
+        state.last_seq = Some(frame.seq);
         notes
+    }
+
+    /// The oldest frame of `stream_id` that its state depends on: replaying the stream from
+    /// this frame, with no state, rebuilds the same state (and re-emits the same events).
+    /// That is the first sighting of each run on screen and the oldest sighting in each
+    /// partial window; with neither, the frame after the last one.
+    pub fn replay_from(&self, stream_id: &str) -> Option<u64> {
+        let state = self.streams.get(stream_id)?;
+        let next = state.last_seq.map_or(0, |s| s + 1);
+        let origins = state.tracks.values().filter_map(|t| match &t.on_screen {
+            Some(_) => Some(t.since_seq),
+            None => t.window.iter().find(|(_, hit)| hit.is_some()).map(|w| w.0),
+        });
+        Some(origins.fold(next, u64::min))
     }
 
     /// The input ended: every product still on screen leaves, one frame after the last.
@@ -193,6 +215,7 @@ pub trait Debounce<'scope> {
     fn debounce(
         self,
         config: DebounceConfig,
+        replay: ReplayPoints,
     ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<ScreenNote>>);
 }
 
@@ -200,6 +223,7 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
     fn debounce(
         self,
         config: DebounceConfig,
+        replay: ReplayPoints,
     ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<ScreenNote>>) {
         let route = Exchange::new(|d: &FrameDetections| stable_hash(&[d.stream_id.as_bytes()]));
         self.unary_frontier::<CapacityContainerBuilder<Vec<Result<OnScreenUpdate, ScreenNote>>>, _, _, _>(
@@ -228,14 +252,18 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
                             positions.insert(frame.stream_id.clone(), frame.pts_ms);
                         }
                         for (stream_id, pts_ms) in positions {
+                            if let Some(seq) = debouncer.replay_from(&stream_id) {
+                                replay.record(&stream_id, time, seq);
+                            }
                             session.give(Err(ScreenNote::Position { stream_id, pts_ms }));
                         }
                     }
                     match frontier.frontier().first() {
                         Some(min) => cap.downgrade(min),
                         None => {
-                            // Input ended: close what is still on screen, then release the capability.
-                            let notes = debouncer.finish();
+                            // Input ended: close what is still on screen (if that ends the streams),
+                            // then release the capability.
+                            let notes = if config.input_end_closes_streams { debouncer.finish() } else { Vec::new() };
                             let time = *cap.time();
                             let mut session = output.session(&*cap);
                             for note in notes {
@@ -268,7 +296,7 @@ mod tests {
     use vitrine_schemas::Detection;
 
     fn config() -> DebounceConfig {
-        DebounceConfig { min_score: 0.5, enter_hits: 3, enter_window: 5, hold_ms: 1000 }
+        DebounceConfig { min_score: 0.5, enter_hits: 3, enter_window: 5, hold_ms: 1000, input_end_closes_streams: true }
     }
 
     fn frame(seq: u64, labels: &[(&str, f32)]) -> FrameDetections {
@@ -335,6 +363,33 @@ mod tests {
         frames.extend([none; 8]);
         let out = run(&frames);
         assert_eq!(out, vec![("cup".into(), "enter", 0), ("cup".into(), "exit", 2000)]);
+    }
+
+    #[test]
+    fn replaying_from_the_replay_point_rebuilds_the_same_events() {
+        // Frames with gaps and flicker; after each prefix, a fresh debouncer fed from the
+        // replay point must produce the rest of the events exactly as the original does.
+        let pattern = [0, 1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 0, 0];
+        let frames: Vec<FrameDetections> = pattern
+            .iter()
+            .enumerate()
+            .map(|(i, on)| frame(i as u64, if *on == 1 { &[("cup", 0.9)] } else { &[] }))
+            .collect();
+        let run = |from: usize| {
+            let mut d = Debouncer::new(config());
+            frames[from..].iter().map(|f| (f.seq, d.observe(f))).collect::<Vec<_>>()
+        };
+        let full = run(0);
+        let mut original = Debouncer::new(config());
+        for cut in 0..frames.len() {
+            original.observe(&frames[cut]);
+            let from = original.replay_from("s").unwrap() as usize;
+            let replayed = run(from);
+            let after_cut = |events: &[(u64, Vec<ScreenNote>)]| {
+                events.iter().filter(|(seq, _)| *seq as usize > cut).cloned().collect::<Vec<_>>()
+            };
+            assert_eq!(after_cut(&replayed), after_cut(&full), "cut after frame {cut}, replay from {from}");
+        }
     }
 
     #[test]

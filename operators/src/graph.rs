@@ -5,7 +5,7 @@ use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::Stream;
 use vitrine_schemas::{CatalogItem, FrameDetections, ProductEvent};
 
-use crate::{Debounce, DebounceConfig, Diff, EmitEvents, Time};
+use crate::{Debounce, DebounceConfig, Diff, EmitEvents, ReplayPoints, Time};
 
 /// The catalog as a differential collection keyed by detector label.
 pub type Catalog<'scope> = VecCollection<'scope, Time, (String, CatalogItem), Diff>;
@@ -16,7 +16,8 @@ pub fn product_events<'scope>(
     detections: Stream<'scope, Time, Vec<FrameDetections>>,
     catalog: Catalog<'scope>,
     config: DebounceConfig,
+    replay: ReplayPoints,
 ) -> Stream<'scope, Time, Vec<ProductEvent>> {
-    let (on_screen, notes) = detections.debounce(config);
+    let (on_screen, notes) = detections.debounce(config, replay);
     on_screen.as_collection().join(catalog).inner.emit_events(notes)
 }

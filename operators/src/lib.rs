@@ -9,6 +9,7 @@ mod decode;
 mod events;
 mod graph;
 mod infer;
+mod replay;
 mod stable_hash;
 
 pub use debounce::{Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote};
@@ -16,6 +17,7 @@ pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame};
 pub use events::{EmitEvents, EventEmitter, JoinedUpdate};
 pub use graph::{product_events, Catalog};
 pub use infer::{InferDetections, Inferencer};
+pub use replay::ReplayPoints;
 pub use stable_hash::stable_hash;
 
 /// The dataflow's timestamp: wall-clock milliseconds, rounded down to the spec's epoch.

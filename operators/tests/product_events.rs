@@ -5,7 +5,7 @@ use differential_dataflow::input::Input;
 use timely::dataflow::operators::capture::{Capture, Event};
 use timely::dataflow::operators::core::Probe;
 use timely::dataflow::{InputHandle, ProbeHandle};
-use vitrine_operators::{product_events, DebounceConfig};
+use vitrine_operators::{product_events, DebounceConfig, ReplayPoints};
 use vitrine_schemas::{BBox, CatalogItem, Detection, EventKind, FrameDetections, Money, ProductEvent};
 
 fn frame(seq: u64, labels: &[&str]) -> FrameDetections {
@@ -44,14 +44,15 @@ fn item(sku: &str, label: &str, cents: i64) -> CatalogItem {
 
 /// Runs frames (frame i at time i+1) and catalog changes (at given times) through the graph.
 fn run(frames: Vec<FrameDetections>, catalog: Vec<(u64, CatalogItem, isize)>) -> Vec<ProductEvent> {
-    let config = DebounceConfig { min_score: 0.5, enter_hits: 2, enter_window: 3, hold_ms: 600 };
+    let config =
+        DebounceConfig { min_score: 0.5, enter_hits: 2, enter_window: 3, hold_ms: 600, input_end_closes_streams: true };
     let (tx, rx) = std::sync::mpsc::channel();
     timely::execute_directly(move |worker| {
         let mut frames_in = InputHandle::new();
         let probe = ProbeHandle::new();
         let mut catalog_in = worker.dataflow::<u64, _, _>(|scope| {
             let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
-            let events = product_events(frames_in.to_stream(scope), catalog, config);
+            let events = product_events(frames_in.to_stream(scope), catalog, config, ReplayPoints::default());
             let events = events.probe_with(&probe);
             tx.send(events.capture()).unwrap();
             catalog_in

@@ -1,4 +1,5 @@
 //! vitrine's pipeline: specs, graph assembly and the `vitrine` command.
 
+pub mod offsets;
 pub mod run;
 pub mod spec;

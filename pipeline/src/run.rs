@@ -12,7 +12,7 @@
 //! thread makes everything before that durable (Kafka flushed, Parquet published) and then
 //! raises the durable time, and the workers commit the offsets of the times below it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -35,11 +35,13 @@ use vitrine_connectors::sinks::parquet::ParquetSink;
 use vitrine_connectors::sources::{self, FrameSink};
 use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Runtime};
 use vitrine_operators::{
-    product_events, stable_hash, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer, Time,
+    product_events, stable_hash, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer, ReplayPoints,
+    Time,
 };
 use vitrine_schemas::spec::{KafkaSource, SourceSpec};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
 
+use crate::offsets::OffsetTracker;
 use crate::spec::LoadedSpec;
 
 /// Command-line settings of a run.
@@ -294,7 +296,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         enter_hits: spec.debounce.enter_hits.get(),
         enter_window: spec.debounce.enter_window.get(),
         hold_ms: spec.debounce.hold.as_millis() as i64,
+        // A Kafka stream does not end when vitrine stops: a restart carries on where it left.
+        input_end_closes_streams: kafka_source.is_none(),
     };
+    let replay = ReplayPoints::default();
     let epoch_ms = spec.epoch.as_millis().max(1) as u64;
     let dataflow_stop = stop.clone();
     let out = Mutex::new(out_tx);
@@ -319,7 +324,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 let _ = out_d.send(Output::Detections(d.clone()));
             });
             let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
-            product_events(detections.clone(), catalog, debounce)
+            product_events(detections.clone(), catalog, debounce, replay.clone())
                 .inspect(move |e: &ProductEvent| {
                     let _ = out_e.send(Output::Event(e.clone()));
                 })
@@ -358,8 +363,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         }
         let max_in_flight = IN_FLIGHT_PER_WORKER * worker.peers() as u64;
         let epoch = |ms: i64| (ms.max(0) as u64 / epoch_ms) * epoch_ms;
-        // Per dataflow time, the next offset of each partition read at that time.
-        let mut uncommitted: BTreeMap<Time, BTreeMap<i32, i64>> = BTreeMap::new();
+        let mut offsets = OffsetTracker::default();
+        let mut last_commit = Instant::now();
         let mut reported: Time = 0;
         loop {
             if let (Some(changes), Some(input)) = (&catalog_changes, catalog_in.as_mut()) {
@@ -387,8 +392,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 if room > 0 && !dataflow_stop.load(Ordering::Relaxed) {
                     let time = *frames_in.time();
                     for (frame, (partition, offset)) in feed.poll(room as usize, Duration::ZERO) {
-                        let next = uncommitted.entry(time).or_default().entry(partition).or_insert(0);
-                        *next = (*next).max(offset + 1);
+                        let id = frame.as_ref().ok().map(|f| (f.stream_id.as_str(), f.seq));
+                        offsets.read(time, partition, offset, id);
                         match frame {
                             Ok(frame) => {
                                 frames_in.send(frame);
@@ -400,7 +405,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                         }
                     }
                 }
-                commit_durable(feed, &mut uncommitted, durable.load(Ordering::Relaxed));
+                // Commits are round trips to the broker: at most five a second.
+                if last_commit.elapsed() >= Duration::from_millis(200) {
+                    commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed));
+                    last_commit = Instant::now();
+                }
             }
             // Time follows the wall clock, so results flow even while a stream is idle.
             let now = epoch(now_ms()).max(*frames_in.time());
@@ -439,11 +448,12 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         // Commit what the sinks made durable; wait a little for the last flush.
         if let Some(feed) = kafka.as_mut() {
             let deadline = Instant::now() + Duration::from_secs(30);
-            while !uncommitted.is_empty() && Instant::now() < deadline {
-                commit_durable(feed, &mut uncommitted, durable.load(Ordering::Relaxed));
+            while offsets.waiting_for_durability() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
+                commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed));
             }
-            if !uncommitted.is_empty() {
+            commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed));
+            if offsets.waiting_for_durability() {
                 tracing::warn!(
                     "sinks did not confirm the last results within 30 s; their frames will be read again on restart"
                 );
@@ -535,20 +545,15 @@ struct Sinks {
     durable: Arc<AtomicU64>,
 }
 
-/// Commits the offsets of every time below `durable`.
-fn commit_durable(feed: &KafkaFrameSource, uncommitted: &mut BTreeMap<Time, BTreeMap<i32, i64>>, durable: Time) {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    while let Some(entry) = uncommitted.first_entry() {
-        if *entry.key() >= durable {
-            break;
-        }
-        for (p, o) in entry.remove() {
-            let n = next.entry(p).or_insert(o);
-            *n = (*n).max(o);
-        }
+/// Commits what the durable time and the streams' replay points allow.
+fn commit(feed: &KafkaFrameSource, offsets: &mut OffsetTracker, replay: &ReplayPoints, durable: Time) {
+    let next = offsets.to_commit(durable, |stream| replay.before(stream, durable));
+    if next.is_empty() {
+        return;
     }
-    if let Err(e) = feed.commit(&next) {
-        tracing::warn!(error = %e, "committing Kafka offsets failed; will retry with the next ones");
+    match feed.commit(&next) {
+        Ok(()) => offsets.committed(&next),
+        Err(e) => tracing::warn!(error = %e, "committing Kafka offsets failed; will retry"),
     }
 }
 

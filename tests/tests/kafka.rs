@@ -25,15 +25,20 @@ struct Record {
 
 /// Reads `topic` from the beginning until `want` records arrived or `timeout` passed.
 fn consume(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Record> {
+    // Assigned, not subscribed: no group join to wait for (Tansu takes seconds for one).
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{topic}-{}", std::process::id()))
-        .set("auto.offset.reset", "earliest")
+        .set("group.id", "test-reader")
         .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
         .create()
         .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
     let deadline = Instant::now() + timeout;
     let mut records = Vec::new();
     while records.len() < want && Instant::now() < deadline {
@@ -350,4 +355,81 @@ async fn a_price_change_and_a_delete_in_the_catalog_topic_reach_viewers() {
     let _ = sampler.kill();
     let _ = sampler.wait();
     stop(pipeline);
+}
+
+/// Distinct `ce_id`s of a topic, read until `settle` passes with nothing new (or `timeout`).
+fn distinct_ids(brokers: &str, topic: &str, at_least: usize, timeout: Duration) -> std::collections::BTreeSet<String> {
+    let records = consume(brokers, topic, usize::MAX, timeout.min(Duration::from_secs(5)));
+    let mut ids: std::collections::BTreeSet<String> = records.iter().map(|r| r.headers["ce_id"].clone()).collect();
+    let deadline = Instant::now() + timeout;
+    while ids.len() < at_least && Instant::now() < deadline {
+        let records = consume(brokers, topic, usize::MAX, Duration::from_secs(3));
+        ids = records.iter().map(|r| r.headers["ce_id"].clone()).collect();
+    }
+    ids
+}
+
+#[test]
+fn a_pipeline_killed_mid_stream_resumes_with_exactly_the_events_of_an_uninterrupted_run() {
+    let broker = Broker::start();
+    let dir = temp_dir("kafka-crash");
+    // Two pipelines on the same frames: one runs through, one is killed and restarted.
+    let make = |name: &str| {
+        let path = spec(&dir, &broker.address, name, false);
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "    partitions: 2\n",
+            &format!("    partitions: 2\n    detections_topic: {name}.detections\n    events_topic: {name}.events\n    dead_letter_topic: {name}.dead\n"),
+        );
+        std::fs::write(&path, text).unwrap();
+        run_ok(Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&path));
+        path
+    };
+    let clean_spec = make("clean");
+    let crash_spec = make("crash");
+    let clean = start_pipeline(&clean_spec, &dir.join("clean.log"), free_port());
+    let crash = start_pipeline(&crash_spec, &dir.join("crash-1.log"), free_port());
+    // The stream at its own speed (36 s), so the kill lands in the middle of it.
+    let mut sampler = Command::new(vitrine_bin())
+        .args(["sample", "--stream-id", "shop1", "--fps", "5", "--brokers", &broker.address, "--url"])
+        .arg(root().join("examples/sample/shopping.mp4"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Kill -9 while the apple is on screen (14-22 s of media time: frames 70-110).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = distinct_ids(&broker.address, "crash.detections", 0, Duration::from_secs(1)).len();
+        if seen >= 85 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the crash pipeline processed only {seen} frames");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut crash = crash;
+    crash.kill().unwrap(); // SIGKILL: no draining, no flushing, no committing
+    crash.wait().unwrap();
+    let at_kill = distinct_ids(&broker.address, "crash.detections", 0, Duration::from_secs(1)).len();
+    assert!(at_kill < 180, "the kill came after the end of the stream ({at_kill} frames)");
+    let crash = start_pipeline(&crash_spec, &dir.join("crash-2.log"), free_port());
+
+    assert!(sampler.wait().unwrap().success());
+    let clean_frames = distinct_ids(&broker.address, "clean.detections", 180, Duration::from_secs(60));
+    let crash_frames = distinct_ids(&broker.address, "crash.detections", 180, Duration::from_secs(60));
+    stop(clean);
+    stop(crash);
+    let logs = || {
+        ["clean.log", "crash-1.log", "crash-2.log"]
+            .iter()
+            .map(|f| format!("== {f}\n{}", std::fs::read_to_string(dir.join(f)).unwrap_or_default()))
+            .collect::<String>()
+    };
+    assert_eq!(clean_frames.len(), 180, "{}", logs());
+    assert_eq!(crash_frames.len(), 180, "every frame is processed despite the kill\n{}", logs());
+
+    let clean_events = distinct_ids(&broker.address, "clean.events", 6, Duration::from_secs(10));
+    let crash_events = distinct_ids(&broker.address, "crash.events", 6, Duration::from_secs(10));
+    assert_eq!(clean_events.len(), 6, "{}", logs());
+    assert_eq!(crash_events, clean_events, "after de-duplication on the event id, the same events\n{}", logs());
 }

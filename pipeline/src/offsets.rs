@@ -1,0 +1,110 @@
+//! Which Kafka offsets a worker may commit.
+//!
+//! Two bounds, the lower wins, per partition:
+//! - durability: only offsets after frames whose results are durable (the sink thread says
+//!   up to which dataflow time);
+//! - debounce state: a restart replays from the committed offset with no state, so the
+//!   offset must not pass the oldest frame that a stream's debounce state depends on (its
+//!   replay point as of that durable time). The replay then re-emits the same events with
+//!   the same ids, which consumers de-duplicate.
+
+use std::collections::{BTreeMap, HashMap};
+
+use vitrine_operators::Time;
+
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    /// Per dataflow time, per partition, the offset after the last message read at that time.
+    read: BTreeMap<Time, BTreeMap<i32, i64>>,
+    /// Per partition, the offset after the last message whose results are durable.
+    durable_next: BTreeMap<i32, i64>,
+    /// Per stream: its partition and the offsets of its frames not yet behind a replay point.
+    frames: HashMap<String, (i32, BTreeMap<u64, i64>)>,
+    committed: BTreeMap<i32, i64>,
+}
+
+impl OffsetTracker {
+    /// Records a message read at `time`; `frame` is its stream and seq when it is a frame.
+    pub fn read(&mut self, time: Time, partition: i32, offset: i64, frame: Option<(&str, u64)>) {
+        let next = self.read.entry(time).or_default().entry(partition).or_insert(offset + 1);
+        *next = (*next).max(offset + 1);
+        if let Some((stream, seq)) = frame {
+            let entry = self.frames.entry(stream.to_string()).or_insert_with(|| (partition, BTreeMap::new()));
+            entry.0 = partition;
+            entry.1.insert(seq, offset);
+        }
+    }
+
+    /// The offsets to commit now, given the durable time and each stream's replay point as
+    /// of it; empty when nothing moved.
+    pub fn to_commit(&mut self, durable: Time, replay_point: impl Fn(&str) -> Option<u64>) -> BTreeMap<i32, i64> {
+        while let Some(entry) = self.read.first_entry() {
+            if *entry.key() >= durable {
+                break;
+            }
+            for (p, next) in entry.remove() {
+                let d = self.durable_next.entry(p).or_insert(next);
+                *d = (*d).max(next);
+            }
+        }
+        let mut want = self.durable_next.clone();
+        for (stream, (partition, log)) in self.frames.iter_mut() {
+            if let Some(point) = replay_point(stream) {
+                *log = log.split_off(&point);
+            }
+            // Without a replay point yet, hold at the stream's first frame read.
+            if let (Some((_, &offset)), Some(w)) = (log.iter().next(), want.get_mut(partition)) {
+                *w = (*w).min(offset);
+            }
+        }
+        want.retain(|p, next| self.committed.get(p).is_none_or(|c| *next > *c));
+        want
+    }
+
+    /// The offsets were committed.
+    pub fn committed(&mut self, offsets: &BTreeMap<i32, i64>) {
+        self.committed.extend(offsets.iter().map(|(p, o)| (*p, *o)));
+    }
+
+    /// Whether messages were read whose results are not durable yet.
+    pub fn waiting_for_durability(&self) -> bool {
+        !self.read.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_wait_for_durability() {
+        let mut t = OffsetTracker::default();
+        t.read(100, 0, 10, Some(("s", 0)));
+        t.read(200, 0, 11, Some(("s", 1)));
+        assert!(t.to_commit(100, |_| Some(1)).is_empty(), "nothing durable yet");
+        assert_eq!(t.to_commit(150, |_| Some(1)), BTreeMap::from([(0, 11)]));
+        t.committed(&BTreeMap::from([(0, 11)]));
+        assert_eq!(t.to_commit(300, |_| Some(2)), BTreeMap::from([(0, 12)]));
+    }
+
+    #[test]
+    fn commits_stop_at_the_oldest_frame_debounce_still_needs() {
+        let mut t = OffsetTracker::default();
+        for seq in 0..10u64 {
+            t.read(100, 3, 50 + seq as i64, Some(("s", seq)));
+        }
+        // Everything is durable, but the stream's state depends on frames from seq 4 on.
+        assert_eq!(t.to_commit(200, |_| Some(4)), BTreeMap::from([(3, 54)]));
+        t.committed(&BTreeMap::from([(3, 54)]));
+        // Later the product left: nothing is needed any more.
+        assert_eq!(t.to_commit(200, |_| Some(10)), BTreeMap::from([(3, 60)]));
+    }
+
+    #[test]
+    fn a_stream_without_a_replay_point_holds_at_its_first_frame() {
+        let mut t = OffsetTracker::default();
+        t.read(100, 0, 7, None); // a dead letter: no stream state
+        t.read(100, 0, 8, Some(("s", 0)));
+        assert_eq!(t.to_commit(200, |_| None), BTreeMap::from([(0, 8)]));
+    }
+}
