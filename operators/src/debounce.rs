@@ -63,10 +63,13 @@ pub enum ScreenNote {
     Exit { on_screen: OnScreen, exit_pts: i64 },
 }
 
+/// One frame in a track's window: its seq, and the sighting (pts, score, box) if any.
+type WindowEntry = (u64, Option<(i64, f32, BBox)>);
+
 #[derive(Debug, Default)]
 struct Track {
-    /// Last `enter_window` frames: the sighting (pts, score, box) or none, with the frame's seq.
-    window: VecDeque<(u64, Option<(i64, f32, BBox)>)>,
+    /// The last `enter_window` frames.
+    window: VecDeque<WindowEntry>,
     on_screen: Option<OnScreen>,
     /// Seq of the first sighting of the run that put it on screen.
     since_seq: u64,
@@ -381,8 +384,8 @@ mod tests {
         };
         let full = run(0);
         let mut original = Debouncer::new(config());
-        for cut in 0..frames.len() {
-            original.observe(&frames[cut]);
+        for (cut, frame) in frames.iter().enumerate() {
+            original.observe(frame);
             let from = original.replay_from("s").unwrap() as usize;
             let replayed = run(from);
             let after_cut = |events: &[(u64, Vec<ScreenNote>)]| {
