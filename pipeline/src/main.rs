@@ -112,6 +112,12 @@ enum Command {
         /// The ffmpeg program.
         #[arg(long, default_value = "ffmpeg")]
         ffmpeg: String,
+        /// Frames larger than this are sent by reference (written to --spill-dir) instead of inline.
+        #[arg(long, default_value_t = vitrine_connectors::kafka::MAX_MESSAGE_BYTES - (64 << 10))]
+        max_inline_bytes: usize,
+        /// Folder for frames sent by reference; the pipeline reads them via its source's `frame_refs_dir`.
+        #[arg(long)]
+        spill_dir: Option<PathBuf>,
     },
     /// Kafka topics of a spec.
     Topics {
@@ -175,6 +181,8 @@ fn main() -> ExitCode {
             loop_forever,
             max_retries,
             ffmpeg,
+            max_inline_bytes,
+            spill_dir,
         } => {
             let source = vitrine_schemas::spec::VideoSource {
                 stream_id,
@@ -200,7 +208,8 @@ fn main() -> ExitCode {
                 eprintln!("vitrine sample: {e}");
                 return ExitCode::FAILURE;
             }
-            let options = SamplerOptions { source, input: url, brokers, topic, max_retries };
+            let options =
+                SamplerOptions { source, input: url, brokers, topic, max_retries, max_inline_bytes, spill_dir };
             let stop = Arc::new(AtomicBool::new(false));
             stop_on_signals(stop.clone());
             match sampler::run(&options, stop) {

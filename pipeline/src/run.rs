@@ -275,7 +275,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         .map(|w| {
             kafka_source
                 .as_ref()
-                .map(|k| KafkaFrameSource::connect(&k.brokers, &k.topic, &k.group_id, w, workers))
+                .map(|k| {
+                    let refs = k.frame_refs_dir.as_ref().map(|d| loaded.resolve(d));
+                    KafkaFrameSource::connect(&k.brokers, &k.topic, &k.group_id, w, workers)
+                        .map(|s| s.with_refs_dir(refs))
+                })
                 .transpose()
         })
         .collect::<Result<_, _>>()

@@ -79,6 +79,10 @@ pub struct KafkaSource {
     /// Streams viewers may connect to before their first frame arrives (others open on their first frame).
     #[serde(default)]
     pub streams: Vec<String>,
+    /// Folder that frames sent by reference (`vitrine-frame-url: file://...`) may be read
+    /// from, e.g. the shared volume of `vitrine sample --spill-dir`. Omit to refuse references.
+    #[serde(default)]
+    pub frame_refs_dir: Option<String>,
 }
 
 /// How fast a source delivers frames.

@@ -433,3 +433,37 @@ fn a_pipeline_killed_mid_stream_resumes_with_exactly_the_events_of_an_uninterrup
     assert_eq!(clean_events.len(), 6, "{}", logs());
     assert_eq!(crash_events, clean_events, "after de-duplication on the event id, the same events\n{}", logs());
 }
+
+#[test]
+fn frames_over_the_message_limit_travel_by_reference() {
+    let broker = Broker::start();
+    let dir = temp_dir("kafka-by-reference");
+    let spill = dir.join("spill");
+    let spec = spec(&dir, &broker.address, "refs", false);
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("    streams: [shop1]\n", &format!("    streams: [shop1]\n    frame_refs_dir: {}\n", spill.display()));
+    std::fs::write(&spec, text).unwrap();
+    run_ok(Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&spec));
+    // The sample's frames are 40-60 KB: with a 30 KB inline limit, the large ones go by reference.
+    run_ok(
+        Command::new(vitrine_bin())
+            .args(["sample", "--stream-id", "shop1", "--fps", "5", "--fast", "--max-inline-bytes", "30000"])
+            .args(["--brokers", &broker.address, "--spill-dir"])
+            .arg(&spill)
+            .arg("--url")
+            .arg(root().join("examples/sample/shopping.mp4")),
+    );
+    let frames = consume(&broker.address, "vitrine.frames", 180, Duration::from_secs(30));
+    let by_reference = frames.iter().filter(|r| r.headers.contains_key("vitrine-frame-url")).count();
+    assert!(by_reference > 100, "only {by_reference} of {} frames went by reference", frames.len());
+    assert!(frames.iter().filter(|r| r.headers.contains_key("vitrine-frame-url")).all(|r| r.value.is_empty()));
+
+    let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), free_port());
+    let detections = consume(&broker.address, "vitrine.detections", 180, Duration::from_secs(60));
+    let events = consume(&broker.address, "vitrine.product-events", 6, Duration::from_secs(30));
+    stop(pipeline);
+    let log = std::fs::read_to_string(dir.join("vitrine.log")).unwrap();
+    assert_eq!(detections.len(), 180, "{log}");
+    assert_eq!(events.len(), 6, "{log}");
+}

@@ -1,5 +1,7 @@
 //! Frames as Kafka messages: headers in, headers out.
 
+use std::path::Path;
+
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use vitrine_schemas::{now_ms, DeadLetter, Frame};
 
@@ -24,12 +26,38 @@ fn header<'a, H: Headers>(headers: Option<&'a H>, name: &str) -> Option<&'a [u8]
     headers?.iter().find(|x| x.key == name).and_then(|x| x.value)
 }
 
+/// Largest frame read by reference.
+pub const MAX_REFERENCED_BYTES: u64 = 256 << 20;
+
+/// Reads a frame sent by reference: a `file://` URL inside `refs_dir` (and nowhere else, so
+/// a producer cannot make vitrine read arbitrary files).
+pub fn read_reference(url: &str, refs_dir: Option<&Path>) -> Result<Vec<u8>, String> {
+    let Some(dir) = refs_dir else {
+        return Err(format!("frame sent by reference ({url}) but the source has no `frame_refs_dir`"));
+    };
+    let Some(path) = url.strip_prefix("file://") else {
+        return Err(format!("frame reference `{url}`: only file:// URLs are supported"));
+    };
+    let path = Path::new(path).canonicalize().map_err(|e| format!("frame reference `{url}`: {e}"))?;
+    let dir = dir.canonicalize().map_err(|e| format!("frame_refs_dir {}: {e}", dir.display()))?;
+    if !path.starts_with(&dir) {
+        return Err(format!("frame reference `{url}` is outside frame_refs_dir {}", dir.display()));
+    }
+    let len = std::fs::metadata(&path).map_err(|e| format!("frame reference `{url}`: {e}"))?.len();
+    if len > MAX_REFERENCED_BYTES {
+        return Err(format!("frame reference `{url}` is {len} bytes, over {MAX_REFERENCED_BYTES}"));
+    }
+    std::fs::read(&path).map_err(|e| format!("frame reference `{url}`: {e}"))
+}
+
 /// Reads a frame from a message; a message that is not one becomes a dead letter.
+/// `refs_dir` is where frames sent by reference may be read from.
 pub fn frame_from_message<H: Headers>(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     headers: Option<&H>,
     origin: String,
+    refs_dir: Option<&Path>,
 ) -> Result<Frame, DeadLetter> {
     let text = |name: &str| header(headers, name).and_then(|v| std::str::from_utf8(v).ok());
     let stream_id = text(h::STREAM_ID)
@@ -75,7 +103,14 @@ pub fn frame_from_message<H: Headers>(
         }
     }
     let captured_at_ms = number(h::CAPTURED_AT_MS).unwrap_or_else(|_| now_ms());
-    Ok(Frame { stream_id, seq, pts_ms, captured_at_ms, origin: Some(origin), jpeg: payload })
+    let (jpeg, origin) = match text(h::FRAME_URL) {
+        Some(url) => match read_reference(url, refs_dir) {
+            Ok(bytes) => (bytes, format!("{origin} -> {url}")),
+            Err(reason) => return Err(reject(seq, pts_ms, reason, payload)),
+        },
+        None => (payload, origin),
+    };
+    Ok(Frame { stream_id, seq, pts_ms, captured_at_ms, origin: Some(origin), jpeg })
 }
 
 /// Width and height from a JPEG's frame header (SOFn), without decoding it.
@@ -119,7 +154,7 @@ mod tests {
     fn headers_round_trip() {
         let f = frame();
         let hs = frame_headers(&f);
-        let back = frame_from_message(Some(b"s1"), Some(&f.jpeg), Some(&hs), "t/0@5".into()).unwrap();
+        let back = frame_from_message(Some(b"s1"), Some(&f.jpeg), Some(&hs), "t/0@5".into(), None).unwrap();
         assert_eq!((back.stream_id.as_str(), back.seq, back.pts_ms, back.captured_at_ms), ("s1", 7, 1400, 99));
         assert_eq!(back.jpeg, f.jpeg);
     }
@@ -127,12 +162,26 @@ mod tests {
     #[test]
     fn missing_headers_are_dead_letters_with_a_reason() {
         let hs = OwnedHeaders::new().insert(Header { key: h::SEQ, value: Some("3".as_bytes()) });
-        let err = frame_from_message(Some(b"s1"), Some(b"jpeg"), Some(&hs), "t/0@1".into()).unwrap_err();
+        let err = frame_from_message(Some(b"s1"), Some(b"jpeg"), Some(&hs), "t/0@1".into(), None).unwrap_err();
         assert_eq!((err.stage.as_str(), err.seq), ("source", 3));
         assert!(err.reason.contains(h::PTS_MS), "{}", err.reason);
         assert_eq!(err.payload, b"jpeg");
-        let err = frame_from_message::<OwnedHeaders>(None, Some(b"x"), None, "t/0@2".into()).unwrap_err();
+        let err = frame_from_message::<OwnedHeaders>(None, Some(b"x"), None, "t/0@2".into(), None).unwrap_err();
         assert!(err.reason.contains("no stream id"), "{}", err.reason);
+    }
+
+    #[test]
+    fn references_are_read_only_inside_the_refs_dir() {
+        let dir = std::env::temp_dir().join(format!("vitrine-refs-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("s1")).unwrap();
+        let frame_path = dir.join("s1/0000000001.jpg");
+        std::fs::write(&frame_path, b"jpeg bytes").unwrap();
+        let url = format!("file://{}", frame_path.display());
+        assert_eq!(read_reference(&url, Some(&dir)).unwrap(), b"jpeg bytes");
+        assert!(read_reference(&url, None).unwrap_err().contains("frame_refs_dir"));
+        assert!(read_reference("file:///etc/passwd", Some(&dir)).unwrap_err().contains("outside"));
+        assert!(read_reference(&format!("file://{}/s1/../../../etc/passwd", dir.display()), Some(&dir)).is_err());
+        assert!(read_reference("https://example.com/f.jpg", Some(&dir)).unwrap_err().contains("file://"));
     }
 
     #[test]

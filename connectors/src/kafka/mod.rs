@@ -23,6 +23,8 @@ pub mod headers {
     pub const WIDTH: &str = "vitrine-width";
     pub const HEIGHT: &str = "vitrine-height";
     pub const CONTENT_TYPE: &str = "content-type";
+    /// A frame sent by reference: `file:///path/to/frame.jpg`, and an empty value.
+    pub const FRAME_URL: &str = "vitrine-frame-url";
     /// On dead letters: the stage that refused the frame, and why.
     pub const STAGE: &str = "vitrine-stage";
     pub const REASON: &str = "vitrine-reason";

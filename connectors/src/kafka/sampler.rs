@@ -29,6 +29,22 @@ pub struct SamplerOptions {
     pub topic: String,
     /// Give up after this many reconnects in a row without a frame (live inputs).
     pub max_retries: u32,
+    /// Frames larger than this are sent by reference instead of inline.
+    pub max_inline_bytes: usize,
+    /// Where frames sent by reference are written (a volume the pipeline also sees).
+    pub spill_dir: Option<std::path::PathBuf>,
+}
+
+/// Writes a frame to the spill folder (whole, then renamed) and returns its `file://` URL.
+fn spill(dir: &std::path::Path, frame: &Frame) -> Result<String, String> {
+    let folder = dir.join(&frame.stream_id);
+    std::fs::create_dir_all(&folder).map_err(|e| format!("cannot create {}: {e}", folder.display()))?;
+    let path = folder.join(format!("{:010}.jpg", frame.seq));
+    let tmp = folder.join(format!(".{:010}.jpg.tmp", frame.seq));
+    std::fs::write(&tmp, &frame.jpeg).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let path = path.canonicalize().map_err(|e| e.to_string())?;
+    Ok(format!("file://{}", path.display()))
 }
 
 /// What the sampler did.
@@ -62,8 +78,23 @@ pub fn run(options: &SamplerOptions, stop: Arc<AtomicBool>) -> Result<SamplerSta
             // Continue numbering across reconnects: one gapless stream for consumers.
             frame.seq += before;
             frame.pts_ms = crate::sources::pts_of(frame.seq, options.source.fps);
-            let headers = frame_headers(&frame);
-            let mut record = BaseRecord::to(&options.topic).key(&frame.stream_id).payload(&frame.jpeg).headers(headers);
+            let mut headers = frame_headers(&frame);
+            let mut payload: &[u8] = &frame.jpeg;
+            if frame.jpeg.len() > options.max_inline_bytes {
+                let Some(dir) = &options.spill_dir else {
+                    return Err(format!(
+                        "frame {} is {} bytes, over --max-inline-bytes {}: give --spill-dir (a folder the pipeline can read) to send large frames by reference",
+                        frame.seq,
+                        frame.jpeg.len(),
+                        options.max_inline_bytes
+                    ));
+                };
+                let url = spill(dir, &frame)?;
+                headers = headers
+                    .insert(rdkafka::message::Header { key: super::headers::FRAME_URL, value: Some(url.as_bytes()) });
+                payload = &[];
+            }
+            let mut record = BaseRecord::to(&options.topic).key(&frame.stream_id).payload(payload).headers(headers);
             loop {
                 match producer.send(record) {
                     Ok(()) => break,

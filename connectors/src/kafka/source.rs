@@ -20,6 +20,7 @@ pub type Position = (i32, i64);
 /// One worker's share of the frames topic.
 pub struct KafkaFrameSource {
     consumer: BaseConsumer,
+    refs_dir: Option<std::path::PathBuf>,
     topic: String,
     partitions: Vec<i32>,
     brokers: String,
@@ -64,7 +65,13 @@ impl KafkaFrameSource {
         }
         consumer.assign(&assignment).map_err(|e| describe(&e, brokers))?;
         tracing::info!(topic, worker, ?partitions, "reading frames from Kafka");
-        Ok(KafkaFrameSource { consumer, topic: topic.into(), partitions, brokers: brokers.into() })
+        Ok(KafkaFrameSource { consumer, refs_dir: None, topic: topic.into(), partitions, brokers: brokers.into() })
+    }
+
+    /// Where frames sent by reference may be read from (none: references are refused).
+    pub fn with_refs_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.refs_dir = dir;
+        self
     }
 
     pub fn partitions(&self) -> &[i32] {
@@ -84,7 +91,7 @@ impl KafkaFrameSource {
                 }
                 Some(Ok(m)) => {
                     let origin = format!("{}/{}@{}", m.topic(), m.partition(), m.offset());
-                    let frame = frame_from_message(m.key(), m.payload(), m.headers(), origin);
+                    let frame = frame_from_message(m.key(), m.payload(), m.headers(), origin, self.refs_dir.as_deref());
                     out.push((frame, (m.partition(), m.offset())));
                 }
             }
