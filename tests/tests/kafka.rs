@@ -467,3 +467,51 @@ fn frames_over_the_message_limit_travel_by_reference() {
     assert_eq!(detections.len(), 180, "{log}");
     assert_eq!(events.len(), 6, "{log}");
 }
+
+#[test]
+fn the_sampler_says_what_is_wrong_and_reconnects_to_a_stream_that_drops() {
+    let broker = Broker::start();
+    let dir = temp_dir("sampler");
+    let sample = root().join("examples/sample/shopping.mp4");
+    let sampler = |extra: &[&str]| {
+        let mut c = Command::new(vitrine_bin());
+        c.args(["sample", "--stream-id", "live1", "--fps", "5", "--brokers", &broker.address]).args(extra);
+        c.output().unwrap()
+    };
+
+    let out = sampler(&["--ffmpeg", "/nonexistent/ffmpeg", "--url", sample.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("Install ffmpeg"), "{stderr}");
+
+    let out = sampler(&["--url", "/no/such/video.mp4"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("/no/such/video.mp4"), "{stderr}");
+
+    // A live stream over TCP (MPEG-TS) that drops after 40% of its bytes, then comes back whole.
+    let ts = dir.join("live.ts");
+    run_ok(Command::new("ffmpeg").args(["-loglevel", "error", "-i"]).arg(&sample).args(["-t", "10", "-c", "copy", "-f", "mpegts"]).arg(&ts));
+    let bytes = std::fs::read(&ts).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        for cut in [bytes.len() * 2 / 5, bytes.len()] {
+            let (mut conn, _) = listener.accept().unwrap();
+            let _ = conn.write_all(&bytes[..cut]);
+        }
+        // Then the stream is gone for good: connections are refused.
+    });
+    let out = sampler(&["--max-retries", "1", "--url", &format!("tcp://127.0.0.1:{port}")]);
+    server.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    assert!(stderr.contains("giving up"), "a stream that stays down ends the sampler with a reason: {stderr}");
+
+    let frames = consume(&broker.address, "vitrine.frames", 1000, Duration::from_secs(10));
+    let mut seqs: Vec<u64> = frames.iter().map(|r| r.headers["vitrine-seq"].parse().unwrap()).collect();
+    seqs.sort();
+    assert!(seqs.len() > 50, "the frames of both connections (10 s at 5 frames/s = 50, plus the first 40%): {}", seqs.len());
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "one gapless stream across the reconnect");
+}
