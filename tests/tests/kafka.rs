@@ -491,7 +491,13 @@ fn the_sampler_says_what_is_wrong_and_reconnects_to_a_stream_that_drops() {
 
     // A live stream over TCP (MPEG-TS) that drops after 40% of its bytes, then comes back whole.
     let ts = dir.join("live.ts");
-    run_ok(Command::new("ffmpeg").args(["-loglevel", "error", "-i"]).arg(&sample).args(["-t", "10", "-c", "copy", "-f", "mpegts"]).arg(&ts));
+    run_ok(
+        Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-i"])
+            .arg(&sample)
+            .args(["-t", "10", "-c", "copy", "-f", "mpegts"])
+            .arg(&ts),
+    );
     let bytes = std::fs::read(&ts).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -512,6 +518,10 @@ fn the_sampler_says_what_is_wrong_and_reconnects_to_a_stream_that_drops() {
     let frames = consume(&broker.address, "vitrine.frames", 1000, Duration::from_secs(10));
     let mut seqs: Vec<u64> = frames.iter().map(|r| r.headers["vitrine-seq"].parse().unwrap()).collect();
     seqs.sort();
-    assert!(seqs.len() > 50, "the frames of both connections (10 s at 5 frames/s = 50, plus the first 40%): {}", seqs.len());
+    assert!(
+        seqs.len() > 50,
+        "the frames of both connections (10 s at 5 frames/s = 50, plus the first 40%): {}",
+        seqs.len()
+    );
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "one gapless stream across the reconnect");
 }
