@@ -190,6 +190,7 @@ mod tests {
             image: None,
             url: None,
             in_stock: true,
+            streams: vec![],
         };
         let old: BTreeSet<_> = [item(100)].into();
         let new: BTreeSet<_> = [item(200)].into();

@@ -197,6 +197,7 @@ mod tests {
             image: None,
             url: None,
             in_stock: true,
+            streams: vec![],
         }
     }
 

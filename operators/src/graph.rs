@@ -10,8 +10,10 @@ use crate::{Debounce, DebounceConfig, Diff, EmitEvents, ReplayPoints, Time};
 /// The catalog as a differential collection keyed by detector label.
 pub type Catalog<'scope> = VecCollection<'scope, Time, (String, CatalogItem), Diff>;
 
-/// Product events for `detections`, priced from `catalog`. A change in the catalog re-emits
-/// an `updated` for products on screen (or `appeared`/`disappeared` when an entry comes or goes).
+/// Product events for `detections`, priced from `catalog`: a product on screen matches the
+/// catalog entries of its label that are on its stream's rundown. A change in the catalog
+/// re-emits an `updated` for products on screen (or `appeared`/`disappeared` when an entry
+/// comes or goes).
 pub fn product_events<'scope>(
     detections: Stream<'scope, Time, Vec<FrameDetections>>,
     catalog: Catalog<'scope>,
@@ -19,5 +21,10 @@ pub fn product_events<'scope>(
     replay: ReplayPoints,
 ) -> Stream<'scope, Time, Vec<ProductEvent>> {
     let (on_screen, notes) = detections.debounce(config, replay);
-    on_screen.as_collection().join(catalog).inner.emit_events(notes)
+    on_screen
+        .as_collection()
+        .join(catalog)
+        .filter(|(_, (on, item))| item.on_rundown_of(&on.stream_id))
+        .inner
+        .emit_events(notes)
 }

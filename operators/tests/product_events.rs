@@ -39,6 +39,7 @@ fn item(sku: &str, label: &str, cents: i64) -> CatalogItem {
         image: None,
         url: None,
         in_stock: true,
+        streams: vec![],
     }
 }
 
@@ -129,4 +130,26 @@ fn deleting_a_product_on_screen_makes_it_disappear() {
     let k = kinds(&events);
     assert_eq!(k.len(), 2, "{k:?}");
     assert_eq!(k[1].0, EventKind::Disappeared);
+}
+
+#[test]
+fn a_label_matches_the_product_on_its_streams_rundown() {
+    // The host sells the red mug on this stream ("live") and the blue one on another show.
+    let red = CatalogItem { streams: vec!["live".into()], ..item("MUG-RED", "cup", 1299) };
+    let blue = CatalogItem { streams: vec!["other-show".into()], ..item("MUG-BLUE", "cup", 1499) };
+    let frames: Vec<_> = (0..6).map(|s| frame(s, &["cup"])).collect();
+    let events = run(frames, vec![(1, red, 1), (1, blue, 1)]);
+    let skus: std::collections::BTreeSet<_> = events.iter().map(|e| e.sku.as_str()).collect();
+    assert_eq!(skus, ["MUG-RED"].into());
+}
+
+#[test]
+fn a_label_can_stand_for_several_products_on_one_stream() {
+    let a = CatalogItem { streams: vec!["live".into()], ..item("MUG-A", "cup", 1299) };
+    let b = item("MUG-B", "cup", 999); // on every rundown
+    let frames: Vec<_> = (0..6).map(|s| frame(s, &["cup"])).collect();
+    let events = run(frames, vec![(1, a, 1), (1, b, 1)]);
+    let appeared: std::collections::BTreeSet<_> =
+        events.iter().filter(|e| e.kind == EventKind::Appeared).map(|e| e.sku.as_str()).collect();
+    assert_eq!(appeared, ["MUG-A", "MUG-B"].into());
 }

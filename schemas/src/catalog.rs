@@ -50,6 +50,18 @@ pub struct CatalogItem {
     /// Whether the product can be bought now.
     #[serde(default = "in_stock_default")]
     pub in_stock: bool,
+    /// The streams (shows) whose rundown has this product: only there does its label match
+    /// it. Empty: every stream. So one label can stand for different products on different
+    /// shows (the red mug on one, the blue one on another).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<String>,
+}
+
+impl CatalogItem {
+    /// Whether this product may be matched on `stream_id`.
+    pub fn on_rundown_of(&self, stream_id: &str) -> bool {
+        self.streams.is_empty() || self.streams.iter().any(|s| s == stream_id)
+    }
 }
 
 fn in_stock_default() -> bool {
