@@ -16,15 +16,41 @@ use vitrine_schemas::{BBox, FrameDetections};
 
 use crate::{stable_hash, Diff, ReplayPoints, Time};
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DebounceConfig {
     pub min_score: f32,
+    /// Per-label thresholds that replace `min_score` for those labels.
+    pub label_min_score: BTreeMap<String, f32>,
+    /// After a product leaves, it cannot appear again until this much media time passed.
+    pub cooldown_ms: i64,
+    /// At most this many products on screen per stream (the highest scores enter first).
+    pub max_on_screen: Option<usize>,
     pub enter_hits: usize,
     pub enter_window: usize,
     pub hold_ms: i64,
     /// Whether the end of the input ends the streams (files, folders: products still on
     /// screen disappear) or only pauses them (Kafka: a restart carries on where it stopped).
     pub input_end_closes_streams: bool,
+}
+
+impl DebounceConfig {
+    /// The plain k-of-n + hold rule, with no per-label thresholds, cooldown or cap.
+    pub fn simple(min_score: f32, enter_hits: usize, enter_window: usize, hold_ms: i64) -> DebounceConfig {
+        DebounceConfig {
+            min_score,
+            label_min_score: BTreeMap::new(),
+            cooldown_ms: 0,
+            max_on_screen: None,
+            enter_hits,
+            enter_window,
+            hold_ms,
+            input_end_closes_streams: true,
+        }
+    }
+
+    pub fn min_score_of(&self, label: &str) -> f32 {
+        self.label_min_score.get(label).copied().unwrap_or(self.min_score)
+    }
 }
 
 /// A product on screen in one stream, as debounce confirmed it. It is the record that enters
@@ -73,6 +99,11 @@ struct Track {
     on_screen: Option<OnScreen>,
     /// Seq of the first sighting of the run that put it on screen.
     since_seq: u64,
+    /// When it last left the screen (media time), for the cooldown.
+    last_exit_pts: Option<i64>,
+    /// While cooling down: the first sighting of the run that left, where a replay must
+    /// start to know about the cooldown.
+    cooldown_origin_seq: u64,
     last_seen_pts: i64,
     first_missing_pts: Option<i64>,
 }
@@ -104,7 +135,7 @@ impl Debouncer {
 
     /// Takes the next frame of a stream; returns what entered or left with it.
     pub fn observe(&mut self, frame: &FrameDetections) -> Vec<ScreenNote> {
-        let config = self.config;
+        let config = &self.config;
         let state = self.streams.entry(frame.stream_id.clone()).or_default();
         let pts = frame.pts_ms;
         if let Some(last) = state.last_pts {
@@ -114,9 +145,9 @@ impl Debouncer {
         }
         state.last_pts = Some(pts);
 
-        // The best sighting of each label in this frame.
+        // The best sighting of each label in this frame, at the label's own threshold.
         let mut sightings: BTreeMap<&str, (f32, BBox)> = BTreeMap::new();
-        for d in frame.detections.iter().filter(|d| d.score >= config.min_score) {
+        for d in frame.detections.iter().filter(|d| d.score >= config.min_score_of(&d.label)) {
             let entry = sightings.entry(d.label.as_str()).or_insert((d.score, d.bbox));
             if d.score > entry.0 {
                 *entry = (d.score, d.bbox);
@@ -128,7 +159,9 @@ impl Debouncer {
             }
         }
 
+        // First the window of every label, and who leaves; then who may enter.
         let mut notes = Vec::new();
+        let mut candidates: Vec<(f32, String)> = Vec::new();
         for (label, track) in state.tracks.iter_mut() {
             let seen = sightings.get(label.as_str()).map(|&(score, bbox)| (pts, score, bbox));
             track.window.push_back((frame.seq, seen));
@@ -137,22 +170,13 @@ impl Debouncer {
             }
             match &track.on_screen {
                 None => {
-                    let hits: Vec<_> = track.window.iter().filter_map(|(_, hit)| hit.as_ref()).collect();
-                    if hits.len() >= config.enter_hits {
-                        track.since_seq = track.window.iter().find(|(_, hit)| hit.is_some()).map_or(frame.seq, |w| w.0);
-                        let first = hits[0].0;
-                        let best = hits.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
-                        let on = OnScreen {
-                            stream_id: frame.stream_id.clone(),
-                            label: label.clone(),
-                            since_pts: first,
-                            score_milli: (best.1 * 1000.0).round() as u32,
-                            bbox: quantize(best.2),
-                        };
-                        track.on_screen = Some(on.clone());
-                        track.last_seen_pts = pts;
-                        track.first_missing_pts = None;
-                        notes.push(ScreenNote::Enter(on));
+                    let mut hits = track.window.iter().filter_map(|(_, hit)| hit.as_ref());
+                    let first = hits.clone().next().map(|h| h.0);
+                    let cooling =
+                        track.last_exit_pts.zip(first).is_some_and(|(exit, first)| first < exit + config.cooldown_ms);
+                    if hits.clone().count() >= config.enter_hits && !cooling {
+                        let best = hits.by_ref().map(|h| h.1).fold(f32::MIN, f32::max);
+                        candidates.push((best, label.clone()));
                     }
                 }
                 Some(on) => {
@@ -165,13 +189,45 @@ impl Debouncer {
                             notes.push(ScreenNote::Exit { on_screen: on.clone(), exit_pts: first_missing });
                             track.on_screen = None;
                             track.window.clear();
+                            track.last_exit_pts = Some(first_missing);
+                            track.cooldown_origin_seq = track.since_seq;
                         }
                     }
                 }
             }
         }
-        // Forget labels that are neither on screen nor recently sighted.
-        state.tracks.retain(|_, t| t.on_screen.is_some() || t.window.iter().any(|(_, hit)| hit.is_some()));
+        // Highest score first; at the cap, the others wait (nothing on screen is pushed off).
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let mut showing = state.tracks.values().filter(|t| t.on_screen.is_some()).count();
+        for (_, label) in candidates {
+            if config.max_on_screen.is_some_and(|cap| showing >= cap) {
+                break;
+            }
+            let track = state.tracks.get_mut(&label).expect("a candidate has a track");
+            let hits: Vec<_> = track.window.iter().filter_map(|(_, hit)| hit.as_ref()).collect();
+            let first = hits[0].0;
+            let best = hits.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+            let on = OnScreen {
+                stream_id: frame.stream_id.clone(),
+                label: label.clone(),
+                since_pts: first,
+                score_milli: (best.1 * 1000.0).round() as u32,
+                bbox: quantize(best.2),
+            };
+            track.since_seq = track.window.iter().find(|(_, hit)| hit.is_some()).map_or(frame.seq, |w| w.0);
+            track.on_screen = Some(on.clone());
+            track.last_seen_pts = pts;
+            track.first_missing_pts = None;
+            notes.push(ScreenNote::Enter(on));
+            showing += 1;
+        }
+        // Forget labels that are neither on screen, recently sighted, nor cooling down.
+        let cooldown = config.cooldown_ms;
+        state.tracks.retain(|_, t| {
+            t.on_screen.is_some()
+                || t.window.iter().any(|(_, hit)| hit.is_some())
+                || t.last_exit_pts.is_some_and(|exit| pts < exit + cooldown)
+        });
         state.last_seq = Some(frame.seq);
         notes
     }
@@ -185,7 +241,11 @@ impl Debouncer {
         let next = state.last_seq.map_or(0, |s| s + 1);
         let origins = state.tracks.values().filter_map(|t| match &t.on_screen {
             Some(_) => Some(t.since_seq),
-            None => t.window.iter().find(|(_, hit)| hit.is_some()).map(|w| w.0),
+            None => {
+                let oldest_hit = t.window.iter().find(|(_, hit)| hit.is_some()).map(|w| w.0);
+                let cooling = t.last_exit_pts.map(|_| t.cooldown_origin_seq);
+                oldest_hit.into_iter().chain(cooling).min()
+            }
         });
         Some(origins.fold(next, u64::min))
     }
@@ -235,6 +295,7 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
             |capability, _| {
                 let mut capability = Some(capability);
                 let mut pending: BTreeMap<Time, Vec<FrameDetections>> = BTreeMap::new();
+                let closes = config.input_end_closes_streams;
                 let mut debouncer = Debouncer::new(config);
                 move |(input, frontier), output| {
                     input.for_each(|time, data| {
@@ -266,7 +327,7 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
                         None => {
                             // Input ended: close what is still on screen (if that ends the streams),
                             // then release the capability.
-                            let notes = if config.input_end_closes_streams { debouncer.finish() } else { Vec::new() };
+                            let notes = if closes { debouncer.finish() } else { Vec::new() };
                             let time = *cap.time();
                             let mut session = output.session(&*cap);
                             for note in notes {
@@ -299,7 +360,7 @@ mod tests {
     use vitrine_schemas::Detection;
 
     fn config() -> DebounceConfig {
-        DebounceConfig { min_score: 0.5, enter_hits: 3, enter_window: 5, hold_ms: 1000, input_end_closes_streams: true }
+        DebounceConfig::simple(0.5, 3, 5, 1000)
     }
 
     fn frame(seq: u64, labels: &[(&str, f32)]) -> FrameDetections {
@@ -324,7 +385,11 @@ mod tests {
     }
 
     fn run(frames: &[&[(&str, f32)]]) -> Vec<(String, &'static str, i64)> {
-        let mut d = Debouncer::new(config());
+        run_with(config(), frames)
+    }
+
+    fn run_with(config: DebounceConfig, frames: &[&[(&str, f32)]]) -> Vec<(String, &'static str, i64)> {
+        let mut d = Debouncer::new(config);
         let mut out = Vec::new();
         let mut notes = Vec::new();
         for (i, f) in frames.iter().enumerate() {
@@ -369,6 +434,39 @@ mod tests {
     }
 
     #[test]
+    fn a_cooldown_stops_a_product_from_flickering_back() {
+        let cup: &[(&str, f32)] = &[("cup", 0.9)];
+        let none: &[(&str, f32)] = &[];
+        // on 0-4, gone 5-9 (exits at 1000), back at 10 (2000 ms): within a 1.5 s cooldown it
+        // may only appear with sightings from 2500 ms on.
+        let mut frames = vec![cup; 5];
+        frames.extend([none; 5]);
+        frames.extend([cup; 10]);
+        let plain = run(&frames);
+        assert_eq!(plain[2], ("cup".into(), "enter", 2000));
+        let cooled = run_with(DebounceConfig { cooldown_ms: 1500, ..config() }, &frames);
+        assert_eq!(cooled[2], ("cup".into(), "enter", 2600));
+    }
+
+    #[test]
+    fn per_label_thresholds_replace_the_default() {
+        let bottle: &[(&str, f32)] = &[("bottle", 0.4)];
+        assert!(run(&[bottle; 6]).is_empty());
+        let mut config = config();
+        config.label_min_score.insert("bottle".into(), 0.35);
+        assert_eq!(run_with(config, &[bottle; 6])[0], ("bottle".into(), "enter", 0));
+    }
+
+    #[test]
+    fn the_cap_lets_the_highest_scores_on_screen_and_the_others_wait() {
+        let three: &[(&str, f32)] = &[("cup", 0.7), ("apple", 0.9), ("orange", 0.8)];
+        let config = DebounceConfig { max_on_screen: Some(2), ..config() };
+        let entered: Vec<String> =
+            run_with(config, &[three; 4]).into_iter().filter(|e| e.1 == "enter").map(|e| e.0).collect();
+        assert_eq!(entered, vec!["apple".to_string(), "orange".to_string()]);
+    }
+
+    #[test]
     fn replaying_from_the_replay_point_rebuilds_the_same_events() {
         // Frames with gaps and flicker; after each prefix, a fresh debouncer fed from the
         // replay point must produce the rest of the events exactly as the original does.
@@ -376,14 +474,30 @@ mod tests {
         let frames: Vec<FrameDetections> = pattern
             .iter()
             .enumerate()
-            .map(|(i, on)| frame(i as u64, if *on == 1 { &[("cup", 0.9)] } else { &[] }))
+            .map(|(i, on)| {
+                // A second product, on and off, competes for the cap.
+                let apple = i % 3 != 1 && (4..20).contains(&i);
+                let labels: &[(&str, f32)] = match (*on == 1, apple) {
+                    (true, true) => &[("cup", 0.9), ("apple", 0.95)],
+                    (true, false) => &[("cup", 0.9)],
+                    (false, true) => &[("apple", 0.95)],
+                    (false, false) => &[],
+                };
+                frame(i as u64, labels)
+            })
             .collect();
+        for config in [config(), DebounceConfig { cooldown_ms: 1200, max_on_screen: Some(1), ..config() }] {
+            replay_matches(&frames, config);
+        }
+    }
+
+    fn replay_matches(frames: &[FrameDetections], config: DebounceConfig) {
         let run = |from: usize| {
-            let mut d = Debouncer::new(config());
+            let mut d = Debouncer::new(config.clone());
             frames[from..].iter().map(|f| (f.seq, d.observe(f))).collect::<Vec<_>>()
         };
         let full = run(0);
-        let mut original = Debouncer::new(config());
+        let mut original = Debouncer::new(config.clone());
         for (cut, frame) in frames.iter().enumerate() {
             original.observe(frame);
             let from = original.replay_from("s").unwrap() as usize;

@@ -45,8 +45,7 @@ fn item(sku: &str, label: &str, cents: i64) -> CatalogItem {
 
 /// Runs frames (frame i at time i+1) and catalog changes (at given times) through the graph.
 fn run(frames: Vec<FrameDetections>, catalog: Vec<(u64, CatalogItem, isize)>) -> Vec<ProductEvent> {
-    let config =
-        DebounceConfig { min_score: 0.5, enter_hits: 2, enter_window: 3, hold_ms: 600, input_end_closes_streams: true };
+    let config = DebounceConfig::simple(0.5, 2, 3, 600);
     let (tx, rx) = std::sync::mpsc::channel();
     timely::execute_directly(move |worker| {
         let mut frames_in = InputHandle::new();

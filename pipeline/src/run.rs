@@ -297,6 +297,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     };
     let debounce = DebounceConfig {
         min_score: spec.debounce.min_score,
+        label_min_score: spec.debounce.label_min_score.clone(),
+        cooldown_ms: spec.debounce.cooldown.as_millis() as i64,
+        max_on_screen: spec.debounce.max_on_screen.map(|n| n.get()),
         enter_hits: spec.debounce.enter_hits.get(),
         enter_window: spec.debounce.enter_window.get(),
         hold_ms: spec.debounce.hold.as_millis() as i64,
@@ -328,7 +331,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 let _ = out_d.send(Output::Detections(d.clone()));
             });
             let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
-            product_events(detections.clone(), catalog, debounce, replay.clone())
+            product_events(detections.clone(), catalog, debounce.clone(), replay.clone())
                 .inspect(move |e: &ProductEvent| {
                     let _ = out_e.send(Output::Event(e.clone()));
                 })

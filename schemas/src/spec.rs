@@ -201,6 +201,17 @@ pub struct DebounceSpec {
     /// A product disappears once it was not sighted for this long (media time).
     #[serde(default = "default_hold", with = "humantime_serde")]
     pub hold: Duration,
+    /// After a product disappears it cannot appear again for this long (media time), so a
+    /// product waved in and out of view does not flicker. `0s`: no cooldown.
+    #[serde(default, with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Per-label `min_score`, e.g. `{bottle: 0.35, cup: 0.6}`, for labels the detector scores lower or higher.
+    #[serde(default)]
+    pub label_min_score: std::collections::BTreeMap<String, f32>,
+    /// At most this many products on screen per stream; when more qualify, the highest
+    /// scores enter first and the others wait (nothing on screen is pushed off). Omit: no cap.
+    #[serde(default)]
+    pub max_on_screen: Option<NonZeroUsize>,
 }
 
 impl Default for DebounceSpec {
@@ -210,6 +221,9 @@ impl Default for DebounceSpec {
             enter_hits: default_enter_hits(),
             enter_window: default_enter_window(),
             hold: default_hold(),
+            cooldown: Duration::ZERO,
+            label_min_score: Default::default(),
+            max_on_screen: None,
         }
     }
 }
@@ -395,6 +409,11 @@ impl PipelineSpec {
                     d.enter_hits, d.enter_window
                 ),
             );
+        }
+        for (label, score) in &d.label_min_score {
+            if !(0.0..=1.0).contains(score) {
+                problem(format!("debounce.label_min_score.{label}"), format!("must be between 0 and 1, got {score}"));
+            }
         }
         if d.hold.is_zero() {
             problem("debounce.hold".into(), "must be longer than 0 (e.g. `1500ms`)".into());
