@@ -198,11 +198,9 @@ impl Debouncer {
         }
         // Highest score first; at the cap, the others wait (nothing on screen is pushed off).
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        let mut showing = state.tracks.values().filter(|t| t.on_screen.is_some()).count();
-        for (_, label) in candidates {
-            if config.max_on_screen.is_some_and(|cap| showing >= cap) {
-                break;
-            }
+        let showing = state.tracks.values().filter(|t| t.on_screen.is_some()).count();
+        let room = config.max_on_screen.map_or(usize::MAX, |cap| cap.saturating_sub(showing));
+        for (_, label) in candidates.into_iter().take(room) {
             let track = state.tracks.get_mut(&label).expect("a candidate has a track");
             let hits: Vec<_> = track.window.iter().filter_map(|(_, hit)| hit.as_ref()).collect();
             let first = hits[0].0;
@@ -219,7 +217,6 @@ impl Debouncer {
             track.last_seen_pts = pts;
             track.first_missing_pts = None;
             notes.push(ScreenNote::Enter(on));
-            showing += 1;
         }
         // Forget labels that are neither on screen, recently sighted, nor cooling down.
         let cooldown = config.cooldown_ms;
