@@ -1,11 +1,9 @@
 //! The product half of the graph in a real timely dataflow: detections and catalog changes
 //! in, product events out.
 
-use differential_dataflow::input::Input;
-use timely::dataflow::operators::capture::{Capture, Event};
-use timely::dataflow::operators::core::Probe;
-use timely::dataflow::{InputHandle, ProbeHandle};
-use vitrine_operators::{product_events, DebounceConfig, ReplayPoints};
+mod common;
+
+use common::run;
 use vitrine_schemas::{BBox, CatalogItem, Detection, EventKind, FrameDetections, Money, ProductEvent};
 
 fn frame(seq: u64, labels: &[&str]) -> FrameDetections {
@@ -41,51 +39,6 @@ fn item(sku: &str, label: &str, cents: i64) -> CatalogItem {
         in_stock: true,
         streams: vec![],
     }
-}
-
-/// Runs frames (frame i at time i+1) and catalog changes (at given times) through the graph.
-fn run(frames: Vec<FrameDetections>, catalog: Vec<(u64, CatalogItem, isize)>) -> Vec<ProductEvent> {
-    let config = DebounceConfig::simple(0.5, 2, 3, 600);
-    let (tx, rx) = std::sync::mpsc::channel();
-    timely::execute_directly(move |worker| {
-        let mut frames_in = InputHandle::new();
-        let probe = ProbeHandle::new();
-        let mut catalog_in = worker.dataflow::<u64, _, _>(|scope| {
-            let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
-            let events = product_events(frames_in.to_stream(scope), catalog, config, ReplayPoints::default());
-            let events = events.probe_with(&probe);
-            tx.send(events.capture()).unwrap();
-            catalog_in
-        });
-        let last = frames.len() as u64 + 2;
-        let mut frames = frames.into_iter();
-        for t in 1..=last {
-            for (at, item, diff) in &catalog {
-                if *at == t {
-                    catalog_in.update((item.label.clone(), item.clone()), *diff);
-                }
-            }
-            if let Some(f) = frames.next() {
-                frames_in.send(f);
-            }
-            frames_in.advance_to(t + 1);
-            catalog_in.advance_to(t + 1);
-            catalog_in.flush();
-            while probe.less_than(frames_in.time()) {
-                worker.step();
-            }
-        }
-    });
-    let captured = rx.recv().unwrap();
-    let mut events: Vec<(u64, ProductEvent)> = Vec::new();
-    for message in captured.try_iter() {
-        if let Event::Messages(time, data) = message {
-            let time = *time.least().unwrap();
-            events.extend(data.into_iter().map(|e| (time, e)));
-        }
-    }
-    events.sort_by_key(|(time, e)| (*time, e.pts_ms));
-    events.into_iter().map(|(_, e)| e).collect()
 }
 
 fn kinds(events: &[ProductEvent]) -> Vec<(EventKind, String, i64)> {
