@@ -39,7 +39,7 @@ use vitrine_operators::{
     Time,
 };
 use vitrine_schemas::spec::{KafkaSource, SourceSpec};
-use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
+use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, ExposureTracker, Frame, FrameDetections, ProductEvent};
 
 use crate::offsets::OffsetTracker;
 use crate::spec::LoadedSpec;
@@ -140,7 +140,15 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
     let (out_tx, out_rx) = mpsc::channel::<Output>();
     let sink_thread = {
-        let sinks = Sinks { parquet, dead_letters, kafka: kafka_sink, hub: hub.clone(), durable: durable.clone() };
+        let min_dwell = spec.sinks.parquet.as_ref().map_or(0, |p| p.min_dwell.as_millis() as i64);
+        let sinks = Sinks {
+            parquet,
+            exposures: ExposureTracker::new(min_dwell),
+            dead_letters,
+            kafka: kafka_sink,
+            hub: hub.clone(),
+            durable: durable.clone(),
+        };
         std::thread::Builder::new().name("vitrine-sinks".into()).spawn(move || sink_loop(out_rx, sinks))?
     };
 
@@ -546,6 +554,7 @@ async fn watch_signals(stop: Arc<AtomicBool>) {
 /// Everything the sink thread writes to.
 struct Sinks {
     parquet: Option<ParquetSink>,
+    exposures: ExposureTracker,
     dead_letters: Option<DeadLetterFile>,
     kafka: Option<KafkaSink>,
     hub: Option<Arc<Hub>>,
@@ -597,6 +606,9 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
                     k.event(&e).map_err(|e| anyhow!(e))?;
                 }
                 if let Some(p) = sinks.parquet.as_mut() {
+                    if let Some(exposure) = sinks.exposures.observe(&e) {
+                        p.exposures.push(exposure).context("writing exposures")?;
+                    }
                     p.events.push(e).context("writing product events")?;
                 }
             }

@@ -11,7 +11,7 @@ pub mod tables;
 
 pub use catalog::{CatalogItem, Money};
 pub use detection::{BBox, Detection, FrameDetections};
-pub use event::{DeadLetter, EventKind, ProductEvent};
+pub use event::{DeadLetter, EventKind, Exposure, ExposureTracker, ProductEvent};
 pub use frame::Frame;
 
 /// Milliseconds since the Unix epoch, from the system clock.

@@ -299,6 +299,10 @@ pub struct ParquetSpec {
     /// Publish the open file once it holds this many rows.
     #[serde(default = "default_roll_rows")]
     pub roll_rows: NonZeroUsize,
+    /// A product must stay on screen this long (media time) for its interval to count in the
+    /// `exposures` table. `0s`: every interval.
+    #[serde(default = "default_min_dwell", with = "humantime_serde")]
+    pub min_dwell: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -498,6 +502,9 @@ fn default_poll() -> Duration {
 }
 fn default_roll_after() -> Duration {
     Duration::from_secs(60)
+}
+fn default_min_dwell() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_roll_rows() -> NonZeroUsize {
     NonZeroUsize::new(100_000).unwrap()

@@ -56,3 +56,19 @@ pub fn product_events_schema() -> SchemaRef {
         Field::new("emitted_at", ts(), false),
     ]))
 }
+
+/// `exposures`: one row per interval a product was on screen (at least `min_dwell` long).
+pub fn exposures_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("stream_id", DataType::Utf8, false),
+        Field::new("sku", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("title", DataType::Utf8, false),
+        Field::new("start_pts_ms", DataType::Int64, false),
+        Field::new("end_pts_ms", DataType::Int64, false),
+        Field::new("duration_ms", DataType::Int64, false),
+        Field::new("max_score", DataType::Float32, false),
+        Field::new("appeared_event_id", DataType::Utf8, false),
+        Field::new("ended_at", ts(), false),
+    ]))
+}

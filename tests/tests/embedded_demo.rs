@@ -169,4 +169,15 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
     ));
     assert_eq!(frames[0][0], 180);
     assert_eq!(frames[0][1], 1);
+    // One exposure per product, as long as it was on screen (about 8 s each).
+    let exposures = duckdb(&format!(
+        "SELECT sku, duration_ms FROM read_parquet('{}/parquet/exposures/**/*.parquet', hive_partitioning = true) ORDER BY start_pts_ms",
+        out.display()
+    ));
+    let skus: Vec<&str> = exposures.iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert_eq!(skus, vec!["MUG-ESP-01", "APL-GALA-1KG", "ORG-VAL-2KG"]);
+    for row in &exposures {
+        let ms = row[1].as_i64().unwrap();
+        assert!((8000 - ms).abs() <= 2 * TOLERANCE_MS, "{row:?}");
+    }
 }

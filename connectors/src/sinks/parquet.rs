@@ -18,8 +18,8 @@ use arrow_schema::{DataType, Field, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use vitrine_schemas::tables::{detection_fields, detections_schema, product_events_schema};
-use vitrine_schemas::{FrameDetections, ProductEvent};
+use vitrine_schemas::tables::{detection_fields, detections_schema, exposures_schema, product_events_schema};
+use vitrine_schemas::{Exposure, FrameDetections, ProductEvent};
 
 use crate::ConnectorError;
 
@@ -143,6 +143,45 @@ impl TableRow for ProductEvent {
     }
 }
 
+impl TableRow for Exposure {
+    const TABLE: &'static str = "exposures";
+    fn schema() -> SchemaRef {
+        exposures_schema()
+    }
+    fn partition_ms(&self) -> i64 {
+        self.ended_at_ms
+    }
+    fn to_batch(rows: &[Self]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let strings = |f: fn(&Exposure) -> &str| {
+            let mut b = StringBuilder::new();
+            rows.iter().for_each(|r| b.append_value(f(r)));
+            Arc::new(b.finish()) as ArrayRef
+        };
+        let ints = |f: fn(&Exposure) -> i64| {
+            let mut b = Int64Builder::new();
+            rows.iter().for_each(|r| b.append_value(f(r)));
+            Arc::new(b.finish()) as ArrayRef
+        };
+        let mut score = Float32Builder::new();
+        rows.iter().for_each(|r| score.append_value(r.max_score));
+        RecordBatch::try_new(
+            Self::schema(),
+            vec![
+                strings(|r| &r.stream_id),
+                strings(|r| &r.sku),
+                strings(|r| &r.label),
+                strings(|r| &r.title),
+                ints(|r| r.start_pts_ms),
+                ints(|r| r.end_pts_ms),
+                ints(|r| r.duration_ms()),
+                Arc::new(score.finish()),
+                strings(|r| &r.appeared_event_id),
+                timestamps(rows.iter().map(|r| r.ended_at_ms)),
+            ],
+        )
+    }
+}
+
 /// `(YYYY-MM-DD, HH)` of a Unix time in ms, UTC.
 pub fn partition_of(ms: i64) -> (String, u32) {
     let (year, month, day, hour, ..) = crate::time_format::civil(ms);
@@ -237,6 +276,7 @@ impl<R: TableRow> TableWriter<R> {
 pub struct ParquetSink {
     pub detections: TableWriter<FrameDetections>,
     pub events: TableWriter<ProductEvent>,
+    pub exposures: TableWriter<Exposure>,
 }
 
 impl ParquetSink {
@@ -244,29 +284,32 @@ impl ParquetSink {
         ParquetSink {
             detections: TableWriter::new(root, roll_after, roll_rows),
             events: TableWriter::new(root, roll_after, roll_rows),
+            exposures: TableWriter::new(root, roll_after, roll_rows),
         }
     }
 
     pub fn tick(&mut self) -> Result<(), ConnectorError> {
         self.detections.tick()?;
-        self.events.tick()
+        self.events.tick()?;
+        self.exposures.tick()
     }
 
     /// Rows received so far, of both tables.
     pub fn rows_received(&self) -> u64 {
-        self.detections.received + self.events.received
+        self.detections.received + self.events.received + self.exposures.received
     }
 
     /// Rows in published files so far, of both tables. Rows are published in the order they
     /// were received, so once this reaches an earlier `rows_received`, all those rows are durable.
     pub fn rows_published(&self) -> u64 {
-        self.detections.published + self.events.published
+        self.detections.published + self.events.published + self.exposures.published
     }
 
     /// Publishes whatever is buffered (on shutdown).
     pub fn flush(&mut self) -> Result<(), ConnectorError> {
         self.detections.publish()?;
         self.events.publish()?;
+        self.exposures.publish()?;
         Ok(())
     }
 }
