@@ -21,6 +21,8 @@ pub struct DebounceConfig {
     pub min_score: f32,
     /// Per-label thresholds that replace `min_score` for those labels.
     pub label_min_score: BTreeMap<String, f32>,
+    /// Hysteresis: once on screen, a detection from this (lower) score keeps it there.
+    pub stay_min_score: Option<f32>,
     /// After a product leaves, it cannot appear again until this much media time passed.
     pub cooldown_ms: i64,
     /// At most this many products on screen per stream (the highest scores enter first).
@@ -39,6 +41,7 @@ impl DebounceConfig {
         DebounceConfig {
             min_score,
             label_min_score: BTreeMap::new(),
+            stay_min_score: None,
             cooldown_ms: 0,
             max_on_screen: None,
             enter_hits,
@@ -50,6 +53,12 @@ impl DebounceConfig {
 
     pub fn min_score_of(&self, label: &str) -> f32 {
         self.label_min_score.get(label).copied().unwrap_or(self.min_score)
+    }
+
+    /// The score that keeps a product of `label` on screen once it is there.
+    pub fn stay_score_of(&self, label: &str) -> f32 {
+        let enter = self.min_score_of(label);
+        self.stay_min_score.map_or(enter, |stay| stay.min(enter))
     }
 }
 
@@ -145,16 +154,17 @@ impl Debouncer {
         }
         state.last_pts = Some(pts);
 
-        // The best sighting of each label in this frame, at the label's own threshold.
+        // The best detection of each label in this frame that could count (at the lower,
+        // staying threshold); whether it counts depends on the label being on screen.
         let mut sightings: BTreeMap<&str, (f32, BBox)> = BTreeMap::new();
-        for d in frame.detections.iter().filter(|d| d.score >= config.min_score_of(&d.label)) {
+        for d in frame.detections.iter().filter(|d| d.score >= config.stay_score_of(&d.label)) {
             let entry = sightings.entry(d.label.as_str()).or_insert((d.score, d.bbox));
             if d.score > entry.0 {
                 *entry = (d.score, d.bbox);
             }
         }
-        for label in sightings.keys() {
-            if !state.tracks.contains_key(*label) {
+        for (label, (score, _)) in &sightings {
+            if !state.tracks.contains_key(*label) && *score >= config.min_score_of(label) {
                 state.tracks.insert(label.to_string(), Track::default());
             }
         }
@@ -163,7 +173,10 @@ impl Debouncer {
         let mut notes = Vec::new();
         let mut candidates: Vec<(f32, String)> = Vec::new();
         for (label, track) in state.tracks.iter_mut() {
-            let seen = sightings.get(label.as_str()).map(|&(score, bbox)| (pts, score, bbox));
+            let threshold =
+                if track.on_screen.is_some() { config.stay_score_of(label) } else { config.min_score_of(label) };
+            let seen =
+                sightings.get(label.as_str()).filter(|s| s.0 >= threshold).map(|&(score, bbox)| (pts, score, bbox));
             track.window.push_back((frame.seq, seen));
             while track.window.len() > config.enter_window {
                 track.window.pop_front();
@@ -443,6 +456,22 @@ mod tests {
         assert_eq!(plain[2], ("cup".into(), "enter", 2000));
         let cooled = run_with(DebounceConfig { cooldown_ms: 1500, ..config() }, &frames);
         assert_eq!(cooled[2], ("cup".into(), "enter", 2600));
+    }
+
+    #[test]
+    fn hysteresis_keeps_a_product_on_screen_at_a_lower_score() {
+        let strong: &[(&str, f32)] = &[("cup", 0.9)];
+        let weak: &[(&str, f32)] = &[("cup", 0.35)];
+        // Enters on strong sightings, then the detector only sees it weakly for 2 s.
+        let mut frames = vec![strong; 4];
+        frames.extend([weak; 10]);
+        let plain = run(&frames);
+        assert_eq!(plain[1], ("cup".into(), "exit", 800), "without hysteresis the weak sightings do not count");
+        let sticky = run_with(DebounceConfig { stay_min_score: Some(0.3), ..config() }, &frames);
+        assert_eq!(sticky.len(), 2, "{sticky:?}");
+        assert_eq!(sticky[1], ("cup".into(), "exit", 2800), "it stays until the input ends");
+        // Weak sightings alone never bring it on screen.
+        assert!(run_with(DebounceConfig { stay_min_score: Some(0.3), ..config() }, &[weak; 10]).is_empty());
     }
 
     #[test]

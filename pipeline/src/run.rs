@@ -306,6 +306,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let debounce = DebounceConfig {
         min_score: spec.debounce.min_score,
         label_min_score: spec.debounce.label_min_score.clone(),
+        stay_min_score: spec.debounce.stay_min_score,
         cooldown_ms: spec.debounce.cooldown.as_millis() as i64,
         max_on_screen: spec.debounce.max_on_screen.map(|n| n.get()),
         enter_hits: spec.debounce.enter_hits.get(),

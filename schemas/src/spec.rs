@@ -205,6 +205,10 @@ pub struct DebounceSpec {
     /// product waved in and out of view does not flicker. `0s`: no cooldown.
     #[serde(default, with = "humantime_serde")]
     pub cooldown: Duration,
+    /// Hysteresis: once a product is on screen, a detection from this (lower) score keeps it
+    /// there, so a product the detector sees less surely for a moment does not drop off. Omit: `min_score`.
+    #[serde(default)]
+    pub stay_min_score: Option<f32>,
     /// Per-label `min_score`, e.g. `{bottle: 0.35, cup: 0.6}`, for labels the detector scores lower or higher.
     #[serde(default)]
     pub label_min_score: std::collections::BTreeMap<String, f32>,
@@ -222,6 +226,7 @@ impl Default for DebounceSpec {
             enter_window: default_enter_window(),
             hold: default_hold(),
             cooldown: Duration::ZERO,
+            stay_min_score: None,
             label_min_score: Default::default(),
             max_on_screen: None,
         }
@@ -413,6 +418,14 @@ impl PipelineSpec {
                     d.enter_hits, d.enter_window
                 ),
             );
+        }
+        if let Some(stay) = d.stay_min_score {
+            if !(0.0..=d.min_score).contains(&stay) {
+                problem(
+                    "debounce.stay_min_score".into(),
+                    format!("must be between 0 and min_score ({}), got {stay}", d.min_score),
+                );
+            }
         }
         for (label, score) in &d.label_min_score {
             if !(0.0..=1.0).contains(score) {
