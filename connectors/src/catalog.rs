@@ -29,21 +29,23 @@ impl std::fmt::Display for CatalogProblem {
 /// A change of the catalog: an entry and +1 (added) or -1 (removed).
 pub type CatalogChange = (CatalogItem, isize);
 
-/// Reads a JSONL catalog. Bad lines are returned as problems and left out; the rest is used.
-/// Local pictures are added to `images` and their `image` becomes the served URL.
+/// Reads a catalog file: JSONL (`.jsonl`, `.json`), CSV (`.csv`) or Parquet (`.parquet`), by
+/// its extension. Bad rows are returned as problems and left out; the rest is used. Local
+/// pictures are added to `images` and their `image` becomes the served URL.
 pub fn load(path: &Path, images: &ImageStore) -> Result<(BTreeSet<CatalogItem>, Vec<CatalogProblem>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read catalog {}: {e}", path.display()))?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let rows = match ext.as_str() {
+        "csv" => formats::csv_rows(path)?,
+        "parquet" => formats::parquet_rows(path)?,
+        _ => formats::jsonl_rows(path)?,
+    };
     let base = path.parent().unwrap_or(Path::new("."));
     let mut items = BTreeSet::new();
     let mut skus = std::collections::HashSet::new();
     let mut problems = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with("//") {
-            continue;
-        }
-        let problem = |reason: String| CatalogProblem { path: path.into(), line: i + 1, reason };
-        let mut item: CatalogItem = match serde_json::from_str(line) {
+    for (line, row) in rows {
+        let problem = |reason: String| CatalogProblem { path: path.into(), line, reason };
+        let mut item = match row {
             Ok(item) => item,
             Err(e) => {
                 problems.push(problem(format!("not a catalog entry: {e}")));
@@ -58,21 +60,172 @@ pub fn load(path: &Path, images: &ImageStore) -> Result<(BTreeSet<CatalogItem>, 
             problems.push(problem(format!("sku `{}` appears more than once; the first entry is used", item.sku)));
             continue;
         }
-        if let Some(image) = &item.image {
-            // A URL is left as it is; anything else is a picture file that vitrine serves.
-            if !image.contains("://") {
-                match images.add_file(&base.join(image)) {
-                    Ok(url) => item.image = Some(url),
-                    Err(e) => {
-                        problems.push(problem(format!("image {e}; the product is shown without a picture")));
-                        item.image = None;
-                    }
-                }
-            }
+        if let Err(e) = serve_image(&mut item, base, images) {
+            problems.push(problem(e));
         }
         items.insert(item);
     }
     Ok((items, problems))
+}
+
+/// Row readers per file format: (line or row number, the entry or why it is not one).
+mod formats {
+    use std::path::Path;
+
+    use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray};
+    use vitrine_schemas::{CatalogItem, Money};
+
+    pub type Rows = Vec<(usize, Result<CatalogItem, String>)>;
+
+    fn read_error(path: &Path, e: impl std::fmt::Display) -> String {
+        format!("cannot read catalog {}: {e}", path.display())
+    }
+
+    pub fn jsonl_rows(path: &Path) -> Result<Rows, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| read_error(path, e))?;
+        Ok(text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty() && !l.trim().starts_with("//"))
+            .map(|(i, l)| (i + 1, serde_json::from_str(l.trim()).map_err(|e| e.to_string())))
+            .collect())
+    }
+
+    /// A CSV row: the catalog fields as columns; `streams` separated by `;`.
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CsvRow {
+        sku: String,
+        label: String,
+        title: String,
+        price: Money,
+        currency: String,
+        #[serde(default)]
+        image: Option<String>,
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        in_stock: Option<bool>,
+        #[serde(default)]
+        streams: Option<String>,
+    }
+
+    pub fn csv_rows(path: &Path) -> Result<Rows, String> {
+        let mut reader =
+            csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| read_error(path, e))?;
+        Ok(reader
+            .deserialize::<CsvRow>()
+            .enumerate()
+            .map(|(i, row)| {
+                let item = row.map_err(|e| e.to_string()).map(|r| CatalogItem {
+                    sku: r.sku,
+                    label: r.label,
+                    title: r.title,
+                    price: r.price,
+                    currency: r.currency,
+                    image: r.image.filter(|s| !s.is_empty()),
+                    url: r.url.filter(|s| !s.is_empty()),
+                    in_stock: r.in_stock.unwrap_or(true),
+                    streams: r
+                        .streams
+                        .map(|s| s.split(';').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+                        .unwrap_or_default(),
+                });
+                (i + 2, item) // line 1 is the header
+            })
+            .collect())
+    }
+
+    /// Parquet columns: `sku`, `label`, `title`, `currency` (strings), `price` (double), and
+    /// optionally `image`, `url` (strings), `in_stock` (boolean), `streams` (list of strings).
+    pub fn parquet_rows(path: &Path) -> Result<Rows, String> {
+        let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.build())
+            .map_err(|e| read_error(path, e))?;
+        let mut rows = Vec::new();
+        let mut row = 0;
+        for batch in reader {
+            let batch = batch.map_err(|e| read_error(path, e))?;
+            for i in 0..batch.num_rows() {
+                row += 1;
+                rows.push((row, parquet_item(&batch, i)));
+            }
+        }
+        Ok(rows)
+    }
+
+    fn parquet_item(batch: &RecordBatch, i: usize) -> Result<CatalogItem, String> {
+        let column = |name: &str| batch.column_by_name(name);
+        let text = |name: &str| -> Result<Option<String>, String> {
+            match column(name) {
+                None => Ok(None),
+                Some(c) => {
+                    let c =
+                        c.as_any().downcast_ref::<StringArray>().ok_or(format!("column `{name}` must be a string"))?;
+                    Ok((!c.is_null(i)).then(|| c.value(i).to_string()))
+                }
+            }
+        };
+        let required = |name: &str| text(name)?.ok_or(format!("`{name}` is missing"));
+        let price = match column("price") {
+            Some(c) if c.as_any().is::<Float64Array>() => {
+                let c = c.as_any().downcast_ref::<Float64Array>().expect("checked");
+                if c.is_null(i) {
+                    None
+                } else {
+                    Some(c.value(i))
+                }
+            }
+            Some(c) if c.as_any().is::<Int64Array>() => {
+                let c = c.as_any().downcast_ref::<Int64Array>().expect("checked");
+                if c.is_null(i) {
+                    None
+                } else {
+                    Some(c.value(i) as f64)
+                }
+            }
+            _ => return Err("column `price` must be a double".into()),
+        }
+        .ok_or("`price` is missing")?;
+        if !price.is_finite() || price < 0.0 {
+            return Err(format!("price must be a non-negative number, got {price}"));
+        }
+        let in_stock = match column("in_stock") {
+            Some(c) => {
+                let c = c.as_any().downcast_ref::<BooleanArray>().ok_or("column `in_stock` must be a boolean")?;
+                c.is_null(i) || c.value(i)
+            }
+            None => true,
+        };
+        let streams = match column("streams") {
+            Some(c) => {
+                let c = c.as_any().downcast_ref::<ListArray>().ok_or("column `streams` must be a list of strings")?;
+                if c.is_null(i) {
+                    Vec::new()
+                } else {
+                    let values = c.value(i);
+                    let values = values
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .ok_or("column `streams` must be a list of strings")?;
+                    values.iter().flatten().map(str::to_owned).collect()
+                }
+            }
+            None => Vec::new(),
+        };
+        Ok(CatalogItem {
+            sku: required("sku")?,
+            label: required("label")?,
+            title: required("title")?,
+            price: Money((price * 100.0).round() as i64),
+            currency: required("currency")?,
+            image: text("image")?,
+            url: text("url")?,
+            in_stock,
+            streams,
+        })
+    }
 }
 
 /// A picture given as a file (not a URL) is added to `images` and replaced by its served URL.
@@ -177,6 +330,53 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(problems.iter().map(|p| p.line).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
         assert!(problems[3].reason.contains("non-negative"), "{}", problems[3]);
+    }
+
+    #[test]
+    fn csv_and_parquet_catalogs_read_like_jsonl() {
+        use std::sync::Arc;
+
+        use arrow_array::builder::{ListBuilder, StringBuilder};
+        use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+
+        let dir = std::env::temp_dir().join(format!("vitrine-catalog-formats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("c.csv");
+        std::fs::write(
+            &csv,
+            "sku,label,title,price,currency,image,url,in_stock,streams\n\
+             A,cup,\"Mug, red\",12.5,EUR,,https://x/a,true,show1;show2\n\
+             B,cup,Mug,cheap,EUR,,,,\n",
+        )
+        .unwrap();
+        let (items, problems) = load(&csv, &ImageStore::default()).unwrap();
+        let a = items.iter().next().unwrap();
+        assert_eq!((a.title.as_str(), a.price.0, a.streams.len()), ("Mug, red", 1250, 2));
+        assert_eq!(problems.iter().map(|p| p.line).collect::<Vec<_>>(), vec![3], "{problems:?}");
+
+        let mut streams = ListBuilder::new(StringBuilder::new());
+        streams.values().append_value("show1");
+        streams.append(true);
+        streams.append(false);
+        let strings = |v: [&str; 2]| Arc::new(StringArray::from(v.to_vec())) as ArrayRef;
+        let batch = RecordBatch::try_from_iter([
+            ("sku", strings(["A", "B"])),
+            ("label", strings(["cup", "apple"])),
+            ("title", strings(["Mug", "Apple"])),
+            ("price", Arc::new(Float64Array::from(vec![12.5, 0.99])) as ArrayRef),
+            ("currency", strings(["EUR", "EUR"])),
+            ("streams", Arc::new(streams.finish()) as ArrayRef),
+        ])
+        .unwrap();
+        let pq = dir.join("c.parquet");
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&pq).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let (items, problems) = load(&pq, &ImageStore::default()).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let v: Vec<_> = items.iter().map(|i| (i.sku.as_str(), i.price.0, i.streams.clone())).collect();
+        assert_eq!(v, vec![("A", 1250, vec!["show1".to_string()]), ("B", 99, vec![])]);
     }
 
     #[test]

@@ -236,7 +236,9 @@ impl Default for DebounceSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogSpec {
-    /// JSONL file, one product per line (`sku`, `label`, `title`, `price`, `currency`, `image`, `url`, `in_stock`).
+    /// Catalog file, by extension: JSONL (one product a line), CSV (a header row; `streams`
+    /// separated by `;`) or Parquet; fields `sku`, `label`, `title`, `price`, `currency`,
+    /// `image`, `url`, `in_stock`, `streams`.
     #[serde(default)]
     pub path: Option<String>,
     /// A compacted Kafka topic of products: key = sku, value = the product's JSON, no value = deleted.
