@@ -19,29 +19,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 
 /// Ctrl-C or SIGTERM sets `stop`; a second one exits at once.
 fn stop_on_signals(stop: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        block_on(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            loop {
-                let term_recv = async {
-                    match term.as_mut() {
-                        Some(t) => {
-                            t.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term_recv => {},
-                }
-                if stop.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                    std::process::exit(130);
-                }
-                eprintln!("stopping (interrupt again to exit now)");
-            }
-        })
-    });
+    std::thread::spawn(move || block_on(vitrine_pipeline::run::watch_signals(stop)));
 }
 
 /// vitrine: finds the products shown in live shopping streams and tells every viewer, in

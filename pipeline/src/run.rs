@@ -529,7 +529,7 @@ fn report_catalog_problems(out: &Sender<Output>, problems: Vec<catalog::CatalogP
 }
 
 /// Ctrl-C or SIGTERM: stop the sources and drain. A second one exits at once.
-async fn watch_signals(stop: Arc<AtomicBool>) {
+pub async fn watch_signals(stop: Arc<AtomicBool>) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
         let term_recv = async {

@@ -118,6 +118,23 @@ fn start_pipeline(spec: &std::path::Path, log: &std::path::Path, port: u16) -> C
         .unwrap()
 }
 
+type Viewer = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket viewer of stream `shop1`, retrying while the pipeline starts.
+async fn connect_viewer(port: u16, dir: &std::path::Path) -> Viewer {
+    let url = format!("ws://127.0.0.1:{port}/v1/streams/shop1/ws");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio_tungstenite::connect_async(&url).await {
+            Ok((socket, _)) => return socket,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => {
+                panic!("cannot connect: {e}\n{}", std::fs::read_to_string(dir.join("vitrine.log")).unwrap_or_default())
+            }
+        }
+    }
+}
+
 /// SIGINT, then wait: the pipeline drains, flushes and commits before it exits.
 fn stop(mut child: Child) {
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
@@ -138,15 +155,7 @@ async fn a_sampled_stream_flows_through_kafka_to_the_events_topic_and_viewers() 
     let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), port);
 
     // A viewer connects before the first frame.
-    let url = format!("ws://127.0.0.1:{port}/v1/streams/shop1/ws");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut viewer = loop {
-        match tokio_tungstenite::connect_async(&url).await {
-            Ok((socket, _)) => break socket,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => panic!("cannot connect: {e}\n{}", std::fs::read_to_string(dir.join("vitrine.log")).unwrap()),
-        }
-    };
+    let mut viewer = connect_viewer(port, &dir).await;
 
     run_ok(
         Command::new(vitrine_bin())
@@ -302,15 +311,7 @@ async fn a_price_change_and_a_delete_in_the_catalog_topic_reach_viewers() {
 
     let port = free_port();
     let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), port);
-    let url = format!("ws://127.0.0.1:{port}/v1/streams/shop1/ws");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut viewer = loop {
-        match tokio_tungstenite::connect_async(&url).await {
-            Ok((socket, _)) => break socket,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => panic!("cannot connect: {e}"),
-        }
-    };
+    let mut viewer = connect_viewer(port, &dir).await;
     // The stream at its own speed, so the mug stays on screen (3-11 s) while the catalog changes.
     let mut sampler = Command::new(vitrine_bin())
         .args(["sample", "--stream-id", "shop1", "--fps", "5", "--brokers", &broker.address, "--url"])
