@@ -23,6 +23,10 @@ pub struct DebounceConfig {
     pub label_min_score: BTreeMap<String, f32>,
     /// Hysteresis: once on screen, a detection from this (lower) score keeps it there.
     pub stay_min_score: Option<f32>,
+    /// Tracking (ByteTrack's second pass): once on screen, a detection from this still lower
+    /// score keeps it there if its box overlaps the product's last seen box by `track_iou`.
+    pub track_low_score: Option<f32>,
+    pub track_iou: f32,
     /// After a product leaves, it cannot appear again until this much media time passed.
     pub cooldown_ms: i64,
     /// At most this many products on screen per stream (the highest scores enter first).
@@ -42,6 +46,8 @@ impl DebounceConfig {
             min_score,
             label_min_score: BTreeMap::new(),
             stay_min_score: None,
+            track_low_score: None,
+            track_iou: 0.3,
             cooldown_ms: 0,
             max_on_screen: None,
             enter_hits,
@@ -114,6 +120,8 @@ struct Track {
     /// start to know about the cooldown.
     cooldown_origin_seq: u64,
     last_seen_pts: i64,
+    /// Box of the last sighting while on screen (where a low-score detection must be to count).
+    last_box: BBox,
     first_missing_pts: Option<i64>,
 }
 
@@ -175,8 +183,18 @@ impl Debouncer {
         for (label, track) in state.tracks.iter_mut() {
             let threshold =
                 if track.on_screen.is_some() { config.stay_score_of(label) } else { config.min_score_of(label) };
-            let seen =
+            let mut seen =
                 sightings.get(label.as_str()).filter(|s| s.0 >= threshold).map(|&(score, bbox)| (pts, score, bbox));
+            if let (None, Some(low), Some(_)) = (seen, config.track_low_score, &track.on_screen) {
+                // Second pass: the weak detection that best overlaps where the product was.
+                let overlap = |d: &&vitrine_schemas::Detection| d.bbox.iou(&track.last_box);
+                seen = frame
+                    .detections
+                    .iter()
+                    .filter(|d| d.label == *label && d.score >= low && overlap(d) >= config.track_iou)
+                    .max_by(|a, b| overlap(a).total_cmp(&overlap(b)))
+                    .map(|d| (pts, d.score, d.bbox));
+            }
             track.window.push_back((frame.seq, seen));
             while track.window.len() > config.enter_window {
                 track.window.pop_front();
@@ -193,8 +211,9 @@ impl Debouncer {
                     }
                 }
                 Some(on) => {
-                    if seen.is_some() {
+                    if let Some((_, _, bbox)) = seen {
                         track.last_seen_pts = pts;
+                        track.last_box = bbox;
                         track.first_missing_pts = None;
                     } else {
                         let first_missing = *track.first_missing_pts.get_or_insert(pts);
@@ -228,6 +247,7 @@ impl Debouncer {
             track.since_seq = track.window.iter().find(|(_, hit)| hit.is_some()).map_or(frame.seq, |w| w.0);
             track.on_screen = Some(on.clone());
             track.last_seen_pts = pts;
+            track.last_box = track.window.iter().rev().find_map(|(_, hit)| hit.map(|h| h.2)).unwrap_or_default();
             track.first_missing_pts = None;
             notes.push(ScreenNote::Enter(on));
         }
@@ -472,6 +492,44 @@ mod tests {
         assert_eq!(sticky[1], ("cup".into(), "exit", 2800), "it stays until the input ends");
         // Weak sightings alone never bring it on screen.
         assert!(run_with(DebounceConfig { stay_min_score: Some(0.3), ..config() }, &[weak; 10]).is_empty());
+    }
+
+    #[test]
+    fn tracking_keeps_a_product_through_weak_detections_where_it_was() {
+        let boxed = |score: f32, x0: f32| Detection {
+            label: "cup".into(),
+            class_id: 0,
+            score,
+            bbox: BBox { x0, y0: 0.2, x1: x0 + 0.3, y1: 0.6 },
+        };
+        let frame_with = |seq: u64, d: Vec<Detection>| FrameDetections { detections: d, ..frame(seq, &[]) };
+        let mut frames: Vec<FrameDetections> = (0..4).map(|s| frame_with(s, vec![boxed(0.9, 0.10)])).collect();
+        // Weak detections drifting with the product, then a weak one elsewhere in the frame.
+        frames.extend((4..10).map(|s| frame_with(s, vec![boxed(0.2, 0.10 + 0.02 * (s - 3) as f32)])));
+        frames.extend((10..20).map(|s| frame_with(s, vec![boxed(0.2, 0.70)])));
+        let config = DebounceConfig { track_low_score: Some(0.15), ..config() };
+        let mut d = Debouncer::new(config);
+        let notes: Vec<ScreenNote> = frames.iter().flat_map(|f| d.observe(f)).collect();
+        let exits: Vec<i64> = notes
+            .iter()
+            .filter_map(|n| match n {
+                ScreenNote::Exit { exit_pts, .. } => Some(*exit_pts),
+                _ => None,
+            })
+            .collect();
+        // Held while the weak detections overlap its last box (to frame 9), lost from frame 10.
+        assert_eq!(exits, vec![2000]);
+        // Without tracking, the weak detections do not count: it leaves at frame 4.
+        let mut d = Debouncer::new(self::tests::config());
+        let exits: Vec<i64> = frames
+            .iter()
+            .flat_map(|f| d.observe(f))
+            .filter_map(|n| match n {
+                ScreenNote::Exit { exit_pts, .. } => Some(exit_pts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(exits, vec![800]);
     }
 
     #[test]

@@ -307,6 +307,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         min_score: spec.debounce.min_score,
         label_min_score: spec.debounce.label_min_score.clone(),
         stay_min_score: spec.debounce.stay_min_score,
+        track_low_score: spec.debounce.track_low_score,
+        track_iou: spec.debounce.track_iou,
         cooldown_ms: spec.debounce.cooldown.as_millis() as i64,
         max_on_screen: spec.debounce.max_on_screen.map(|n| n.get()),
         enter_hits: spec.debounce.enter_hits.get(),

@@ -209,6 +209,14 @@ pub struct DebounceSpec {
     /// there, so a product the detector sees less surely for a moment does not drop off. Omit: `min_score`.
     #[serde(default)]
     pub stay_min_score: Option<f32>,
+    /// Tracking: once a product is on screen, a detection from this still lower score keeps it
+    /// there if its box overlaps the product's last seen box by `track_iou` (ByteTrack's second
+    /// pass: weak detections extend a track but never start one). Omit: off.
+    #[serde(default)]
+    pub track_low_score: Option<f32>,
+    /// See `track_low_score`.
+    #[serde(default = "default_track_iou")]
+    pub track_iou: f32,
     /// Per-label `min_score`, e.g. `{bottle: 0.35, cup: 0.6}`, for labels the detector scores lower or higher.
     #[serde(default)]
     pub label_min_score: std::collections::BTreeMap<String, f32>,
@@ -227,6 +235,8 @@ impl Default for DebounceSpec {
             hold: default_hold(),
             cooldown: Duration::ZERO,
             stay_min_score: None,
+            track_low_score: None,
+            track_iou: default_track_iou(),
             label_min_score: Default::default(),
             max_on_screen: None,
         }
@@ -429,6 +439,17 @@ impl PipelineSpec {
                 );
             }
         }
+        if let Some(low) = d.track_low_score {
+            if !(0.0..=d.min_score).contains(&low) {
+                problem(
+                    "debounce.track_low_score".into(),
+                    format!("must be between 0 and min_score ({}), got {low}", d.min_score),
+                );
+            }
+        }
+        if !(d.track_iou > 0.0 && d.track_iou <= 1.0) {
+            problem("debounce.track_iou".into(), format!("must be above 0 and at most 1, got {}", d.track_iou));
+        }
         for (label, score) in &d.label_min_score {
             if !(0.0..=1.0).contains(score) {
                 problem(format!("debounce.label_min_score.{label}"), format!("must be between 0 and 1, got {score}"));
@@ -517,6 +538,9 @@ fn default_poll() -> Duration {
 }
 fn default_roll_after() -> Duration {
     Duration::from_secs(60)
+}
+fn default_track_iou() -> f32 {
+    0.3
 }
 fn default_min_dwell() -> Duration {
     Duration::from_secs(2)
