@@ -507,8 +507,8 @@ mod tests {
         // Weak detections drifting with the product, then a weak one elsewhere in the frame.
         frames.extend((4..10).map(|s| frame_with(s, vec![boxed(0.2, 0.10 + 0.02 * (s - 3) as f32)])));
         frames.extend((10..20).map(|s| frame_with(s, vec![boxed(0.2, 0.70)])));
-        let config = DebounceConfig { track_low_score: Some(0.15), ..config() };
-        let mut d = Debouncer::new(config);
+        let tracking = DebounceConfig { track_low_score: Some(0.15), ..config() };
+        let mut d = Debouncer::new(tracking);
         let notes: Vec<ScreenNote> = frames.iter().flat_map(|f| d.observe(f)).collect();
         let exits: Vec<i64> = notes
             .iter()
@@ -520,7 +520,7 @@ mod tests {
         // Held while the weak detections overlap its last box (to frame 9), lost from frame 10.
         assert_eq!(exits, vec![2000]);
         // Without tracking, the weak detections do not count: it leaves at frame 4.
-        let mut d = Debouncer::new(self::tests::config());
+        let mut d = Debouncer::new(config());
         let exits: Vec<i64> = frames
             .iter()
             .flat_map(|f| d.observe(f))
