@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod hub;
 pub mod images;
 pub mod kafka;
+pub mod metrics;
 pub mod server;
 pub mod sinks;
 pub mod sources;

@@ -29,6 +29,7 @@ use vitrine_connectors::hub::Hub;
 use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
 use vitrine_connectors::kafka::source::KafkaFrameSource;
+use vitrine_connectors::metrics::PipelineMetrics;
 use vitrine_connectors::server::{self, ServerState};
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
 use vitrine_connectors::sinks::parquet::ParquetSink;
@@ -139,9 +140,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     };
     let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
     let (out_tx, out_rx) = mpsc::channel::<Output>();
+    let metrics = Arc::new(PipelineMetrics::default());
     let sink_thread = {
         let min_dwell = spec.sinks.parquet.as_ref().map_or(0, |p| p.min_dwell.as_millis() as i64);
         let sinks = Sinks {
+            metrics: metrics.clone(),
             parquet,
             exposures: ExposureTracker::new(min_dwell),
             dead_letters,
@@ -176,6 +179,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     videos: Arc::new(videos),
                     viewer_page: s.viewer,
                     heartbeat: s.heartbeat,
+                    metrics: metrics.clone(),
                 },
             )
         });
@@ -556,6 +560,7 @@ pub async fn watch_signals(stop: Arc<AtomicBool>) {
 
 /// Everything the sink thread writes to.
 struct Sinks {
+    metrics: Arc<PipelineMetrics>,
     parquet: Option<ParquetSink>,
     exposures: ExposureTracker,
     dead_letters: Option<DeadLetterFile>,
@@ -589,6 +594,8 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
         match outputs.recv_timeout(Duration::from_millis(250)) {
             Ok(Output::Detections(d)) => {
                 summary.frames += 1;
+                PipelineMetrics::add(&sinks.metrics.frames, 1);
+                PipelineMetrics::add(&sinks.metrics.latency_ms_sum, (now_ms() - d.captured_at_ms).max(0) as u64);
                 if let Some(hub) = &sinks.hub {
                     hub.set_media_time(&d.stream_id, d.pts_ms);
                 }
@@ -601,6 +608,7 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
             }
             Ok(Output::Event(e)) => {
                 summary.events += 1;
+                PipelineMetrics::add(&sinks.metrics.events, 1);
                 tracing::info!(stream = %e.stream_id, kind = e.kind.as_str(), sku = %e.sku, pts_ms = e.pts_ms, price = e.price.as_f64(), "product event");
                 if let Some(hub) = &sinks.hub {
                     hub.publish(&e);
@@ -617,8 +625,10 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
             }
             Ok(Output::DeadLetter(d)) => {
                 summary.dead_letters += 1;
+                PipelineMetrics::add(&sinks.metrics.dead_letters, 1);
                 if d.stage != "catalog" {
                     summary.frames += 1;
+                    PipelineMetrics::add(&sinks.metrics.frames, 1);
                 }
                 if let Some(k) = &sinks.kafka {
                     k.dead_letter(&d).map_err(|e| anyhow!(e))?;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use vitrine_tests::{duckdb, free_port, replace, root, temp_dir, vitrine_bin};
+use vitrine_tests::{duckdb, free_port, http_get, replace, root, temp_dir, vitrine_bin};
 
 const TOLERANCE_MS: i64 = 1000;
 
@@ -107,6 +107,17 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
             let mut late = connect(&url).await;
             assert_eq!(next_json(&mut late).await.unwrap()["type"], "hello");
             late_snapshot = next_json(&mut late).await;
+            // The server's counters say the same, in Prometheus text format.
+            let metrics = http_get(port, "/metrics");
+            let value = |name: &str| -> f64 {
+                let line =
+                    metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
+                line.rsplit(' ').next().unwrap().parse().unwrap()
+            };
+            assert!(value("vitrine_frames_total") >= 15.0, "{metrics}");
+            assert!(value("vitrine_product_events_total") >= 1.0, "{metrics}");
+            assert_eq!(value("vitrine_viewers"), 2.0, "{metrics}");
+            assert!(value("vitrine_media_time_ms{stream=\"demo\"}") >= 3000.0, "{metrics}");
             // ...and a price change while it is on screen reaches viewers as `updated`.
             std::fs::write(&catalog, catalog_text.replace("\"price\": 14.90", "\"price\": 12.90")).unwrap();
         }

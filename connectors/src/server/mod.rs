@@ -4,7 +4,7 @@
 //! - `GET /`: the viewer page; `GET /v1/streams`: the streams and what is on screen.
 //! - `GET /v1/streams/{id}/video`: the source video of a file-based stream (byte ranges).
 //! - `GET /v1/images/{hash}.{ext}`: product pictures, immutable, with ETag.
-//! - `GET /healthz`.
+//! - `GET /metrics` (Prometheus text), `GET /healthz`, `GET /readyz`.
 
 mod video;
 mod viewer;
@@ -42,12 +42,15 @@ pub struct ServerState {
     pub videos: Arc<HashMap<String, PathBuf>>,
     pub viewer_page: bool,
     pub heartbeat: Duration,
+    pub metrics: Arc<crate::metrics::PipelineMetrics>,
 }
 
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/metrics", get(metrics))
         .route("/v1/streams", get(streams))
         .route("/v1/streams/{id}/ws", get(websocket))
         .route("/v1/streams/{id}/video", get(video::serve))
@@ -70,6 +73,11 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| ConnectorError::Listen { addr: addr.to_string(), reason: e.to_string() })
+}
+
+async fn metrics(State(state): State<ServerState>) -> Response {
+    let body = crate::metrics::render(&state.metrics, &state.hub);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn index(State(state): State<ServerState>) -> Response {
