@@ -1,14 +1,10 @@
 //! decode: JPEG bytes -> the model's input picture, or a dead letter.
 
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use vitrine_models::{DecodeLimits, InputSpec, Prepared, Preparer};
 use vitrine_schemas::{now_ms, DeadLetter, Frame};
 
-use crate::Time;
+use crate::{MapFallible, Time};
 
 /// A decoded frame: its metadata (the JPEG bytes are dropped) and its model-ready pixels.
 #[derive(Clone, Debug)]
@@ -72,20 +68,6 @@ impl<'scope> DecodeFrames<'scope> for Stream<'scope, Time, Vec<Frame>> {
         self,
         mut decoder: FrameDecoder,
     ) -> (Stream<'scope, Time, Vec<PreparedFrame>>, Stream<'scope, Time, Vec<DeadLetter>>) {
-        self.unary::<CapacityContainerBuilder<Vec<Result<PreparedFrame, DeadLetter>>>, _, _, _>(
-            Pipeline,
-            "Decode",
-            |_, _| {
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        let mut session = output.session(&time);
-                        for frame in data.drain(..) {
-                            session.give(decoder.decode(frame));
-                        }
-                    });
-                }
-            },
-        )
-        .ok_err(|r| r)
+        self.map_fallible("Decode", move |frame| decoder.decode(frame))
     }
 }

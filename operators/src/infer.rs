@@ -1,15 +1,11 @@
 //! infer: model-ready pictures -> detections, through the worker's own ONNX session.
 
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::core::OkErr;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use vitrine_models::Detector;
 use vitrine_schemas::{DeadLetter, FrameDetections};
 
 use crate::decode::{dead_letter, PreparedFrame};
-use crate::Time;
+use crate::{MapFallible, Time};
 
 /// Runs one detector (one ONNX session: a worker owns it, since `run` needs `&mut`).
 #[derive(Debug)]
@@ -53,20 +49,6 @@ impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<PreparedFrame>
         self,
         mut inferencer: Inferencer,
     ) -> (Stream<'scope, Time, Vec<FrameDetections>>, Stream<'scope, Time, Vec<DeadLetter>>) {
-        self.unary::<CapacityContainerBuilder<Vec<Result<FrameDetections, DeadLetter>>>, _, _, _>(
-            Pipeline,
-            "Infer",
-            |_, _| {
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        let mut session = output.session(&time);
-                        for frame in data.drain(..) {
-                            session.give(inferencer.infer(frame));
-                        }
-                    });
-                }
-            },
-        )
-        .ok_err(|r| r)
+        self.map_fallible("Infer", move |frame| inferencer.infer(frame))
     }
 }

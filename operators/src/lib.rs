@@ -7,6 +7,7 @@
 mod debounce;
 mod decode;
 mod events;
+mod fallible;
 mod graph;
 mod infer;
 mod replay;
@@ -15,6 +16,7 @@ mod stable_hash;
 pub use debounce::{Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote};
 pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame};
 pub use events::{EmitEvents, EventEmitter, JoinedUpdate};
+pub use fallible::MapFallible;
 pub use graph::{product_events, Catalog};
 pub use infer::{InferDetections, Inferencer};
 pub use replay::ReplayPoints;
