@@ -97,6 +97,14 @@ enum Command {
         #[arg(long)]
         spill_dir: Option<PathBuf>,
     },
+    /// Prints CREATE TABLE statements (Athena/Hive) for the Parquet tables under LOCATION.
+    AthenaDdl {
+        /// Where the tables are, e.g. s3://bucket/vitrine (the spec's sinks.parquet.path, uploaded or synced).
+        location: String,
+        /// The database (schema) to create them in.
+        #[arg(long, default_value = "vitrine")]
+        database: String,
+    },
     /// Kafka topics of a spec.
     Topics {
         #[command(subcommand)]
@@ -206,6 +214,14 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::AthenaDdl { location, database } => {
+            use std::io::Write;
+            let ddl = vitrine_schemas::tables::athena_ddl(&location, &database);
+            if std::io::stdout().write_all(ddl.as_bytes()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
         }
         Command::Topics { command: TopicsCommand::Create { spec, partitions } } => {
             let loaded = match load_spec(&spec) {

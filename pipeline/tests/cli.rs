@@ -36,3 +36,12 @@ fn help_lists_the_commands() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("run") && stdout.contains("validate"), "{stdout}");
 }
+
+#[test]
+fn athena_ddl_prints_a_table_per_parquet_table() {
+    let out = vitrine().args(["athena-ddl", "s3://shop/vitrine", "--database", "live"]).output().unwrap();
+    assert!(out.status.success());
+    let ddl = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(ddl.matches("CREATE EXTERNAL TABLE IF NOT EXISTS live.").count(), 3, "{ddl}");
+    assert!(ddl.contains("LOCATION 's3://shop/vitrine/product_events/'"), "{ddl}");
+}
