@@ -151,10 +151,12 @@ impl<'scope> EmitEvents<'scope> for Stream<'scope, Time, Vec<JoinedUpdate>> {
                 let mut emitter = EventEmitter::new();
                 move |(changes, changes_frontier), (notes, notes_frontier), output| {
                     changes.for_each(|cap, data| {
-                        let time = *cap.least().expect("a totally ordered time");
-                        stash.entry(time).or_insert_with(|| cap.retain_least(0).expect("a capability"));
-                        let entry = &mut pending.entry(time).or_default().1;
-                        entry.extend(data.drain(..).map(|((_, pair), _, diff)| (pair, diff)));
+                        // A join sends the changes of several times under the capability of the
+                        // earliest: each change belongs to the time it carries.
+                        for ((_, pair), time, diff) in data.drain(..) {
+                            stash.entry(time).or_insert_with(|| cap.delayed(&time, 0));
+                            pending.entry(time).or_default().1.push((pair, diff));
+                        }
                     });
                     notes.for_each(|cap, data| {
                         let time = *cap.least().expect("a totally ordered time");

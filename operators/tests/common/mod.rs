@@ -15,6 +15,21 @@ pub fn run(frames: Vec<FrameDetections>, catalog: Vec<(u64, CatalogItem, isize)>
 
 /// Like [`run`], with the dataflow time of each event.
 pub fn run_timed(frames: Vec<FrameDetections>, catalog: Vec<(u64, CatalogItem, isize)>) -> Vec<(u64, ProductEvent)> {
+    run_paced(frames, catalog, true)
+}
+
+/// Like [`run`], but every time is input before the dataflow runs at all, so operators see
+/// many times at once (as a loaded pipeline does) instead of one time per step.
+#[allow(dead_code)]
+pub fn run_all_at_once(frames: Vec<FrameDetections>, catalog: Vec<(u64, CatalogItem, isize)>) -> Vec<ProductEvent> {
+    run_paced(frames, catalog, false).into_iter().map(|(_, e)| e).collect()
+}
+
+fn run_paced(
+    frames: Vec<FrameDetections>,
+    catalog: Vec<(u64, CatalogItem, isize)>,
+    step_each_time: bool,
+) -> Vec<(u64, ProductEvent)> {
     let config = DebounceConfig::simple(0.5, 2, 3, 600);
     let (tx, rx) = std::sync::mpsc::channel();
     timely::execute_directly(move |worker| {
@@ -41,9 +56,12 @@ pub fn run_timed(frames: Vec<FrameDetections>, catalog: Vec<(u64, CatalogItem, i
             frames_in.advance_to(t + 1);
             catalog_in.advance_to(t + 1);
             catalog_in.flush();
-            while probe.less_than(frames_in.time()) {
+            while step_each_time && probe.less_than(frames_in.time()) {
                 worker.step();
             }
+        }
+        while probe.less_than(frames_in.time()) {
+            worker.step();
         }
     });
     let captured = rx.recv().unwrap();
