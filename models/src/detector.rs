@@ -140,6 +140,7 @@ impl Detector {
                 class_id,
                 score,
                 bbox: prepared.to_frame(b[1], b[0], b[3], b[2]),
+                track_id: None,
             });
         }
         Ok(found)

@@ -1,7 +1,9 @@
 //! debounce: per-frame detections -> products entering and leaving the screen, in media time.
 //!
-//! A product (a detector label, for now) *enters* once it was sighted in `enter_hits` of the
-//! last `enter_window` frames, and *leaves* once it was not sighted for `hold` of media time.
+//! A product (a detector label) *enters* once one object of it (one track, see [`crate::track`])
+//! was sighted in `enter_hits` of the last `enter_window` frames, and *leaves* once it was not
+//! sighted for `hold` of media time. While on screen, any detection on the product's track
+//! counts as a sighting, however weak (ByteTrack's second pass decided it is the same object).
 //! Enter carries the media time of the first sighting in the window (so a viewer's card
 //! shows when the product does); leave carries the first frame it was missing from.
 
@@ -23,10 +25,6 @@ pub struct DebounceConfig {
     pub label_min_score: BTreeMap<String, f32>,
     /// Hysteresis: once on screen, a detection from this (lower) score keeps it there.
     pub stay_min_score: Option<f32>,
-    /// Tracking (ByteTrack's second pass): once on screen, a detection from this still lower
-    /// score keeps it there if its box overlaps the product's last seen box by `track_iou`.
-    pub track_low_score: Option<f32>,
-    pub track_iou: f32,
     /// After a product leaves, it cannot appear again until this much media time passed.
     pub cooldown_ms: i64,
     /// At most this many products on screen per stream (the highest scores enter first).
@@ -46,8 +44,6 @@ impl DebounceConfig {
             min_score,
             label_min_score: BTreeMap::new(),
             stay_min_score: None,
-            track_low_score: None,
-            track_iou: 0.3,
             cooldown_ms: 0,
             max_on_screen: None,
             enter_hits,
@@ -104,8 +100,10 @@ pub enum ScreenNote {
     Exit { on_screen: OnScreen, exit_pts: i64 },
 }
 
-/// One frame in a track's window: its seq, and the sighting (pts, score, box) if any.
-type WindowEntry = (u64, Option<(i64, f32, BBox)>);
+/// A sighting of a product in one frame: pts, score, box, track.
+type Sighting = (i64, f32, BBox, Option<u64>);
+/// One frame in a product's window: its seq, and the sighting if any.
+type WindowEntry = (u64, Option<Sighting>);
 
 #[derive(Debug, Default)]
 struct Track {
@@ -120,8 +118,8 @@ struct Track {
     /// start to know about the cooldown.
     cooldown_origin_seq: u64,
     last_seen_pts: i64,
-    /// Box of the last sighting while on screen (where a low-score detection must be to count).
-    last_box: BBox,
+    /// The object track of the last sighting while on screen: its detections always count.
+    track_id: Option<u64>,
     first_missing_pts: Option<i64>,
 }
 
@@ -138,6 +136,20 @@ struct StreamState {
 pub struct Debouncer {
     config: DebounceConfig,
     streams: HashMap<String, StreamState>,
+}
+
+/// The sightings of the one object (track) seen in at least `k` frames of the window, in
+/// frame order, or none. Sightings without a track (untracked input) count as one object.
+fn entering_hits(window: &VecDeque<WindowEntry>, k: usize) -> Vec<Sighting> {
+    let hits = window.iter().filter_map(|(_, hit)| *hit);
+    let mut by_track: BTreeMap<Option<u64>, Vec<Sighting>> = BTreeMap::new();
+    for hit in hits {
+        by_track.entry(hit.3).or_default().push(hit);
+    }
+    // The object with the most sightings; ties go to the older track.
+    let best =
+        by_track.into_values().filter(|h| h.len() >= k).max_by(|a, b| a.len().cmp(&b.len()).then(b[0].3.cmp(&a[0].3)));
+    best.unwrap_or_default()
 }
 
 fn quantize(b: BBox) -> [u16; 4] {
@@ -164,14 +176,14 @@ impl Debouncer {
 
         // The best detection of each label in this frame that could count (at the lower,
         // staying threshold); whether it counts depends on the label being on screen.
-        let mut sightings: BTreeMap<&str, (f32, BBox)> = BTreeMap::new();
+        let mut sightings: BTreeMap<&str, (f32, BBox, Option<u64>)> = BTreeMap::new();
         for d in frame.detections.iter().filter(|d| d.score >= config.stay_score_of(&d.label)) {
-            let entry = sightings.entry(d.label.as_str()).or_insert((d.score, d.bbox));
+            let entry = sightings.entry(d.label.as_str()).or_insert((d.score, d.bbox, d.track_id));
             if d.score > entry.0 {
-                *entry = (d.score, d.bbox);
+                *entry = (d.score, d.bbox, d.track_id);
             }
         }
-        for (label, (score, _)) in &sightings {
+        for (label, (score, _, _)) in &sightings {
             if !state.tracks.contains_key(*label) && *score >= config.min_score_of(label) {
                 state.tracks.insert(label.to_string(), Track::default());
             }
@@ -183,17 +195,17 @@ impl Debouncer {
         for (label, track) in state.tracks.iter_mut() {
             let threshold =
                 if track.on_screen.is_some() { config.stay_score_of(label) } else { config.min_score_of(label) };
-            let mut seen =
-                sightings.get(label.as_str()).filter(|s| s.0 >= threshold).map(|&(score, bbox)| (pts, score, bbox));
-            if let (None, Some(low), Some(_)) = (seen, config.track_low_score, &track.on_screen) {
-                // Second pass: the weak detection that best overlaps where the product was.
-                let overlap = |d: &&vitrine_schemas::Detection| d.bbox.iou(&track.last_box);
+            let mut seen = sightings
+                .get(label.as_str())
+                .filter(|s| s.0 >= threshold)
+                .map(|&(score, bbox, track_id)| (pts, score, bbox, track_id));
+            if let (None, Some(_), Some(product_track)) = (seen, &track.on_screen, track.track_id) {
+                // The tracker matched a weak detection to the product's object: it is still there.
                 seen = frame
                     .detections
                     .iter()
-                    .filter(|d| d.label == *label && d.score >= low && overlap(d) >= config.track_iou)
-                    .max_by(|a, b| overlap(a).total_cmp(&overlap(b)))
-                    .map(|d| (pts, d.score, d.bbox));
+                    .find(|d| d.track_id == Some(product_track))
+                    .map(|d| (pts, d.score, d.bbox, d.track_id));
             }
             track.window.push_back((frame.seq, seen));
             while track.window.len() > config.enter_window {
@@ -201,25 +213,26 @@ impl Debouncer {
             }
             match &track.on_screen {
                 None => {
-                    let mut hits = track.window.iter().filter_map(|(_, hit)| hit.as_ref());
-                    let first = hits.clone().next().map(|h| h.0);
+                    let hits = entering_hits(&track.window, config.enter_hits);
+                    let first = hits.first().map(|h| h.0);
                     let cooling =
                         track.last_exit_pts.zip(first).is_some_and(|(exit, first)| first < exit + config.cooldown_ms);
-                    if hits.clone().count() >= config.enter_hits && !cooling {
-                        let best = hits.by_ref().map(|h| h.1).fold(f32::MIN, f32::max);
+                    if !hits.is_empty() && !cooling {
+                        let best = hits.iter().map(|h| h.1).fold(f32::MIN, f32::max);
                         candidates.push((best, label.clone()));
                     }
                 }
                 Some(on) => {
-                    if let Some((_, _, bbox)) = seen {
+                    if let Some((_, _, _, track_id)) = seen {
                         track.last_seen_pts = pts;
-                        track.last_box = bbox;
+                        track.track_id = track_id.or(track.track_id);
                         track.first_missing_pts = None;
                     } else {
                         let first_missing = *track.first_missing_pts.get_or_insert(pts);
                         if pts - track.last_seen_pts >= config.hold_ms {
                             notes.push(ScreenNote::Exit { on_screen: on.clone(), exit_pts: first_missing });
                             track.on_screen = None;
+                            track.track_id = None;
                             track.window.clear();
                             track.last_exit_pts = Some(first_missing);
                             track.cooldown_origin_seq = track.since_seq;
@@ -234,7 +247,7 @@ impl Debouncer {
         let room = config.max_on_screen.map_or(usize::MAX, |cap| cap.saturating_sub(showing));
         for (_, label) in candidates.into_iter().take(room) {
             let track = state.tracks.get_mut(&label).expect("a candidate has a track");
-            let hits: Vec<_> = track.window.iter().filter_map(|(_, hit)| hit.as_ref()).collect();
+            let hits = entering_hits(&track.window, config.enter_hits);
             let first = hits[0].0;
             let best = hits.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
             let on = OnScreen {
@@ -247,7 +260,7 @@ impl Debouncer {
             track.since_seq = track.window.iter().find(|(_, hit)| hit.is_some()).map_or(frame.seq, |w| w.0);
             track.on_screen = Some(on.clone());
             track.last_seen_pts = pts;
-            track.last_box = track.window.iter().rev().find_map(|(_, hit)| hit.map(|h| h.2)).unwrap_or_default();
+            track.track_id = hits.last().and_then(|h| h.3);
             track.first_missing_pts = None;
             notes.push(ScreenNote::Enter(on));
         }
@@ -264,20 +277,34 @@ impl Debouncer {
 
     /// The oldest frame of `stream_id` that its state depends on: replaying the stream from
     /// this frame, with no state, rebuilds the same state (and re-emits the same events).
-    /// That is the first sighting of each run on screen and the oldest sighting in each
-    /// partial window; with neither, the frame after the last one.
     pub fn replay_from(&self, stream_id: &str) -> Option<u64> {
+        let (next, origins) = self.replay_point(stream_id)?;
+        Some(origins.into_values().fold(next, u64::min))
+    }
+
+    /// The frame after the last one taken, and per label the oldest frame its state depends
+    /// on: the first sighting of the run on screen, the oldest sighting in a partial window,
+    /// the run that a cooldown started from, and the first frame of every object track seen.
+    pub fn replay_point(&self, stream_id: &str) -> Option<(u64, BTreeMap<String, u64>)> {
         let state = self.streams.get(stream_id)?;
         let next = state.last_seq.map_or(0, |s| s + 1);
-        let origins = state.tracks.values().filter_map(|t| match &t.on_screen {
-            Some(_) => Some(t.since_seq),
-            None => {
-                let oldest_hit = t.window.iter().find(|(_, hit)| hit.is_some()).map(|w| w.0);
-                let cooling = t.last_exit_pts.map(|_| t.cooldown_origin_seq);
-                oldest_hit.into_iter().chain(cooling).min()
+        let mut origins = BTreeMap::new();
+        for (label, t) in &state.tracks {
+            let tracks = t.window.iter().filter_map(|(_, hit)| hit.and_then(|h| h.3)).chain(t.track_id);
+            let track_origins = tracks.map(crate::track::track_origin);
+            let own = match &t.on_screen {
+                Some(_) => Some(t.since_seq),
+                None => {
+                    let oldest_hit = t.window.iter().find(|(_, hit)| hit.is_some()).map(|w| w.0);
+                    let cooling = t.last_exit_pts.map(|_| t.cooldown_origin_seq);
+                    oldest_hit.into_iter().chain(cooling).min()
+                }
+            };
+            if let Some(origin) = own.into_iter().chain(track_origins).min() {
+                origins.insert(label.clone(), origin);
             }
-        });
-        Some(origins.fold(next, u64::min))
+        }
+        Some((next, origins))
     }
 
     /// The input ended: every product still on screen leaves, one frame after the last.
@@ -346,8 +373,8 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
                             positions.insert(frame.stream_id.clone(), frame.pts_ms);
                         }
                         for (stream_id, pts_ms) in positions {
-                            if let Some(seq) = debouncer.replay_from(&stream_id) {
-                                replay.record(&stream_id, time, seq);
+                            if let Some((next, origins)) = debouncer.replay_point(&stream_id) {
+                                replay.record(&stream_id, time, next, origins);
                             }
                             session.give(Err(ScreenNote::Position { stream_id, pts_ms }));
                         }
@@ -409,6 +436,7 @@ mod tests {
                     class_id: 0,
                     score: *s,
                     bbox: BBox { x0: 0.1, y0: 0.1, x1: 0.5, y1: 0.5 },
+                    track_id: None,
                 })
                 .collect(),
         }
@@ -501,15 +529,23 @@ mod tests {
             class_id: 0,
             score,
             bbox: BBox { x0, y0: 0.2, x1: x0 + 0.3, y1: 0.6 },
+            track_id: None,
         };
         let frame_with = |seq: u64, d: Vec<Detection>| FrameDetections { detections: d, ..frame(seq, &[]) };
         let mut frames: Vec<FrameDetections> = (0..4).map(|s| frame_with(s, vec![boxed(0.9, 0.10)])).collect();
         // Weak detections drifting with the product, then a weak one elsewhere in the frame.
         frames.extend((4..10).map(|s| frame_with(s, vec![boxed(0.2, 0.10 + 0.02 * (s - 3) as f32)])));
         frames.extend((10..20).map(|s| frame_with(s, vec![boxed(0.2, 0.70)])));
-        let tracking = DebounceConfig { track_low_score: Some(0.15), ..config() };
-        let mut d = Debouncer::new(tracking);
-        let notes: Vec<ScreenNote> = frames.iter().flat_map(|f| d.observe(f)).collect();
+        let mut tracker = crate::Tracker::new(crate::TrackerConfig { low_score: 0.15, ..Default::default() });
+        let mut d = Debouncer::new(config());
+        let notes: Vec<ScreenNote> = frames
+            .iter()
+            .flat_map(|f| {
+                let mut f = f.clone();
+                tracker.track(&mut f);
+                d.observe(&f)
+            })
+            .collect();
         let exits: Vec<i64> = notes
             .iter()
             .filter_map(|n| match n {
@@ -517,9 +553,9 @@ mod tests {
                 _ => None,
             })
             .collect();
-        // Held while the weak detections overlap its last box (to frame 9), lost from frame 10.
+        // Held while the tracker puts the weak detections on its track (to frame 9), lost from frame 10.
         assert_eq!(exits, vec![2000]);
-        // Without tracking, the weak detections do not count: it leaves at frame 4.
+        // Untracked, the weak detections do not count: it leaves at frame 4.
         let mut d = Debouncer::new(config());
         let exits: Vec<i64> = frames
             .iter()
@@ -530,6 +566,88 @@ mod tests {
             })
             .collect();
         assert_eq!(exits, vec![800]);
+    }
+
+    fn at(seq: u64, boxes: &[(f32, f32)]) -> FrameDetections {
+        let detections = boxes
+            .iter()
+            .map(|&(score, x0)| Detection {
+                label: "cup".into(),
+                class_id: 0,
+                score,
+                bbox: BBox { x0, y0: 0.2, x1: x0 + 0.25, y1: 0.6 },
+                track_id: None,
+            })
+            .collect();
+        FrameDetections { detections, ..frame(seq, &[]) }
+    }
+
+    fn tracked(frames: &[FrameDetections]) -> Vec<FrameDetections> {
+        let mut tracker = crate::Tracker::new(crate::TrackerConfig { low_score: 0.15, ..Default::default() });
+        frames
+            .iter()
+            .map(|f| {
+                let mut f = f.clone();
+                tracker.track(&mut f);
+                f
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_product_enters_on_one_object_seen_k_times_not_on_scattered_detections() {
+        // A spurious cup flickers between three places: at most 2 of any 5 frames at one place.
+        let scattered: Vec<_> = (0..10).map(|s| at(s, &[(0.9, [0.0, 0.35, 0.7][s as usize % 3])])).collect();
+        let mut d = Debouncer::new(config());
+        assert!(tracked(&scattered).iter().flat_map(|f| d.observe(f)).next().is_none());
+        // Untracked, the same frames count as one label seen 5 times out of 5.
+        let mut d = Debouncer::new(config());
+        assert!(scattered.iter().flat_map(|f| d.observe(f)).next().is_some());
+    }
+
+    #[test]
+    fn replaying_tracked_frames_from_the_replay_point_rebuilds_the_same_events() {
+        // Two cups: one held still and briefly hidden, one moving in and out, weak detections between.
+        let frames: Vec<FrameDetections> = (0..40u64)
+            .map(|s| {
+                let mut boxes = Vec::new();
+                if !(12..15).contains(&s) && s < 30 {
+                    boxes.push((if s % 4 == 3 { 0.3 } else { 0.85 }, 0.05));
+                }
+                if (5..25).contains(&s) && s % 7 != 0 {
+                    boxes.push((0.7, 0.5 + 0.01 * (s % 5) as f32));
+                }
+                at(s, &boxes)
+            })
+            .collect();
+        let config = DebounceConfig { cooldown_ms: 800, ..config() };
+        let run = |from: usize| {
+            let mut tracker = crate::Tracker::new(crate::TrackerConfig { low_score: 0.15, ..Default::default() });
+            let mut d = Debouncer::new(config.clone());
+            frames[from..]
+                .iter()
+                .map(|f| {
+                    let mut f = f.clone();
+                    tracker.track(&mut f);
+                    (f.seq, d.observe(&f))
+                })
+                .collect::<Vec<_>>()
+        };
+        let full = run(0);
+        assert!(full.iter().any(|(_, notes)| !notes.is_empty()));
+        let mut tracker = crate::Tracker::new(crate::TrackerConfig { low_score: 0.15, ..Default::default() });
+        let mut original = Debouncer::new(config.clone());
+        for (cut, frame) in frames.iter().enumerate() {
+            let mut frame = frame.clone();
+            tracker.track(&mut frame);
+            original.observe(&frame);
+            let debounce_from = original.replay_from("s").unwrap();
+            let from = tracker.origins("s").into_values().fold(debounce_from, u64::min) as usize;
+            let after_cut = |events: &[(u64, Vec<ScreenNote>)]| {
+                events.iter().filter(|(seq, _)| *seq as usize > cut).cloned().collect::<Vec<_>>()
+            };
+            assert_eq!(after_cut(&run(from)), after_cut(&full), "cut after frame {cut}, replay from {from}");
+        }
     }
 
     #[test]

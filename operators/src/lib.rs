@@ -1,7 +1,7 @@
 //! The stages of vitrine's dataflow. Each is a plain struct holding the logic (tested on its
 //! own) and a thin timely operator around it, as an extension trait on `Stream`.
 //!
-//! frames -> [`DecodeFrames`] -> [`InferDetections`] -> [`Debounce`] -> catalog join
+//! frames -> [`DecodeFrames`] -> [`InferDetections`] -> [`TrackObjects`] -> [`Debounce`] -> catalog join
 //! (differential `join`) -> [`EmitEvents`] -> product events.
 
 mod debounce;
@@ -12,6 +12,7 @@ mod graph;
 mod infer;
 mod replay;
 mod stable_hash;
+mod track;
 
 pub use debounce::{Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote};
 pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame};
@@ -21,6 +22,7 @@ pub use graph::{product_events, Catalog};
 pub use infer::{InferDetections, Inferencer};
 pub use replay::ReplayPoints;
 pub use stable_hash::stable_hash;
+pub use track::{track_origin, TrackObjects, Tracker, TrackerConfig};
 
 /// The dataflow's timestamp: wall-clock milliseconds, rounded down to the spec's epoch.
 pub type Time = u64;

@@ -31,6 +31,7 @@ fn frames(scores: &[[u8; 3]]) -> Vec<FrameDetections> {
                     class_id: 0,
                     score: *score as f32 / 10.0,
                     bbox: BBox { x0: 0.1, y0: 0.1, x1: 0.2, y1: 0.2 },
+                    track_id: None,
                 })
                 .collect(),
         })

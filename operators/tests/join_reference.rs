@@ -26,7 +26,13 @@ fn frame(seq: u64, present: &[bool; 2]) -> FrameDetections {
             .iter()
             .zip(present)
             .filter(|(_, p)| **p)
-            .map(|(l, _)| Detection { label: l.to_string(), class_id: 0, score: 0.9, bbox: BBox::default() })
+            .map(|(l, _)| Detection {
+                label: l.to_string(),
+                class_id: 0,
+                score: 0.9,
+                bbox: BBox::default(),
+                track_id: None,
+            })
             .collect(),
     }
 }

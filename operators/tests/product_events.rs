@@ -22,6 +22,7 @@ fn frame(seq: u64, labels: &[&str]) -> FrameDetections {
                 class_id: 1,
                 score: 0.9,
                 bbox: BBox { x0: 0.1, y0: 0.2, x1: 0.3, y1: 0.4 },
+                track_id: None,
             })
             .collect(),
     }

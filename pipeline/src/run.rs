@@ -37,7 +37,7 @@ use vitrine_connectors::sources::{self, FrameSink};
 use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Runtime};
 use vitrine_operators::{
     product_events, stable_hash, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer, ReplayPoints,
-    Time,
+    Time, TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, SourceSpec};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, ExposureTracker, Frame, FrameDetections, ProductEvent};
@@ -311,8 +311,6 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         min_score: spec.debounce.min_score,
         label_min_score: spec.debounce.label_min_score.clone(),
         stay_min_score: spec.debounce.stay_min_score,
-        track_low_score: spec.debounce.track_low_score,
-        track_iou: spec.debounce.track_iou,
         cooldown_ms: spec.debounce.cooldown.as_millis() as i64,
         max_on_screen: spec.debounce.max_on_screen.map(|n| n.get()),
         enter_hits: spec.debounce.enter_hits.get(),
@@ -320,6 +318,13 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         hold_ms: spec.debounce.hold.as_millis() as i64,
         // A Kafka stream does not end when vitrine stops: a restart carries on where it left.
         input_end_closes_streams: kafka_source.is_none(),
+    };
+    let tracker = TrackerConfig {
+        high_score: spec.tracker.high_score,
+        low_score: spec.tracker.low_score,
+        match_iou: spec.tracker.match_iou,
+        low_match_iou: spec.tracker.low_match_iou,
+        lost_ms: spec.tracker.lost_after.as_millis() as i64,
     };
     let replay = ReplayPoints::default();
     let epoch_ms = spec.epoch.as_millis().max(1) as u64;
@@ -341,10 +346,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .exchange(|f: &Frame| stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]));
             let (prepared, decode_failed) = frames.decode_frames(decoder);
             let (detections, infer_failed) = prepared.infer_detections(Inferencer::new(detector));
-            let detections = detections.inspect(move |d: &FrameDetections| {
-                done_d.fetch_add(1, Ordering::Relaxed);
-                let _ = out_d.send(Output::Detections(d.clone()));
-            });
+            let detections =
+                detections.track_objects(tracker.clone(), replay.clone()).inspect(move |d: &FrameDetections| {
+                    done_d.fetch_add(1, Ordering::Relaxed);
+                    let _ = out_d.send(Output::Detections(d.clone()));
+                });
             let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
             product_events(detections.clone(), catalog, debounce.clone(), replay.clone())
                 .inspect(move |e: &ProductEvent| {
@@ -392,6 +398,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             if let (Some(changes), Some(input)) = (&catalog_changes, catalog_in.as_mut()) {
                 for batch in changes.try_iter() {
                     for (item, diff) in batch {
+                        replay.catalog_changed(&item.label, diff);
                         input.update((item.label.clone(), item), diff);
                     }
                 }

@@ -41,7 +41,7 @@ impl LoadedSpec {
 }
 
 const SECTIONS: &[&str] =
-    &["name", "sources", "model", "decode", "debounce", "catalog", "sinks", "server", "workers", "epoch"];
+    &["name", "sources", "model", "decode", "tracker", "debounce", "catalog", "sinks", "server", "workers", "epoch"];
 const REQUIRED: &[&str] = &["name", "sources", "model", "catalog"];
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> SpecProblem {
@@ -150,6 +150,9 @@ fn read(text: &str) -> Result<PipelineSpec, Vec<SpecProblem>> {
     }
     if let Some(v) = get("decode") {
         section::<vitrine_schemas::spec::DecodeSpec>("decode", v, &mut problems);
+    }
+    if let Some(v) = get("tracker") {
+        section::<vitrine_schemas::spec::TrackerSpec>("tracker", v, &mut problems);
     }
     if let Some(v) = get("debounce") {
         section::<vitrine_schemas::spec::DebounceSpec>("debounce", v, &mut problems);
@@ -299,6 +302,15 @@ debounce:
         let bad = GOOD.to_string() + "debounce:\n  enter_hits: 6\n  enter_window: 5\n";
         let problems = parse(&bad).unwrap_err();
         assert_eq!(problems[0].path, "debounce.enter_hits");
+    }
+
+    #[test]
+    fn tracker_thresholds_are_checked() {
+        let bad = GOOD.to_string() + "tracker:\n  high_score: 0.4\n  low_score: 0.6\n  lost_after: 2s\n";
+        let problems = parse(&bad).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "tracker.low_score");
+        assert!(problems[0].message.contains("high_score (0.4)"), "{problems:?}");
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub struct Detection {
     pub score: f32,
     /// Where, normalised to the frame.
     pub bbox: BBox,
+    /// The object's track in its stream (the same object keeps its id from frame to frame);
+    /// none for a weak detection that continues no track.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<u64>,
 }
 
 /// Everything the detector found in one frame.

@@ -23,6 +23,9 @@ pub struct PipelineSpec {
     /// Limits and preprocessing of incoming frames.
     #[serde(default)]
     pub decode: DecodeSpec,
+    /// How detections become object tracks from frame to frame.
+    #[serde(default)]
+    pub tracker: TrackerSpec,
     /// When a detected product counts as on screen, and when as gone.
     #[serde(default)]
     pub debounce: DebounceSpec,
@@ -186,6 +189,41 @@ impl Default for DecodeSpec {
     }
 }
 
+/// The multi-object tracker (ByteTrack-style: a pass with strong detections, then one with weak ones).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerSpec {
+    /// A detection from this score continues the track it overlaps, or starts a new one.
+    #[serde(default = "default_track_high_score")]
+    pub high_score: f32,
+    /// A detection from this score (and `model.min_score`) continues a live track it overlaps,
+    /// but never starts one: a product the detector sees weakly for a moment stays on screen.
+    #[serde(default = "default_track_low_score")]
+    pub low_score: f32,
+    /// Least box overlap (IoU) for a strong detection to continue a track.
+    #[serde(default = "default_match_iou")]
+    pub match_iou: f32,
+    /// Least box overlap (IoU) for a weak detection to continue a track.
+    #[serde(default = "default_low_match_iou")]
+    pub low_match_iou: f32,
+    /// A track not seen for this long (media time) ends; until then the object keeps its id
+    /// when it comes back (a short occlusion).
+    #[serde(default = "default_lost_after", with = "humantime_serde")]
+    pub lost_after: Duration,
+}
+
+impl Default for TrackerSpec {
+    fn default() -> Self {
+        TrackerSpec {
+            high_score: default_track_high_score(),
+            low_score: default_track_low_score(),
+            match_iou: default_match_iou(),
+            low_match_iou: default_low_match_iou(),
+            lost_after: default_lost_after(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DebounceSpec {
@@ -209,14 +247,6 @@ pub struct DebounceSpec {
     /// there, so a product the detector sees less surely for a moment does not drop off. Omit: `min_score`.
     #[serde(default)]
     pub stay_min_score: Option<f32>,
-    /// Tracking: once a product is on screen, a detection from this still lower score keeps it
-    /// there if its box overlaps the product's last seen box by `track_iou` (ByteTrack's second
-    /// pass: weak detections extend a track but never start one). Omit: off.
-    #[serde(default)]
-    pub track_low_score: Option<f32>,
-    /// See `track_low_score`.
-    #[serde(default = "default_track_iou")]
-    pub track_iou: f32,
     /// Per-label `min_score`, e.g. `{bottle: 0.35, cup: 0.6}`, for labels the detector scores lower or higher.
     #[serde(default)]
     pub label_min_score: std::collections::BTreeMap<String, f32>,
@@ -235,8 +265,6 @@ impl Default for DebounceSpec {
             hold: default_hold(),
             cooldown: Duration::ZERO,
             stay_min_score: None,
-            track_low_score: None,
-            track_iou: default_track_iou(),
             label_min_score: Default::default(),
             max_on_screen: None,
         }
@@ -439,16 +467,20 @@ impl PipelineSpec {
                 );
             }
         }
-        if let Some(low) = d.track_low_score {
-            if !(0.0..=d.min_score).contains(&low) {
-                problem(
-                    "debounce.track_low_score".into(),
-                    format!("must be between 0 and min_score ({}), got {low}", d.min_score),
-                );
-            }
+        let t = &self.tracker;
+        if !(0.0..=1.0).contains(&t.high_score) {
+            problem("tracker.high_score".into(), format!("must be between 0 and 1, got {}", t.high_score));
         }
-        if !(d.track_iou > 0.0 && d.track_iou <= 1.0) {
-            problem("debounce.track_iou".into(), format!("must be above 0 and at most 1, got {}", d.track_iou));
+        if !(0.0..=t.high_score).contains(&t.low_score) {
+            problem(
+                "tracker.low_score".into(),
+                format!("must be between 0 and high_score ({}), got {}", t.high_score, t.low_score),
+            );
+        }
+        for (name, iou) in [("match_iou", t.match_iou), ("low_match_iou", t.low_match_iou)] {
+            if !(iou > 0.0 && iou <= 1.0) {
+                problem(format!("tracker.{name}"), format!("must be above 0 and at most 1, got {iou}"));
+            }
         }
         for (label, score) in &d.label_min_score {
             if !(0.0..=1.0).contains(score) {
@@ -539,8 +571,20 @@ fn default_poll() -> Duration {
 fn default_roll_after() -> Duration {
     Duration::from_secs(60)
 }
-fn default_track_iou() -> f32 {
+fn default_track_high_score() -> f32 {
+    0.5
+}
+fn default_track_low_score() -> f32 {
+    0.1
+}
+fn default_match_iou() -> f32 {
     0.3
+}
+fn default_low_match_iou() -> f32 {
+    0.5
+}
+fn default_lost_after() -> Duration {
+    Duration::from_millis(1500)
 }
 fn default_min_dwell() -> Duration {
     Duration::from_secs(2)

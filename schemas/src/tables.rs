@@ -18,6 +18,7 @@ pub fn detection_fields() -> Fields {
         Field::new("y0", DataType::Float32, false),
         Field::new("x1", DataType::Float32, false),
         Field::new("y1", DataType::Float32, false),
+        Field::new("track_id", DataType::UInt64, true),
     ])
 }
 
@@ -125,7 +126,7 @@ mod tests {
         }
         assert!(
             ddl.contains(
-                "`detections` array<struct<label:string,class_id:int,score:float,x0:float,y0:float,x1:float,y1:float>>"
+                "`detections` array<struct<label:string,class_id:int,score:float,x0:float,y0:float,x1:float,y1:float,track_id:bigint>>"
             ),
             "{ddl}"
         );

@@ -12,6 +12,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{
     ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray, TimestampMillisecondArray, UInt32Array,
+    UInt64Array,
 };
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, SchemaRef};
@@ -73,6 +74,7 @@ impl TableRow for FrameDetections {
                 f32s(|d| d.bbox.y0),
                 f32s(|d| d.bbox.x1),
                 f32s(|d| d.bbox.y1),
+                Arc::new(UInt64Array::from_iter(all().map(|d| d.track_id))),
             ],
             None,
         )?;
