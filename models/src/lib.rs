@@ -7,11 +7,14 @@
 mod detector;
 mod error;
 mod labels;
+mod nms;
 mod prepare;
 mod runtime;
+mod yolo;
 
-pub use detector::{Detector, DetectorConfig, InputSpec};
+pub use detector::{Detector, DetectorConfig};
 pub use error::ModelError;
 pub use labels::Labels;
-pub use prepare::{find_bars, prepare, Crop, DecodeLimits, Prepared, Preparer};
+pub use nms::{nms, Candidate};
+pub use prepare::{find_bars, prepare, Crop, DecodeLimits, Fit, InputSpec, Prepared, Preparer};
 pub use runtime::{find_runtime_library, Runtime};

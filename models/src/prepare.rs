@@ -31,6 +31,27 @@ pub struct Crop {
     pub height: u32,
 }
 
+/// How the picture is fitted into the model's input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fit {
+    /// Stretched to fill the input (the default SSD was trained so).
+    #[default]
+    Stretch,
+    /// Scaled to fit keeping its aspect, centred on grey (114) padding (Ultralytics YOLO).
+    Letterbox,
+}
+
+/// The picture a model takes: its size and how frames are fitted into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputSpec {
+    pub width: u32,
+    pub height: u32,
+    pub fit: Fit,
+}
+
+/// Grey of the letterbox padding, as Ultralytics pads.
+const PAD: u8 = 114;
+
 /// A frame ready for the model: RGB pixels of `crop`, resized to `size`.
 #[derive(Clone, Debug)]
 pub struct Prepared {
@@ -41,6 +62,8 @@ pub struct Prepared {
     /// Size of `pixels` (the model's input size).
     pub width: u32,
     pub height: u32,
+    /// Where in `pixels` the picture is (all of it, unless letterboxed).
+    pub content: Crop,
     /// Interleaved RGB, row by row.
     pub pixels: Vec<u8>,
 }
@@ -51,6 +74,11 @@ impl Prepared {
         let (fw, fh) = (self.frame_width as f32, self.frame_height as f32);
         let (cx, cy, cw, ch) =
             (self.crop.x as f32, self.crop.y as f32, self.crop.width as f32, self.crop.height as f32);
+        // Model input -> the picture inside it (letterbox padding off).
+        let (w, h, c) = (self.width as f32, self.height as f32, self.content);
+        let in_x = |x: f32| (x * w - c.x as f32) / c.width as f32;
+        let in_y = |y: f32| (y * h - c.y as f32) / c.height as f32;
+        let (x0, y0, x1, y1) = (in_x(x0), in_y(y0), in_x(x1), in_y(y1));
         let clamp = |v: f32| v.clamp(0.0, 1.0);
         vitrine_schemas::BBox {
             x0: clamp((cx + x0 * cw) / fw),
@@ -73,8 +101,9 @@ impl Preparer {
         Preparer { limits, resizer: Resizer::new() }
     }
 
-    /// Decodes `jpeg` and resizes it (bars cut if configured) to `width` x `height`.
-    pub fn prepare(&mut self, jpeg: &[u8], width: u32, height: u32) -> Result<Prepared, ModelError> {
+    /// Decodes `jpeg` and fits it (bars cut if configured) into the model's input.
+    pub fn prepare(&mut self, jpeg: &[u8], input: InputSpec) -> Result<Prepared, ModelError> {
+        let (width, height) = (input.width, input.height);
         let limits = self.limits;
         if jpeg.len() > limits.max_bytes {
             return Err(ModelError::TooLarge { bytes: jpeg.len(), limit: limits.max_bytes });
@@ -102,8 +131,17 @@ impl Preparer {
         }
         let crop = if limits.crop_bars { find_bars(&rgb, fw, fh) } else { Crop { x: 0, y: 0, width: fw, height: fh } };
 
+        let content = match input.fit {
+            Fit::Stretch => Crop { x: 0, y: 0, width, height },
+            Fit::Letterbox => {
+                let r = (width as f64 / crop.width as f64).min(height as f64 / crop.height as f64);
+                let cw = ((crop.width as f64 * r).round() as u32).clamp(1, width);
+                let ch = ((crop.height as f64 * r).round() as u32).clamp(1, height);
+                Crop { x: (width - cw) / 2, y: (height - ch) / 2, width: cw, height: ch }
+            }
+        };
         let src = ImageRef::new(fw, fh, &rgb, PixelType::U8x3).map_err(|e| ModelError::Resize(e.to_string()))?;
-        let mut dst = Image::new(width, height, PixelType::U8x3);
+        let mut dst = Image::new(content.width, content.height, PixelType::U8x3);
         let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
             crop.x as f64,
             crop.y as f64,
@@ -111,7 +149,18 @@ impl Preparer {
             crop.height as f64,
         );
         self.resizer.resize(&src, &mut dst, &options).map_err(|e| ModelError::Resize(e.to_string()))?;
-        Ok(Prepared { frame_width: fw, frame_height: fh, crop, width, height, pixels: dst.into_vec() })
+        let pixels = if content.width == width && content.height == height {
+            dst.into_vec()
+        } else {
+            let mut canvas = vec![PAD; width as usize * height as usize * 3];
+            let row = content.width as usize * 3;
+            for (y, line) in dst.buffer().chunks_exact(row).enumerate() {
+                let at = ((content.y as usize + y) * width as usize + content.x as usize) * 3;
+                canvas[at..at + row].copy_from_slice(line);
+            }
+            canvas
+        };
+        Ok(Prepared { frame_width: fw, frame_height: fh, crop, width, height, content, pixels })
     }
 }
 
@@ -131,9 +180,9 @@ fn header_error(e: zune_jpeg::errors::DecodeErrors, limits: DecodeLimits) -> Mod
     }
 }
 
-/// One-shot [`Preparer::prepare`].
+/// One-shot [`Preparer::prepare`], stretching to `width` x `height`.
 pub fn prepare(jpeg: &[u8], limits: DecodeLimits, width: u32, height: u32) -> Result<Prepared, ModelError> {
-    Preparer::new(limits).prepare(jpeg, width, height)
+    Preparer::new(limits).prepare(jpeg, InputSpec { width, height, fit: Fit::Stretch })
 }
 
 /// Finds uniform bars (letterbox top/bottom, pillarbox left/right) around the picture.
@@ -215,10 +264,27 @@ mod tests {
             crop: Crop { x: 50, y: 0, width: 100, height: 100 },
             width: 10,
             height: 10,
+            content: Crop { x: 0, y: 0, width: 10, height: 10 },
             pixels: vec![],
         };
         let b = p.to_frame(0.0, 0.5, 1.0, 1.0);
         assert_eq!((b.x0, b.y0, b.x1, b.y1), (0.25, 0.5, 0.75, 1.0));
+    }
+
+    #[test]
+    fn letterboxing_keeps_the_aspect_and_boxes_map_back_through_the_padding() {
+        let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fruits.jpg")).unwrap();
+        let limits = DecodeLimits { crop_bars: false, ..DecodeLimits::default() };
+        let p =
+            Preparer::new(limits).prepare(&jpeg, InputSpec { width: 320, height: 320, fit: Fit::Letterbox }).unwrap();
+        let aspect = p.frame_width as f32 / p.frame_height as f32;
+        assert!((p.content.width as f32 / p.content.height as f32 - aspect).abs() < 0.02, "{:?}", p.content);
+        assert!(p.content.width == 320 || p.content.height == 320);
+        assert_eq!(&p.pixels[..3], &[PAD; 3], "a corner is padding");
+        // The picture's own corners, in input coordinates, are the frame's corners.
+        let (c, w, h) = (p.content, 320.0, 320.0);
+        let b = p.to_frame(c.x as f32 / w, c.y as f32 / h, (c.x + c.width) as f32 / w, (c.y + c.height) as f32 / h);
+        assert_eq!((b.x0, b.y0, b.x1, b.y1), (0.0, 0.0, 1.0, 1.0));
     }
 
     #[test]

@@ -26,6 +26,8 @@ fn detector() -> Detector {
         decoder: DecoderKind::SsdPostprocessed,
         intra_threads: 1,
         min_score: 0.3,
+        input_size: None,
+        nms_iou: 0.45,
     };
     Detector::load(&runtime, &config).unwrap()
 }
@@ -49,7 +51,7 @@ fn detections_match_python_onnxruntime_on_real_photos() {
         let reference: serde_json::Value =
             serde_json::from_slice(&std::fs::read(reference_dir.join(format!("{photo}.json"))).unwrap()).unwrap();
         let input = detector.input();
-        let prepared = preparer.prepare(&jpeg, input.width, input.height).unwrap();
+        let prepared = preparer.prepare(&jpeg, input).unwrap();
         let found = detector.detect(&prepared).unwrap();
         for want in reference["detections"].as_array().unwrap() {
             let score = want["score"].as_f64().unwrap() as f32;
@@ -87,10 +89,9 @@ fn cutting_bars_keeps_the_product_found() {
     let mut detector = detector();
     let jpeg = std::fs::read(root().join("models/tests/fixtures/coffee.jpg")).unwrap();
     let input = detector.input();
-    let whole = Preparer::new(DecodeLimits { crop_bars: false, ..DecodeLimits::default() })
-        .prepare(&jpeg, input.width, input.height)
-        .unwrap();
-    let cut = Preparer::new(DecodeLimits::default()).prepare(&jpeg, input.width, input.height).unwrap();
+    let whole =
+        Preparer::new(DecodeLimits { crop_bars: false, ..DecodeLimits::default() }).prepare(&jpeg, input).unwrap();
+    let cut = Preparer::new(DecodeLimits::default()).prepare(&jpeg, input).unwrap();
     let mut cup = |p| detector.detect(p).unwrap().into_iter().find(|d| d.label == "cup").expect("a cup");
     let (a, b) = (cup(&whole), cup(&cut));
     assert!(a.bbox.iou(&b.bbox) > 0.8, "{a:?} vs {b:?}");

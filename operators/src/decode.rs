@@ -26,7 +26,7 @@ impl FrameDecoder {
     }
 
     pub fn decode(&mut self, mut frame: Frame) -> Result<PreparedFrame, DeadLetter> {
-        match self.preparer.prepare(&frame.jpeg, self.input.width, self.input.height) {
+        match self.preparer.prepare(&frame.jpeg, self.input) {
             Ok(prepared) => {
                 frame.jpeg = Vec::new();
                 Ok(PreparedFrame { frame, prepared })

@@ -94,6 +94,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         decoder: spec.model.decoder,
         intra_threads: spec.model.intra_threads.get(),
         min_score: spec.model.min_score,
+        input_size: spec.model.input_size,
+        nms_iou: spec.model.nms_iou,
     };
     let detectors: Vec<Option<Detector>> =
         (0..workers).map(|_| Detector::load(&runtime, &detector_config).map(Some)).collect::<Result<_, _>>()?;

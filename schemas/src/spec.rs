@@ -143,6 +143,19 @@ pub enum DecoderKind {
     /// (TFLite `Detection_PostProcess`, e.g. the default SSD MobileNetV2).
     #[default]
     SsdPostprocessed,
+    /// Ultralytics YOLO (v5, v8, v11) exports: one output, `[1, 4+C, N]` (v8, v11) or
+    /// `[1, N, 5+C]` (v5, with objectness); float NCHW RGB input in 0..1, letterboxed;
+    /// non-maximum suppression in vitrine. Labels from the model's `names` metadata.
+    Yolo,
+}
+
+impl DecoderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecoderKind::SsdPostprocessed => "ssd_postprocessed",
+            DecoderKind::Yolo => "yolo",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,7 +163,8 @@ pub enum DecoderKind {
 pub struct ModelSpec {
     /// The ONNX model file.
     pub path: String,
-    /// Label file: one `id label` per line. Default: `labels.txt` beside the model.
+    /// Label file: one `id label` per line. Default: the model's `names` metadata (Ultralytics
+    /// exports), else `labels.txt` beside the model.
     #[serde(default)]
     pub labels: Option<String>,
     /// How to read the model's outputs.
@@ -166,6 +180,14 @@ pub struct ModelSpec {
     /// Detections scoring below this are dropped right after inference.
     #[serde(default = "default_model_min_score")]
     pub min_score: f32,
+    /// Input size (pixels, square) of a model whose input size is dynamic. Default: the
+    /// model's `imgsz` metadata, else 640.
+    #[serde(default)]
+    pub input_size: Option<u32>,
+    /// Non-maximum suppression (decoders without it in the graph): of two boxes of one class
+    /// overlapping more than this (IoU), the weaker is dropped.
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -546,6 +568,9 @@ fn default_ffmpeg() -> String {
 }
 fn default_model_min_score() -> f32 {
     0.3
+}
+fn default_nms_iou() -> f32 {
+    0.45
 }
 fn default_max_bytes() -> usize {
     16 << 20
