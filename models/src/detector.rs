@@ -7,6 +7,7 @@ use ort::value::{TensorElementType, TensorRef};
 use vitrine_schemas::spec::DecoderKind;
 use vitrine_schemas::{BBox, Detection};
 
+use crate::nanodet;
 use crate::nms::{nms, Candidate};
 use crate::yolo::{self, YoloLayout};
 use crate::{Fit, InputSpec, Labels, ModelError, Prepared, Runtime};
@@ -28,12 +29,26 @@ pub struct DetectorConfig {
 }
 
 /// How a model's outputs are read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Decoder {
     /// boxes, classes, scores, count (post-processing in the graph).
     SsdPostprocessed,
     Yolo(YoloLayout),
+    Nanodet(Vec<nanodet::Level>),
 }
+
+/// How RGB bytes become a float NCHW input: channel order, then `(v - mean) / std`.
+#[derive(Clone, Copy, Debug)]
+struct Normalize {
+    bgr: bool,
+    mean: [f32; 3],
+    std: [f32; 3],
+}
+
+/// Ultralytics: RGB in 0..1.
+const YOLO_INPUT: Normalize = Normalize { bgr: false, mean: [0.0; 3], std: [255.0; 3] };
+/// NanoDet: BGR, ImageNet mean and std in 0..255 (in B, G, R order).
+const NANODET_INPUT: Normalize = Normalize { bgr: true, mean: [103.53, 116.28, 123.675], std: [57.375, 57.12, 58.395] };
 
 /// At most this many detections a frame.
 const MAX_DETECTIONS: usize = 100;
@@ -96,6 +111,18 @@ impl Detector {
                 }
                 let spec = InputSpec { width: dims[2] as u32, height: dims[1] as u32, fit: Fit::Stretch };
                 (spec, Decoder::SsdPostprocessed)
+            }
+            DecoderKind::Nanodet => {
+                if dims.len() != 4 || dims[1] != 3 || dims[2] <= 0 || dims[3] <= 0 {
+                    return Err(shape_error(format!("expected an NCHW input [1, 3, H, W], found {dims:?}")));
+                }
+                if element != Some(TensorElementType::Float32) {
+                    return Err(shape_error(format!("expected a float32 input, found {element:?}")));
+                }
+                let shapes: Vec<Vec<i64>> = session.outputs().iter().filter_map(|o| shape_of(o.dtype())).collect();
+                let (width, height) = (dims[3] as u32, dims[2] as u32);
+                let levels = nanodet::levels(&shapes, width, height, labels.len()).map_err(shape_error)?;
+                (InputSpec { width, height, fit: Fit::Stretch }, Decoder::Nanodet(levels))
             }
             DecoderKind::Yolo => {
                 if dims.len() != 4 || dims[1] != 3 {
@@ -184,8 +211,25 @@ impl Detector {
                     .filter(|c| c.score >= self.min_score)
                     .collect()
             }
+            Decoder::Nanodet(ref levels) => {
+                to_planar(&prepared.pixels, w * h, NANODET_INPUT, &mut self.planar);
+                let tensor = TensorRef::from_array_view(([1usize, 3, h, w], &self.planar[..])).map_err(inference)?;
+                let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(inference)?;
+                let f32s = |i: usize| {
+                    outputs[i]
+                        .try_extract_tensor::<f32>()
+                        .map(|(_, data)| data)
+                        .map_err(|e| ModelError::Inference(format!("output {i}: {e}")))
+                };
+                let mut found = Vec::new();
+                for level in levels {
+                    let (scores, regression) = (f32s(level.scores)?, f32s(level.boxes)?);
+                    nanodet::decode_level(level, scores, regression, w as u32, h as u32, self.min_score, &mut found);
+                }
+                nms(found, self.nms_iou, MAX_DETECTIONS)
+            }
             Decoder::Yolo(layout) => {
-                to_planar(&prepared.pixels, w * h, &mut self.planar);
+                to_planar(&prepared.pixels, w * h, YOLO_INPUT, &mut self.planar);
                 let tensor = TensorRef::from_array_view(([1usize, 3, h, w], &self.planar[..])).map_err(inference)?;
                 let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(inference)?;
                 let (shape, data) = outputs[0]
@@ -209,15 +253,18 @@ impl Detector {
     }
 }
 
-/// Interleaved RGB bytes -> planar float channels in 0..1.
-fn to_planar(rgb: &[u8], pixels: usize, out: &mut Vec<f32>) {
+/// Interleaved RGB bytes -> normalised planar float channels (in BGR order if asked).
+fn to_planar(rgb: &[u8], pixels: usize, norm: Normalize, out: &mut Vec<f32>) {
     out.resize(3 * pixels, 0.0);
-    let (r, rest) = out.split_at_mut(pixels);
-    let (g, b) = rest.split_at_mut(pixels);
+    let (c0, rest) = out.split_at_mut(pixels);
+    let (c1, c2) = rest.split_at_mut(pixels);
+    let order = if norm.bgr { [2, 1, 0] } else { [0, 1, 2] };
+    let scale = norm.std.map(|s| 1.0 / s);
+    let offset = [0, 1, 2].map(|c| -norm.mean[c] * scale[c]);
     for (i, px) in rgb.chunks_exact(3).enumerate() {
-        r[i] = px[0] as f32 / 255.0;
-        g[i] = px[1] as f32 / 255.0;
-        b[i] = px[2] as f32 / 255.0;
+        c0[i] = px[order[0]] as f32 * scale[0] + offset[0];
+        c1[i] = px[order[1]] as f32 * scale[1] + offset[1];
+        c2[i] = px[order[2]] as f32 * scale[2] + offset[2];
     }
 }
 

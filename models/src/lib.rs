@@ -7,6 +7,7 @@
 mod detector;
 mod error;
 mod labels;
+mod nanodet;
 mod nms;
 mod prepare;
 mod runtime;

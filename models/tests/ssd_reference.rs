@@ -6,30 +6,14 @@
 //! must overlap the reference with IoU 0.8 or more; every reference detection scoring 0.5 or
 //! more must be found with the same label.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Preparer, Runtime};
+use common::{check_against_reference, root, Tolerance};
+use vitrine_models::{DecodeLimits, Detector, Preparer};
 use vitrine_schemas::spec::DecoderKind;
-use vitrine_schemas::BBox;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn detector() -> Detector {
-    let root = root();
-    let library = find_runtime_library(None, &[&root]).expect("ONNX Runtime missing: run scripts/setup.sh");
-    let runtime = Runtime::load(&library).unwrap();
-    let config = DetectorConfig {
-        model: root.join("models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx"),
-        labels: None,
-        decoder: DecoderKind::SsdPostprocessed,
-        intra_threads: 1,
-        min_score: 0.3,
-        input_size: None,
-        nms_iou: 0.45,
-    };
-    Detector::load(&runtime, &config).unwrap()
+    common::detector("models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx", DecoderKind::SsdPostprocessed, 0.3)
 }
 
 #[test]
@@ -41,45 +25,10 @@ fn model_shapes_are_what_the_decoder_expects() {
 
 #[test]
 fn detections_match_python_onnxruntime_on_real_photos() {
-    let mut detector = detector();
-    // The reference resizes the whole photo, so compare without cutting bars.
-    let mut preparer = Preparer::new(DecodeLimits { crop_bars: false, ..DecodeLimits::default() });
-    let reference_dir = root().join("models/zoo/ssd-mobilenet-v2-coco-quant/reference");
-    let mut checked = 0;
-    for photo in ["coffee", "apple", "fruits"] {
-        let jpeg = std::fs::read(root().join(format!("models/tests/fixtures/{photo}.jpg"))).unwrap();
-        let reference: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(reference_dir.join(format!("{photo}.json"))).unwrap()).unwrap();
-        let input = detector.input();
-        let prepared = preparer.prepare(&jpeg, input).unwrap();
-        let found = detector.detect(&prepared).unwrap();
-        for want in reference["detections"].as_array().unwrap() {
-            let score = want["score"].as_f64().unwrap() as f32;
-            if score < 0.5 {
-                continue;
-            }
-            let label = want["label"].as_str().unwrap();
-            let b: Vec<f32> = want["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-            let want_box = BBox { x0: b[0], y0: b[1], x1: b[2], y1: b[3] };
-            let best = found
-                .iter()
-                .filter(|d| d.label == label)
-                .max_by(|a, b| a.bbox.iou(&want_box).total_cmp(&b.bbox.iou(&want_box)))
-                .unwrap_or_else(|| panic!("{photo}: no `{label}` found; vitrine found {found:?}"));
-            let iou = best.bbox.iou(&want_box);
-            assert!(
-                iou >= 0.8,
-                "{photo}: `{label}` box {:?} overlaps the reference {want_box:?} only {iou:.2}",
-                best.bbox
-            );
-            assert!(
-                (best.score - score).abs() <= 0.1,
-                "{photo}: `{label}` scored {:.3}, the reference {score:.3}",
-                best.score
-            );
-            checked += 1;
-        }
-    }
+    let mut d = detector();
+    let tolerance = Tolerance { from_score: 0.5, min_iou: 0.8, score: 0.1 };
+    let reference = "models/zoo/ssd-mobilenet-v2-coco-quant/reference";
+    let checked = check_against_reference(&mut d, reference, &["coffee", "apple", "fruits"], tolerance);
     assert!(checked >= 4, "only {checked} reference detections were checked");
 }
 

@@ -147,6 +147,10 @@ pub enum DecoderKind {
     /// `[1, N, 5+C]` (v5, with objectness); float NCHW RGB input in 0..1, letterboxed;
     /// non-maximum suppression in vitrine. Labels from the model's `names` metadata.
     Yolo,
+    /// NanoDet raw heads (GFL): per stride a class-score output `[1, N, C]` and a box
+    /// distribution `[1, N, 4*(R+1)]`; float NCHW BGR input normalised by ImageNet mean and
+    /// std, stretched; NMS in vitrine.
+    Nanodet,
 }
 
 impl DecoderKind {
@@ -154,6 +158,7 @@ impl DecoderKind {
         match self {
             DecoderKind::SsdPostprocessed => "ssd_postprocessed",
             DecoderKind::Yolo => "yolo",
+            DecoderKind::Nanodet => "nanodet",
         }
     }
 }
