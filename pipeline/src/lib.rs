@@ -1,5 +1,6 @@
 //! vitrine's pipeline: specs, graph assembly and the `vitrine` command.
 
+pub mod bench;
 pub mod offsets;
 pub mod run;
 pub mod spec;

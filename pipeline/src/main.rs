@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use vitrine_connectors::kafka::admin::{create_topics, TopicSpec};
 use vitrine_connectors::kafka::sampler::{self, SamplerOptions};
+use vitrine_pipeline::bench::{bench, BenchOptions};
 use vitrine_pipeline::run::{run, RunOptions};
 use vitrine_pipeline::spec;
 use vitrine_schemas::spec::{Pace, SourceSpec};
@@ -97,6 +98,30 @@ enum Command {
         #[arg(long)]
         spill_dir: Option<PathBuf>,
     },
+    /// Measures the pipeline against the raw model loop (and a per-frame Python peer) on the
+    /// spec's first source: frames/s, their ratio, and frame-to-viewer latency.
+    Bench {
+        /// The YAML pipeline spec (its model, decode settings and first source are used).
+        spec: PathBuf,
+        /// Streams fed at once.
+        #[arg(long, default_value_t = 4)]
+        streams: usize,
+        /// Frames a second of each stream in the latency run.
+        #[arg(long, default_value_t = 5.0)]
+        fps: f64,
+        /// Timely workers of the pipeline (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Seconds each raw-loop setting runs, at least.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Python with onnxruntime, numpy and Pillow, to run the peer baseline (benches/peer/).
+        #[arg(long)]
+        peer_python: Option<PathBuf>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints CREATE TABLE statements (Athena/Hive) for the Parquet tables under LOCATION.
     AthenaDdl {
         /// Where the tables are, e.g. s3://bucket/vitrine (the spec's sinks.parquet.path, uploaded or synced).
@@ -149,6 +174,31 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     match cli.command {
+        Command::Bench { spec, streams, fps, workers, seconds, peer_python, json } => {
+            let loaded = match load_spec(&spec) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            if !(fps > 0.0 && fps <= 120.0) || streams == 0 || seconds <= 0.0 {
+                eprintln!("vitrine bench: --fps must be in (0, 120], --streams and --seconds above 0");
+                return ExitCode::from(2);
+            }
+            let options = BenchOptions { streams, fps, workers, seconds, peer_python, work_dir: None };
+            match bench(&loaded, &options) {
+                Ok(report) if json => {
+                    println!("{}", serde_json::to_string_pretty(&report).expect("a report serialises"));
+                    ExitCode::SUCCESS
+                }
+                Ok(report) => {
+                    print!("{}", report.table());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("vitrine bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Validate { spec } => match load_spec(&spec) {
             Ok(_) => {
                 eprintln!("{}: ok", spec.display());
@@ -264,7 +314,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let stop = Arc::new(AtomicBool::new(false));
-            match run(loaded, RunOptions { workers, exit_when_done }, stop) {
+            match run(loaded, RunOptions { workers, exit_when_done, record_latencies: false }, stop) {
                 Ok(summary) => {
                     eprintln!(
                         "vitrine: {} frames, {} product events, {} dead letters in {:.1} s",

@@ -52,6 +52,8 @@ pub struct RunOptions {
     pub workers: Option<usize>,
     /// Exit once every source has ended, even when serving viewers.
     pub exit_when_done: bool,
+    /// Keep every frame's capture-to-sink latency in the summary (benchmarks).
+    pub record_latencies: bool,
 }
 
 /// What a run did.
@@ -61,6 +63,9 @@ pub struct RunSummary {
     pub events: u64,
     pub dead_letters: u64,
     pub seconds: f64,
+    /// Per frame, milliseconds from capture to its detections reaching the sinks (when asked for).
+    #[serde(skip)]
+    pub latencies_ms: Vec<u32>,
 }
 
 /// What the dataflow hands to the sink thread.
@@ -153,6 +158,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             kafka: kafka_sink,
             hub: hub.clone(),
             durable: durable.clone(),
+            record_latencies: options.record_latencies,
         };
         std::thread::Builder::new().name("vitrine-sinks".into()).spawn(move || sink_loop(out_rx, sinks))?
     };
@@ -348,9 +354,14 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .exchange(|f: &Frame| stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]));
             let (prepared, decode_failed) = frames.decode_frames(decoder);
             let (detections, infer_failed) = prepared.infer_detections(Inferencer::new(detector));
-            let detections =
-                detections.track_objects(tracker.clone(), replay.clone()).inspect(move |d: &FrameDetections| {
+            // A frame stops counting against the in-flight bound once inferred: tracking holds
+            // it until its time is complete, and counting that wait would starve the model.
+            let detections = detections
+                .inspect(move |_: &FrameDetections| {
                     done_d.fetch_add(1, Ordering::Relaxed);
+                })
+                .track_objects(tracker.clone(), replay.clone())
+                .inspect(move |d: &FrameDetections| {
                     let _ = out_d.send(Output::Detections(d.clone()));
                 });
             let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
@@ -576,6 +587,7 @@ struct Sinks {
     kafka: Option<KafkaSink>,
     hub: Option<Arc<Hub>>,
     durable: Arc<AtomicU64>,
+    record_latencies: bool,
 }
 
 /// Commits what the durable time and the streams' replay points allow.
@@ -604,7 +616,11 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
             Ok(Output::Detections(d)) => {
                 summary.frames += 1;
                 PipelineMetrics::add(&sinks.metrics.frames, 1);
-                PipelineMetrics::add(&sinks.metrics.latency_ms_sum, (now_ms() - d.captured_at_ms).max(0) as u64);
+                let latency = (now_ms() - d.captured_at_ms).max(0) as u64;
+                PipelineMetrics::add(&sinks.metrics.latency_ms_sum, latency);
+                if sinks.record_latencies {
+                    summary.latencies_ms.push(latency.min(u32::MAX as u64) as u32);
+                }
                 if let Some(hub) = &sinks.hub {
                     hub.set_media_time(&d.stream_id, d.pts_ms);
                 }

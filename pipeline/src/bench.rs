@@ -1,0 +1,345 @@
+//! `vitrine bench SPEC`: how close the whole pipeline comes to the model alone.
+//!
+//! In one run, on the same frames (the spec's first source, sampled to JPEG once):
+//! - the raw model loop: frames already decoded and resized, `detect` in a loop, at every
+//!   split of the cores into sessions x intra-op threads; the best is the baseline;
+//! - the pipeline, embedded, with N streams read as fast as it takes them (throughput), then
+//!   N streams paced at F frames/s each (frame-to-viewer latency: from a frame's capture to
+//!   its detections reaching the sink thread, where viewers, Kafka and Parquet are fed);
+//! - optionally a peer: the per-frame approach of a serverless handler (Python: Pillow
+//!   decode, onnxruntime, numpy decoding and NMS, one frame at a time), `benches/peer/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Prepared, Preparer, Runtime};
+use vitrine_schemas::spec::{FramesSource, Pace, SourceSpec};
+
+use crate::run::{run, RunOptions};
+use crate::spec::LoadedSpec;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Streams fed at once.
+    pub streams: usize,
+    /// Frames a second of each stream in the latency run.
+    pub fps: f64,
+    /// Timely workers of the pipeline (default: one per core).
+    pub workers: Option<usize>,
+    /// Seconds each raw-loop setting and the latency run last, about.
+    pub seconds: f64,
+    /// Python interpreter that runs the peer handler (with onnxruntime, numpy, Pillow importable).
+    pub peer_python: Option<PathBuf>,
+    /// Where the sampled frames go (default: a temporary folder).
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Frames a second of one setting.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Throughput {
+    pub setting: String,
+    pub frames: u64,
+    pub seconds: f64,
+    pub fps: f64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub cores: usize,
+    pub frames_per_stream: usize,
+    pub streams: usize,
+    /// Decode, bar cut and resize of one frame, on one core (ms).
+    pub prepare_ms: f64,
+    /// Every raw-loop setting tried; the best is the baseline.
+    pub raw: Vec<Throughput>,
+    pub pipeline: Throughput,
+    /// pipeline frames/s / best raw frames/s.
+    pub ratio_to_raw: f64,
+    pub latency_fps_per_stream: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub peer: Option<Throughput>,
+}
+
+impl BenchReport {
+    pub fn best_raw(&self) -> &Throughput {
+        self.raw.iter().max_by(|a, b| a.fps.total_cmp(&b.fps)).expect("at least one raw setting")
+    }
+
+    /// The table `vitrine bench` prints.
+    pub fn table(&self) -> String {
+        let best = self.best_raw();
+        let mut out = format!(
+            "vitrine bench: {}, {} cores, {} streams x {} frames\n",
+            self.model, self.cores, self.streams, self.frames_per_stream
+        );
+        out += &format!("  decode + resize  one frame, one core         {:>8.2} ms\n", self.prepare_ms);
+        for r in &self.raw {
+            let mark = if std::ptr::eq(r, best) { "  <- baseline" } else { "" };
+            out += &format!("  raw model loop   {:<26} {:>8.1} frames/s{mark}\n", r.setting, r.fps);
+        }
+        out += &format!(
+            "  pipeline         {:<26} {:>8.1} frames/s  {:.2} of the raw model loop\n",
+            self.pipeline.setting, self.pipeline.fps, self.ratio_to_raw
+        );
+        out += &format!(
+            "  latency          {} streams at {} frames/s    p50 {:.0} ms, p99 {:.0} ms (capture to viewer)\n",
+            self.streams, self.latency_fps_per_stream, self.latency_p50_ms, self.latency_p99_ms
+        );
+        if let Some(peer) = &self.peer {
+            out += &format!(
+                "  peer baseline    {:<26} {:>8.1} frames/s  pipeline is {:.2}x the peer\n",
+                peer.setting,
+                peer.fps,
+                self.pipeline.fps / peer.fps
+            );
+        }
+        out
+    }
+}
+
+pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    let spec = &loaded.spec;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let work = match &options.work_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("vitrine-bench-{}", std::process::id())),
+    };
+    let (frames_dir, jpegs) = sample_frames(loaded, &work.join("frames"))?;
+    tracing::info!(frames = jpegs.len(), dir = %frames_dir.display(), "bench frames ready");
+
+    // The raw model loop.
+    let configured = spec.model.runtime_library.as_ref().map(|p| loaded.resolve(p));
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd])?;
+    let runtime = Runtime::load(&library)?;
+    let config = |threads: usize| DetectorConfig {
+        model: loaded.resolve(&spec.model.path),
+        labels: spec.model.labels.as_ref().map(|p| loaded.resolve(p)),
+        decoder: spec.model.decoder,
+        intra_threads: threads,
+        min_score: spec.model.min_score,
+        input_size: spec.model.input_size,
+        nms_iou: spec.model.nms_iou,
+    };
+    let probe = Detector::load(&runtime, &config(1))?;
+    let model = probe.name().to_string();
+    let limits = DecodeLimits {
+        max_bytes: spec.decode.max_bytes,
+        max_side: spec.decode.max_side,
+        crop_bars: spec.decode.crop_bars,
+    };
+    let mut preparer = Preparer::new(limits);
+    let prepare_started = Instant::now();
+    let prepared: Vec<Prepared> = jpegs
+        .iter()
+        .map(|j| preparer.prepare(j, probe.input()))
+        .collect::<Result<_, _>>()
+        .context("preparing frames")?;
+    let prepare_ms = prepare_started.elapsed().as_secs_f64() * 1000.0 / jpegs.len() as f64;
+    drop(probe);
+    let mut raw = Vec::new();
+    for (sessions, threads) in splits(cores) {
+        let detectors: Vec<Detector> =
+            (0..sessions).map(|_| Detector::load(&runtime, &config(threads))).collect::<Result<_, _>>()?;
+        let result = raw_loop(detectors, &prepared, Duration::from_secs_f64(options.seconds))?;
+        let setting = format!("{sessions} session{} x {threads} thread{}", plural(sessions), plural(threads));
+        tracing::info!(%setting, fps = format!("{:.1}", result.1 as f64 / result.0), "raw model loop");
+        raw.push(Throughput { setting, frames: result.1, seconds: result.0, fps: result.1 as f64 / result.0 });
+    }
+
+    // The pipeline: throughput, then latency.
+    let workers = options.workers.unwrap_or(cores);
+    let streams = options.streams.max(1);
+    // The latency run takes about `seconds` of media: the first frames, in a folder of their own.
+    let latency_dir = work.join("latency-frames");
+    std::fs::create_dir_all(&latency_dir)?;
+    let latency_frames = ((options.seconds * options.fps).ceil() as usize).clamp(10, jpegs.len());
+    for (i, jpeg) in jpegs.iter().take(latency_frames).enumerate() {
+        std::fs::write(latency_dir.join(format!("{i:05}.jpg")), jpeg)?;
+    }
+    let pipeline_spec = |dir: &Path, pace: Pace, fps: f64| {
+        let mut s = loaded.clone();
+        s.spec.sources = (0..streams)
+            .map(|i| {
+                SourceSpec::Frames(FramesSource {
+                    stream_id: format!("bench-{i}"),
+                    dir: dir.display().to_string(),
+                    fps,
+                    pace,
+                })
+            })
+            .collect();
+        s.spec.server = None;
+        s.spec.sinks = Default::default();
+        s.spec.catalog.watch = false;
+        s.spec.catalog.kafka = None;
+        s
+    };
+    let run_options = RunOptions { workers: Some(workers), exit_when_done: true, record_latencies: true };
+    let stop = || Arc::new(AtomicBool::new(false));
+    let summary = run(pipeline_spec(&frames_dir, Pace::Fast, source_fps(spec)), run_options.clone(), stop())?;
+    let pipeline = Throughput {
+        setting: format!(
+            "{workers} worker{} x {} thread{}",
+            plural(workers),
+            spec.model.intra_threads,
+            plural(spec.model.intra_threads.get())
+        ),
+        frames: summary.frames,
+        seconds: summary.seconds,
+        fps: summary.frames as f64 / summary.seconds,
+    };
+    let best = raw.iter().map(|r| r.fps).fold(0.0, f64::max);
+    let paced = run(pipeline_spec(&latency_dir, Pace::Realtime, options.fps), run_options, stop())?;
+    let mut latencies = paced.latencies_ms.clone();
+    latencies.sort_unstable();
+
+    let peer = match &options.peer_python {
+        Some(python) => Some(peer(python, loaded, &frames_dir, options.seconds)?),
+        None => None,
+    };
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(BenchReport {
+        model,
+        cores,
+        frames_per_stream: jpegs.len(),
+        prepare_ms,
+        streams,
+        ratio_to_raw: pipeline.fps / best,
+        raw,
+        pipeline,
+        latency_fps_per_stream: options.fps,
+        latency_p50_ms: percentile(&latencies, 0.50),
+        latency_p99_ms: percentile(&latencies, 0.99),
+        peer,
+    })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Ways to use `cores`: sessions x intra-op threads, from one session with every core to one session per core.
+fn splits(cores: usize) -> Vec<(usize, usize)> {
+    (1..=cores).filter(|s| cores.is_multiple_of(*s)).map(|s| (s, cores / s)).collect()
+}
+
+fn percentile(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64
+}
+
+fn source_fps(spec: &vitrine_schemas::spec::PipelineSpec) -> f64 {
+    match spec.sources.first() {
+        Some(SourceSpec::Video(v)) => v.fps,
+        Some(SourceSpec::Frames(f)) => f.fps,
+        _ => 5.0,
+    }
+}
+
+/// The folder and JPEG frames of the spec's first source: a folder as it is, a video sampled
+/// by ffmpeg at the source's rate into `dir`.
+fn sample_frames(loaded: &LoadedSpec, dir: &Path) -> anyhow::Result<(PathBuf, Vec<Vec<u8>>)> {
+    let source = loaded.spec.sources.first().ok_or_else(|| anyhow!("the spec has no source"))?;
+    let folder = match source {
+        SourceSpec::Frames(f) => loaded.resolve(&f.dir),
+        SourceSpec::Video(v) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let input = if v.input.contains("://") { PathBuf::from(&v.input) } else { loaded.resolve(&v.input) };
+            let status = Command::new(&v.ffmpeg)
+                .args(["-loglevel", "error", "-y", "-i"])
+                .arg(&input)
+                .args(["-vf", &format!("fps={}", v.fps), "-q:v", "3"])
+                .arg(dir.join("%05d.jpg"))
+                .status()
+                .with_context(|| format!("running {} (install ffmpeg, or scripts/setup.sh)", v.ffmpeg))?;
+            if !status.success() {
+                bail!("ffmpeg could not sample {} ({status})", input.display());
+            }
+            dir.to_path_buf()
+        }
+        SourceSpec::Kafka(_) => bail!("vitrine bench needs a video or frames source first in the spec, not Kafka"),
+    };
+    let paths = vitrine_connectors::sources::folder::list_frames(&folder)?;
+    let frames: Vec<Vec<u8>> = paths.iter().map(std::fs::read).collect::<Result<_, _>>()?;
+    if frames.is_empty() {
+        bail!("no frames in {}", folder.display());
+    }
+    Ok((folder, frames))
+}
+
+/// Runs each detector on its own thread over `frames` (round robin) until `at_least` passed
+/// and every frame was seen once; returns (seconds, frames).
+fn raw_loop(detectors: Vec<Detector>, frames: &[Prepared], at_least: Duration) -> anyhow::Result<(f64, u64)> {
+    let sessions = detectors.len();
+    let started = Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let handles: Vec<_> = detectors
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut detector)| {
+                scope.spawn(move || -> anyhow::Result<u64> {
+                    let mut done = 0u64;
+                    let mut next = i;
+                    loop {
+                        detector.detect(&frames[next % frames.len()])?;
+                        done += 1;
+                        next += sessions;
+                        if next >= frames.len() && started.elapsed() >= at_least {
+                            return Ok(done);
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("raw loop thread")).collect::<anyhow::Result<Vec<u64>>>()
+    })?;
+    Ok((started.elapsed().as_secs_f64(), counts.iter().sum()))
+}
+
+/// The peer baseline: benches/peer/handler.py, one frame at a time.
+fn peer(python: &Path, loaded: &LoadedSpec, frames: &Path, seconds: f64) -> anyhow::Result<Throughput> {
+    // The repository's benches/peer/, above the spec or the working directory.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let script = loaded
+        .base_dir
+        .ancestors()
+        .chain(cwd.ancestors())
+        .map(|dir| dir.join("benches/peer/handler.py"))
+        .find(|p| p.exists())
+        .ok_or_else(|| anyhow!("benches/peer/handler.py not found above the spec or here (run from the repository)"))?;
+    let spec = &loaded.spec;
+    let labels = spec.model.labels.as_ref().map(|p| loaded.resolve(p));
+    let mut cmd = Command::new(python);
+    cmd.arg(&script)
+        .arg("--model")
+        .arg(loaded.resolve(&spec.model.path))
+        .args(["--decoder", spec.model.decoder.as_str()])
+        .arg("--frames")
+        .arg(frames)
+        .args(["--seconds", &seconds.to_string(), "--min-score", &spec.model.min_score.to_string()]);
+    if let Some(labels) = labels {
+        cmd.arg("--labels").arg(labels);
+    }
+    let out = cmd.output().with_context(|| format!("running {}", python.display()))?;
+    if !out.status.success() {
+        bail!("the peer handler failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading the peer's result")?;
+    let frames = result["frames"].as_u64().unwrap_or(0);
+    let seconds = result["seconds"].as_f64().unwrap_or(f64::NAN);
+    Ok(Throughput { setting: "python per-frame handler".into(), frames, seconds, fps: frames as f64 / seconds })
+}
