@@ -185,13 +185,16 @@ fn main() -> ExitCode {
             }
             let options = BenchOptions { streams, fps, workers, seconds, peer_python, work_dir: None };
             match bench(&loaded, &options) {
-                Ok(report) if json => {
-                    println!("{}", serde_json::to_string_pretty(&report).expect("a report serialises"));
-                    ExitCode::SUCCESS
-                }
                 Ok(report) => {
-                    print!("{}", report.table());
-                    ExitCode::SUCCESS
+                    let text = if json {
+                        serde_json::to_string_pretty(&report).expect("a report serialises") + "\n"
+                    } else {
+                        report.table()
+                    };
+                    match std::io::stdout().write_all(text.as_bytes()) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(_) => ExitCode::FAILURE,
+                    }
                 }
                 Err(e) => {
                     eprintln!("vitrine bench: {e:#}");
