@@ -191,7 +191,7 @@ fn main() -> ExitCode {
                     } else {
                         report.table()
                     };
-                    match std::io::stdout().write_all(text.as_bytes()) {
+                    match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
                         Ok(()) => ExitCode::SUCCESS,
                         Err(_) => ExitCode::FAILURE,
                     }
