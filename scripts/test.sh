@@ -9,6 +9,8 @@ scripts/setup.sh
 cargo build -p vitrine-pipeline --bin vitrine
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
+  # The GPU execution providers compile and fail clearly against the CPU library.
+  cargo nextest run -p vitrine-models --features cuda,tensorrt --test providers
   cargo test --workspace --doc -q
 else
   cargo test --workspace "$@"

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
-use vitrine_schemas::spec::DecoderKind;
+use vitrine_schemas::spec::{DecoderKind, ExecutionProvider};
 use vitrine_schemas::{BBox, Detection};
 
 use crate::nanodet;
@@ -26,6 +26,8 @@ pub struct DetectorConfig {
     pub input_size: Option<u32>,
     /// IoU above which NMS drops the weaker of two boxes of one class (decoders without NMS in the graph).
     pub nms_iou: f32,
+    pub execution_provider: ExecutionProvider,
+    pub device_id: u32,
 }
 
 /// How a model's outputs are read.
@@ -68,8 +70,47 @@ pub struct Detector {
     planar: Vec<f32>,
 }
 
-fn build_session(runtime: &Runtime, path: &Path, threads: usize) -> ort::Result<Session> {
-    Session::builder(runtime.environment())?.with_intra_threads(threads)?.with_inter_threads(1)?.commit_from_file(path)
+fn build_session(runtime: &Runtime, config: &DetectorConfig) -> Result<Session, ModelError> {
+    let path = &config.model;
+    let load_error = |e: ort::Error| ModelError::LoadModel { path: path.clone(), reason: e.to_string() };
+    let builder = Session::builder(runtime.environment())
+        .and_then(|b| b.with_intra_threads(config.intra_threads.max(1)).map_err(ort::Error::from))
+        .and_then(|b| b.with_inter_threads(1).map_err(ort::Error::from))
+        .map_err(load_error)?;
+    let provider = config.execution_provider;
+    let builder = match execution_providers(provider, config.device_id)? {
+        None => builder,
+        Some(providers) => builder.with_execution_providers(providers).map_err(|e| ModelError::ProviderFailed {
+            provider: provider.as_str(),
+            reason: e.to_string().trim_end_matches('.').to_string(),
+        })?,
+    };
+    let mut builder = builder;
+    builder.commit_from_file(path).map_err(load_error)
+}
+
+/// The ONNX Runtime execution providers for `provider` (none: the CPU), each an error if it
+/// cannot start rather than a silent fall back to the CPU.
+fn execution_providers(
+    provider: ExecutionProvider,
+    device_id: u32,
+) -> Result<Option<Vec<ort::ep::ExecutionProviderDispatch>>, ModelError> {
+    let _ = device_id;
+    match provider {
+        ExecutionProvider::Cpu => Ok(None),
+        #[cfg(feature = "cuda")]
+        ExecutionProvider::Cuda => {
+            Ok(Some(vec![ort::ep::CUDA::default().with_device_id(device_id as i32).build().error_on_failure()]))
+        }
+        #[cfg(feature = "tensorrt")]
+        ExecutionProvider::Tensorrt => Ok(Some(vec![
+            ort::ep::TensorRT::default().with_device_id(device_id as i32).build().error_on_failure(),
+            #[cfg(feature = "cuda")]
+            ort::ep::CUDA::default().with_device_id(device_id as i32).build(),
+        ])),
+        #[allow(unreachable_patterns)] // every provider is reachable once every feature is on
+        other => Err(ModelError::ProviderNotBuilt { provider: other.as_str() }),
+    }
 }
 
 fn shape_of(dtype: &ort::value::ValueType) -> Option<Vec<i64>> {
@@ -79,8 +120,7 @@ fn shape_of(dtype: &ort::value::ValueType) -> Option<Vec<i64>> {
 impl Detector {
     pub fn load(runtime: &Runtime, config: &DetectorConfig) -> Result<Detector, ModelError> {
         let path = &config.model;
-        let session = build_session(runtime, path, config.intra_threads.max(1))
-            .map_err(|e| ModelError::LoadModel { path: path.clone(), reason: e.to_string() })?;
+        let session = build_session(runtime, config)?;
         let decoder_name = config.decoder.as_str();
         let shape_error = |reason: String| ModelError::ModelShape { path: path.clone(), decoder: decoder_name, reason };
         let metadata = |key: &str| session.metadata().ok().and_then(|m| m.custom(key));

@@ -15,6 +15,10 @@ pub enum ModelError {
     RuntimeLibrary { path: PathBuf, reason: String },
     #[error("no ONNX Runtime library found (looked at {looked}). Run scripts/setup.sh, or set ORT_DYLIB_PATH or model.runtime_library")]
     NoRuntimeLibrary { looked: String },
+    #[error("model.execution_provider is `{provider}`, but this vitrine was built without it: rebuild with `cargo build --release --features {provider}` (and point model.runtime_library at an ONNX Runtime built with {provider}, e.g. from the PyPI onnxruntime-gpu wheel)")]
+    ProviderNotBuilt { provider: &'static str },
+    #[error("could not start the `{provider}` execution provider: {reason}. It needs an ONNX Runtime library built with it (e.g. the PyPI onnxruntime-gpu wheel's, with its libonnxruntime_providers_*.so beside it), an NVIDIA driver and a GPU; or set model.execution_provider: cpu")]
+    ProviderFailed { provider: &'static str, reason: String },
     #[error("could not load model {path}: {reason}")]
     LoadModel { path: PathBuf, reason: String },
     #[error("model {path} does not fit decoder `{decoder}`: {reason}")]

@@ -127,6 +127,8 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
         min_score: spec.model.min_score,
         input_size: spec.model.input_size,
         nms_iou: spec.model.nms_iou,
+        execution_provider: spec.model.execution_provider,
+        device_id: spec.model.device_id,
     };
     let probe = Detector::load(&runtime, &config(1))?;
     let model = probe.name().to_string();

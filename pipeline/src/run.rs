@@ -101,6 +101,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         min_score: spec.model.min_score,
         input_size: spec.model.input_size,
         nms_iou: spec.model.nms_iou,
+        execution_provider: spec.model.execution_provider,
+        device_id: spec.model.device_id,
     };
     let detectors: Vec<Option<Detector>> =
         (0..workers).map(|_| Detector::load(&runtime, &detector_config).map(Some)).collect::<Result<_, _>>()?;

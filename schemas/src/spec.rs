@@ -135,6 +135,28 @@ pub struct FramesSource {
     pub pace: Pace,
 }
 
+/// Where ONNX Runtime runs the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    /// NVIDIA GPUs through CUDA (cargo feature `cuda`).
+    Cuda,
+    /// NVIDIA TensorRT, CUDA for what TensorRT does not take (cargo feature `tensorrt`).
+    Tensorrt,
+}
+
+impl ExecutionProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionProvider::Cpu => "cpu",
+            ExecutionProvider::Cuda => "cuda",
+            ExecutionProvider::Tensorrt => "tensorrt",
+        }
+    }
+}
+
 /// Which decoder turns the model's outputs into detections.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -189,6 +211,13 @@ pub struct ModelSpec {
     /// model's `imgsz` metadata, else 640.
     #[serde(default)]
     pub input_size: Option<u32>,
+    /// Where inference runs: `cpu`, `cuda` or `tensorrt` (the GPU ones need vitrine built with
+    /// the cargo feature of that name and an ONNX Runtime library built with them).
+    #[serde(default)]
+    pub execution_provider: ExecutionProvider,
+    /// The GPU to use (`cuda`, `tensorrt`).
+    #[serde(default)]
+    pub device_id: u32,
     /// Non-maximum suppression (decoders without it in the graph): of two boxes of one class
     /// overlapping more than this (IoU), the weaker is dropped.
     #[serde(default = "default_nms_iou")]

@@ -1,10 +1,12 @@
 //! Shared by the model reference tests: a detector of a given model and decoder, and the
 //! comparison of vitrine's detections with a reference made by Python onnxruntime.
 
+#![allow(dead_code)] // each test file uses part of it
+
 use std::path::{Path, PathBuf};
 
 use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Preparer, Runtime};
-use vitrine_schemas::spec::DecoderKind;
+use vitrine_schemas::spec::{DecoderKind, ExecutionProvider};
 use vitrine_schemas::BBox;
 
 pub fn root() -> PathBuf {
@@ -17,8 +19,17 @@ pub fn detector(model: &str, decoder: DecoderKind, min_score: f32) -> Detector {
     let runtime = Runtime::load(&library).unwrap();
     let model = root.join(model);
     assert!(model.exists(), "{} is missing: run scripts/setup.sh", model.display());
-    let config =
-        DetectorConfig { model, labels: None, decoder, intra_threads: 1, min_score, input_size: None, nms_iou: 0.45 };
+    let config = DetectorConfig {
+        model,
+        labels: None,
+        decoder,
+        intra_threads: 1,
+        min_score,
+        input_size: None,
+        nms_iou: 0.45,
+        execution_provider: ExecutionProvider::Cpu,
+        device_id: 0,
+    };
     Detector::load(&runtime, &config).unwrap()
 }
 
