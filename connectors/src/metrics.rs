@@ -13,6 +13,8 @@ pub struct PipelineMetrics {
     pub dead_letters: AtomicU64,
     /// Sum of frame-to-sink latencies (wall clock from capture to the result), ms.
     pub latency_ms_sum: AtomicU64,
+    /// Frames of live streams shed because the model fell behind.
+    pub frames_shed: AtomicU64,
 }
 
 impl PipelineMetrics {
@@ -29,6 +31,12 @@ pub fn render(pipeline: &PipelineMetrics, hub: &Hub) -> String {
     };
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     counter("vitrine_frames_total", "Frames processed (detections or dead letter).", "counter", get(&pipeline.frames));
+    counter(
+        "vitrine_frames_shed_total",
+        "Frames of live streams shed unprocessed because the model fell behind (infer.shed_after).",
+        "counter",
+        get(&pipeline.frames_shed),
+    );
     counter("vitrine_product_events_total", "Product events emitted.", "counter", get(&pipeline.events));
     counter("vitrine_dead_letters_total", "Frames and catalog rows refused.", "counter", get(&pipeline.dead_letters));
     counter(

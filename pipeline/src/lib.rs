@@ -1,6 +1,7 @@
 //! vitrine's pipeline: specs, graph assembly and the `vitrine` command.
 
 pub mod bench;
+pub mod feed;
 pub mod offsets;
 pub mod run;
 pub mod spec;

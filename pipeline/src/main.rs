@@ -319,8 +319,12 @@ fn main() -> ExitCode {
             let stop = Arc::new(AtomicBool::new(false));
             match run(loaded, RunOptions { workers, exit_when_done, record_latencies: false }, stop) {
                 Ok(summary) => {
+                    let shed = match summary.frames_shed {
+                        0 => String::new(),
+                        n => format!(" ({n} more shed: the model was behind a live stream)"),
+                    };
                     eprintln!(
-                        "vitrine: {} frames, {} product events, {} dead letters in {:.1} s",
+                        "vitrine: {} frames{shed}, {} product events, {} dead letters in {:.1} s",
                         summary.frames, summary.events, summary.dead_letters, summary.seconds
                     );
                     ExitCode::SUCCESS

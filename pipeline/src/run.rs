@@ -39,9 +39,10 @@ use vitrine_operators::{
     product_events, stable_hash, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer, ReplayPoints,
     Time, TrackObjects, TrackerConfig,
 };
-use vitrine_schemas::spec::{KafkaSource, SourceSpec};
+use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, ExposureTracker, Frame, FrameDetections, ProductEvent};
 
+use crate::feed::FeedQueue;
 use crate::offsets::OffsetTracker;
 use crate::spec::LoadedSpec;
 
@@ -62,6 +63,8 @@ pub struct RunSummary {
     pub frames: u64,
     pub events: u64,
     pub dead_letters: u64,
+    /// Frames of live streams shed because the model fell behind.
+    pub frames_shed: u64,
     pub seconds: f64,
     /// Per frame, milliseconds from capture to its detections reaching the sinks (when asked for).
     #[serde(skip)]
@@ -73,9 +76,17 @@ enum Output {
     Detections(FrameDetections),
     Event(ProductEvent),
     DeadLetter(DeadLetter),
+    /// A live stream's frame shed unprocessed (the model fell behind).
+    Shed {
+        stream_id: String,
+        seq: u64,
+    },
     /// Every output of the times before this one has been sent (`Time::MAX`: the dataflow ended).
     Complete(Time),
 }
+
+/// Frames taken from the embedded sources and not yet fed (live streams shed past this).
+const FEED_QUEUE_FRAMES: usize = 64;
 
 /// Frames waiting in the dataflow, per worker, before worker 0 stops taking more from the
 /// sources (which then wait): memory stays bounded whatever the source's speed.
@@ -337,6 +348,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         lost_ms: spec.tracker.lost_after.as_millis() as i64,
     };
     let replay = ReplayPoints::default();
+    // Streams that do not wait for the model: shed when it falls behind (infer.shed_after).
+    let live_streams: std::collections::HashSet<String> = spec
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            SourceSpec::Video(v) if v.pace == Pace::Realtime || v.input.contains("://") => Some(v.stream_id.clone()),
+            SourceSpec::Frames(f) if f.pace == Pace::Realtime => Some(f.stream_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let shed_after_ms = spec.infer.shed_after.map(|d| d.as_millis() as i64);
     let epoch_ms = spec.epoch.as_millis().max(1) as u64;
     let dataflow_stop = stop.clone();
     let out = Mutex::new(out_tx);
@@ -390,6 +412,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             (None, None)
         };
         let mut embedded_open = embedded.is_some();
+        let mut feed = FeedQueue::new(live_streams.clone(), shed_after_ms);
         // Only worker 0 feeds the catalog; the others must drop their handle, or it holds the join's time back.
         let mut catalog_in = if index == 0 {
             Some(catalog_in)
@@ -421,16 +444,24 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             // Other workers send and finish frames concurrently: `done` may momentarily pass our read of `sent`.
             let in_flight = sent.load(Ordering::Relaxed).saturating_sub(done.load(Ordering::Relaxed));
             let mut room = max_in_flight.saturating_sub(in_flight);
-            while room > 0 && embedded_open {
+            // Take what the sources have into the feed queue (where live streams shed stale
+            // frames), then feed the dataflow as far as the in-flight bound allows.
+            while embedded_open && feed.len() < FEED_QUEUE_FRAMES {
                 match embedded.as_ref().map(|rx| rx.try_recv()) {
                     Some(Ok(frame)) => {
-                        frames_in.send(frame);
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        room -= 1;
+                        for shed in feed.push(frame, now_ms()) {
+                            let _ = out.send(Output::Shed { stream_id: shed.stream_id, seq: shed.seq });
+                        }
                     }
                     Some(Err(TryRecvError::Empty)) => break,
                     _ => embedded_open = false,
                 }
+            }
+            while room > 0 {
+                let Some(frame) = feed.pop() else { break };
+                frames_in.send(frame);
+                sent.fetch_add(1, Ordering::Relaxed);
+                room -= 1;
             }
             if let Some(feed) = kafka.as_mut() {
                 if room > 0 && !dataflow_stop.load(Ordering::Relaxed) {
@@ -472,7 +503,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 }
             }
             // Embedded sources end on their own; Kafka is read until the pipeline is stopped.
-            let finished = !embedded_open && (kafka.is_none() || dataflow_stop.load(Ordering::Relaxed));
+            let finished =
+                !embedded_open && feed.is_empty() && (kafka.is_none() || dataflow_stop.load(Ordering::Relaxed));
             if finished {
                 break;
             }
@@ -521,6 +553,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         frames = summary.frames,
         events = summary.events,
         dead_letters = summary.dead_letters,
+        frames_shed = summary.frames_shed,
         seconds = format!("{:.1}", summary.seconds),
         "pipeline finished"
     );
@@ -608,6 +641,7 @@ fn commit(feed: &KafkaFrameSource, offsets: &mut OffsetTracker, replay: &ReplayP
 /// when the dataflow completes a time; logs progress.
 fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunSummary> {
     let mut summary = RunSummary::default();
+    let mut last_shed_warning: Option<Instant> = None;
     let mut last_report = Instant::now();
     let mut frames_at_report = 0;
     // Completed times waiting for Parquet: (time, rows that must be published first).
@@ -648,6 +682,16 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
                         p.exposures.push(exposure).context("writing exposures")?;
                     }
                     p.events.push(e).context("writing product events")?;
+                }
+            }
+            Ok(Output::Shed { stream_id, seq }) => {
+                summary.frames_shed += 1;
+                PipelineMetrics::add(&sinks.metrics.frames_shed, 1);
+                // One warning a second at most: shedding comes in runs.
+                if last_shed_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(stream = %stream_id, seq, shed_so_far = summary.frames_shed,
+                        "the model is behind this live stream: shedding its stale frames (infer.shed_after)");
+                    last_shed_warning = Some(Instant::now());
                 }
             }
             Ok(Output::DeadLetter(d)) => {

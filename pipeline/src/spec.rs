@@ -40,8 +40,10 @@ impl LoadedSpec {
     }
 }
 
-const SECTIONS: &[&str] =
-    &["name", "sources", "model", "decode", "tracker", "debounce", "catalog", "sinks", "server", "workers", "epoch"];
+const SECTIONS: &[&str] = &[
+    "name", "sources", "model", "decode", "infer", "tracker", "debounce", "catalog", "sinks", "server", "workers",
+    "epoch",
+];
 const REQUIRED: &[&str] = &["name", "sources", "model", "catalog"];
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> SpecProblem {
@@ -150,6 +152,9 @@ fn read(text: &str) -> Result<PipelineSpec, Vec<SpecProblem>> {
     }
     if let Some(v) = get("decode") {
         section::<vitrine_schemas::spec::DecodeSpec>("decode", v, &mut problems);
+    }
+    if let Some(v) = get("infer") {
+        section::<vitrine_schemas::spec::InferSpec>("infer", v, &mut problems);
     }
     if let Some(v) = get("tracker") {
         section::<vitrine_schemas::spec::TrackerSpec>("tracker", v, &mut problems);

@@ -23,6 +23,9 @@ pub struct PipelineSpec {
     /// Limits and preprocessing of incoming frames.
     #[serde(default)]
     pub decode: DecodeSpec,
+    /// How frames are fed to the model when it cannot keep up.
+    #[serde(default)]
+    pub infer: InferSpec,
     /// How detections become object tracks from frame to frame.
     #[serde(default)]
     pub tracker: TrackerSpec,
@@ -242,6 +245,24 @@ pub struct DecodeSpec {
 impl Default for DecodeSpec {
     fn default() -> Self {
         DecodeSpec { max_bytes: default_max_bytes(), max_side: default_max_side(), crop_bars: true }
+    }
+}
+
+/// How frames are fed to the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferSpec {
+    /// Live streams (`pace: realtime`, or a URL): a frame that waited longer than this while a
+    /// newer frame of its stream is queued is shed (counted in `vitrine_frames_shed_total`),
+    /// so viewers stay current when the model falls behind; the newest frame always goes on.
+    /// `null`: never shed. Streams read as fast as possible are never shed.
+    #[serde(default = "default_shed_after", with = "humantime_serde::option")]
+    pub shed_after: Option<Duration>,
+}
+
+impl Default for InferSpec {
+    fn default() -> Self {
+        InferSpec { shed_after: default_shed_after() }
     }
 }
 
@@ -602,6 +623,9 @@ fn default_ffmpeg() -> String {
 }
 fn default_model_min_score() -> f32 {
     0.3
+}
+fn default_shed_after() -> Option<Duration> {
+    Some(Duration::from_secs(2))
 }
 fn default_nms_iou() -> f32 {
     0.45
