@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::hub::Hub;
 
@@ -15,6 +16,8 @@ pub struct PipelineMetrics {
     pub latency_ms_sum: AtomicU64,
     /// Frames of live streams shed because the model fell behind.
     pub frames_shed: AtomicU64,
+    /// Runs of the model (a batch of frames is one run).
+    pub model_runs: Arc<AtomicU64>,
 }
 
 impl PipelineMetrics {
@@ -36,6 +39,12 @@ pub fn render(pipeline: &PipelineMetrics, hub: &Hub) -> String {
         "Frames of live streams shed unprocessed because the model fell behind (infer.shed_after).",
         "counter",
         get(&pipeline.frames_shed),
+    );
+    counter(
+        "vitrine_model_runs_total",
+        "Runs of the model; a micro-batch of frames is one run (see infer.batch_frames).",
+        "counter",
+        get(&pipeline.model_runs),
     );
     counter("vitrine_product_events_total", "Product events emitted.", "counter", get(&pipeline.events));
     counter("vitrine_dead_letters_total", "Frames and catalog rows refused.", "counter", get(&pipeline.dead_letters));

@@ -68,6 +68,8 @@ pub struct Detector {
     nms_iou: f32,
     /// Float NCHW input, reused from frame to frame.
     planar: Vec<f32>,
+    /// Whether the model takes several frames in one run (a dynamic batch dimension).
+    batches: bool,
 }
 
 fn build_session(runtime: &Runtime, config: &DetectorConfig) -> Result<Session, ModelError> {
@@ -182,6 +184,7 @@ impl Detector {
                 (InputSpec { width: side(dims[3]), height: side(dims[2]), fit: Fit::Letterbox }, Decoder::Yolo(layout))
             }
         };
+        let batches = matches!(decoder, Decoder::Yolo(_)) && dims.first().is_some_and(|&b| b <= 0);
         let input_name = input.name().to_string();
         let name = format!("{}@{decoder_name}", path.file_stem().and_then(|s| s.to_str()).unwrap_or("model"));
         let name = match path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()) {
@@ -200,6 +203,7 @@ impl Detector {
             min_score: config.min_score,
             nms_iou: config.nms_iou,
             planar: Vec::new(),
+            batches,
         })
     }
 
@@ -213,15 +217,71 @@ impl Detector {
         &self.name
     }
 
-    /// Runs the model on one prepared frame. Boxes are normalised to the whole frame.
-    pub fn detect(&mut self, prepared: &Prepared) -> Result<Vec<Detection>, ModelError> {
+    /// Whether [`Detector::detect_batch`] runs several frames at once (the model has a dynamic
+    /// batch dimension and its decoder reads batches) rather than one after the other.
+    pub fn batches(&self) -> bool {
+        self.batches
+    }
+
+    /// Runs the model on several prepared frames, in one run where the model allows it.
+    /// A batch that fails is retried frame by frame, so one bad frame fails alone.
+    pub fn detect_batch(&mut self, frames: &[&Prepared]) -> Vec<Result<Vec<Detection>, ModelError>> {
+        let Decoder::Yolo(layout) = self.decoder else {
+            return frames.iter().map(|p| self.detect(p)).collect();
+        };
+        if !self.batches || frames.len() < 2 {
+            return frames.iter().map(|p| self.detect(p)).collect();
+        }
+        match self.yolo_batch(layout, frames) {
+            Ok(found) => found.into_iter().map(Ok).collect(),
+            Err(_) => frames.iter().map(|p| self.detect(p)).collect(),
+        }
+    }
+
+    fn yolo_batch(&mut self, layout: YoloLayout, frames: &[&Prepared]) -> Result<Vec<Vec<Detection>>, ModelError> {
         let (w, h) = (self.input.width as usize, self.input.height as usize);
-        if prepared.width as usize != w || prepared.height as usize != h {
+        let plane = 3 * w * h;
+        self.planar.resize(frames.len() * plane, 0.0);
+        let mut one = Vec::new();
+        for (i, p) in frames.iter().enumerate() {
+            self.check_size(p)?;
+            to_planar(&p.pixels, w * h, YOLO_INPUT, &mut one);
+            self.planar[i * plane..(i + 1) * plane].copy_from_slice(&one);
+        }
+        let inference = |e: ort::Error| ModelError::Inference(e.to_string());
+        let tensor = TensorRef::from_array_view(([frames.len(), 3, h, w], &self.planar[..])).map_err(inference)?;
+        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(inference)?;
+        let (shape, data) =
+            outputs[0].try_extract_tensor::<f32>().map_err(|e| ModelError::Inference(format!("output 0: {e}")))?;
+        let dims: Vec<i64> = shape.iter().copied().collect();
+        let per_frame = data.len() / frames.len();
+        let one_dims = [1, dims[1], dims[2]];
+        Ok(frames
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let slice = &data[i * per_frame..(i + 1) * per_frame];
+                let found = yolo::decode(layout, slice, &one_dims, w as u32, h as u32, self.min_score);
+                to_detections(&self.labels, nms(found, self.nms_iou, MAX_DETECTIONS), p)
+            })
+            .collect())
+    }
+
+    fn check_size(&self, prepared: &Prepared) -> Result<(), ModelError> {
+        let (w, h) = (self.input.width, self.input.height);
+        if prepared.width != w || prepared.height != h {
             return Err(ModelError::Inference(format!(
                 "frame prepared at {}x{}, the model takes {w}x{h}",
                 prepared.width, prepared.height
             )));
         }
+        Ok(())
+    }
+
+    /// Runs the model on one prepared frame. Boxes are normalised to the whole frame.
+    pub fn detect(&mut self, prepared: &Prepared) -> Result<Vec<Detection>, ModelError> {
+        self.check_size(prepared)?;
+        let (w, h) = (self.input.width as usize, self.input.height as usize);
         let inference = |e: ort::Error| ModelError::Inference(e.to_string());
         let candidates = match self.decoder {
             Decoder::SsdPostprocessed => {
@@ -280,17 +340,22 @@ impl Detector {
                 nms(found, self.nms_iou, MAX_DETECTIONS)
             }
         };
-        Ok(candidates
-            .into_iter()
-            .map(|c| Detection {
-                label: self.labels.name(c.class_id),
-                class_id: c.class_id,
-                score: c.score,
-                bbox: prepared.to_frame(c.bbox.x0, c.bbox.y0, c.bbox.x1, c.bbox.y1),
-                track_id: None,
-            })
-            .collect())
+        Ok(to_detections(&self.labels, candidates, prepared))
     }
+}
+
+/// Candidates (boxes normalised to the model input) -> detections in the whole frame.
+fn to_detections(labels: &Labels, candidates: Vec<Candidate>, prepared: &Prepared) -> Vec<Detection> {
+    candidates
+        .into_iter()
+        .map(|c| Detection {
+            label: labels.name(c.class_id),
+            class_id: c.class_id,
+            score: c.score,
+            bbox: prepared.to_frame(c.bbox.x0, c.bbox.y0, c.bbox.x1, c.bbox.y1),
+            track_id: None,
+        })
+        .collect()
 }
 
 /// Interleaved RGB bytes -> normalised planar float channels (in BGR order if asked).

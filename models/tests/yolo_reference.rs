@@ -32,3 +32,29 @@ fn detections_match_python_onnxruntime_on_real_photos() {
     let checked = check_against_reference(&mut d, "models/tests/reference/yolov8-nudenet-320n", &photos, tolerance);
     assert!(checked >= 2, "only {checked} reference detections were checked");
 }
+
+#[test]
+fn a_batch_gives_each_frame_the_detections_it_gets_alone() {
+    let mut d = detector(MODEL, DecoderKind::Yolo, 0.25);
+    assert!(d.batches(), "320n.onnx has a dynamic batch dimension");
+    let mut preparer = vitrine_models::Preparer::new(vitrine_models::DecodeLimits::default());
+    let photos = ["astronaut", "coffee", "astronaut-wide"];
+    let prepared: Vec<_> = photos
+        .iter()
+        .map(|p| {
+            let jpeg = std::fs::read(common::root().join(format!("models/tests/fixtures/{p}.jpg"))).unwrap();
+            preparer.prepare(&jpeg, d.input()).unwrap()
+        })
+        .collect();
+    let alone: Vec<_> = prepared.iter().map(|p| d.detect(p).unwrap()).collect();
+    let batched: Vec<_> =
+        d.detect_batch(&prepared.iter().collect::<Vec<_>>()).into_iter().map(Result::unwrap).collect();
+    assert!(alone.iter().any(|f| !f.is_empty()));
+    for ((photo, a), b) in photos.iter().zip(&alone).zip(&batched) {
+        assert_eq!(a.len(), b.len(), "{photo}: {a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x.label, y.label, "{photo}");
+            assert!((x.score - y.score).abs() < 1e-4 && x.bbox.iou(&y.bbox) > 0.999, "{photo}: {x:?} vs {y:?}");
+        }
+    }
+}

@@ -1,38 +1,86 @@
 //! infer: model-ready pictures -> detections, through the worker's own ONNX session.
+//!
+//! Frames are micro-batched across streams and times: whatever has arrived, up to
+//! `max_frames`, goes to the model in one run (for models that take batches; others run the
+//! frames one after the other). With `max_wait`, a batch that is not full waits that long for
+//! more frames before it runs: more throughput on a GPU, more latency everywhere.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::OkErr;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use vitrine_models::Detector;
 use vitrine_schemas::{DeadLetter, FrameDetections};
 
 use crate::decode::{dead_letter, PreparedFrame};
-use crate::{MapFallible, Time};
+use crate::Time;
+
+/// How frames are grouped into model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Frames in one model run, at most.
+    pub max_frames: usize,
+    /// How long a batch that is not full may wait for more frames.
+    pub max_wait: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_frames: 1, max_wait: Duration::ZERO }
+    }
+}
 
 /// Runs one detector (one ONNX session: a worker owns it, since `run` needs `&mut`).
 #[derive(Debug)]
 pub struct Inferencer {
     detector: Detector,
+    runs: Arc<AtomicU64>,
 }
 
 impl Inferencer {
     pub fn new(detector: Detector) -> Inferencer {
-        Inferencer { detector }
+        Inferencer { detector, runs: Arc::default() }
+    }
+
+    /// Counts model runs into `runs` (a batch is one run).
+    pub fn counting_runs(self, runs: Arc<AtomicU64>) -> Inferencer {
+        Inferencer { runs, ..self }
     }
 
     pub fn infer(&mut self, frame: PreparedFrame) -> Result<FrameDetections, DeadLetter> {
-        let PreparedFrame { frame, prepared } = frame;
-        match self.detector.detect(&prepared) {
-            Ok(detections) => Ok(FrameDetections {
-                stream_id: frame.stream_id,
-                seq: frame.seq,
-                pts_ms: frame.pts_ms,
-                captured_at_ms: frame.captured_at_ms,
-                width: prepared.frame_width,
-                height: prepared.frame_height,
-                model: self.detector.name().to_string(),
-                detections,
-            }),
-            Err(e) => Err(dead_letter(&frame, "infer", e.to_string())),
-        }
+        self.infer_batch(vec![frame]).pop().expect("one result a frame")
+    }
+
+    /// Detections of each frame (or its dead letter), in order.
+    pub fn infer_batch(&mut self, frames: Vec<PreparedFrame>) -> Vec<Result<FrameDetections, DeadLetter>> {
+        let pictures: Vec<_> = frames.iter().map(|f| &f.prepared).collect();
+        let results = self.detector.detect_batch(&pictures);
+        let runs = if self.detector.batches() { 1 } else { frames.len() as u64 };
+        self.runs.fetch_add(runs, Ordering::Relaxed);
+        let model = self.detector.name().to_string();
+        frames
+            .into_iter()
+            .zip(results)
+            .map(|(PreparedFrame { frame, prepared }, result)| match result {
+                Ok(detections) => Ok(FrameDetections {
+                    stream_id: frame.stream_id,
+                    seq: frame.seq,
+                    pts_ms: frame.pts_ms,
+                    captured_at_ms: frame.captured_at_ms,
+                    width: prepared.frame_width,
+                    height: prepared.frame_height,
+                    model: model.clone(),
+                    detections,
+                }),
+                Err(e) => Err(dead_letter(&frame, "infer", e.to_string())),
+            })
+            .collect()
     }
 }
 
@@ -41,6 +89,7 @@ pub trait InferDetections<'scope> {
     fn infer_detections(
         self,
         inferencer: Inferencer,
+        batch: BatchConfig,
     ) -> (Stream<'scope, Time, Vec<FrameDetections>>, Stream<'scope, Time, Vec<DeadLetter>>);
 }
 
@@ -48,7 +97,40 @@ impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<PreparedFrame>
     fn infer_detections(
         self,
         mut inferencer: Inferencer,
+        batch: BatchConfig,
     ) -> (Stream<'scope, Time, Vec<FrameDetections>>, Stream<'scope, Time, Vec<DeadLetter>>) {
-        self.map_fallible("Infer", move |frame| inferencer.infer(frame))
+        let scope = self.scope();
+        let max_frames = batch.max_frames.max(1);
+        self.unary_frontier::<CapacityContainerBuilder<Vec<Result<FrameDetections, DeadLetter>>>, _, _, _>(
+            Pipeline,
+            "Infer",
+            move |_, info| {
+                let activator = scope.activator_for(info.address);
+                // Frames waiting for a batch, each with the capability of its time.
+                let mut waiting: Vec<(Capability<Time>, PreparedFrame, Instant)> = Vec::new();
+                move |(input, frontier), output| {
+                    input.for_each(|cap, data| {
+                        let cap = cap.retain_least(0).expect("a capability");
+                        let now = Instant::now();
+                        waiting.extend(data.drain(..).map(|f| (cap.clone(), f, now)));
+                    });
+                    while !waiting.is_empty() {
+                        let waited = waiting[0].2.elapsed();
+                        let input_ended = frontier.frontier().is_empty();
+                        if waiting.len() < max_frames && waited < batch.max_wait && !input_ended {
+                            activator.activate_after(batch.max_wait - waited);
+                            break;
+                        }
+                        let take = waiting.len().min(max_frames);
+                        let (caps, frames): (Vec<_>, Vec<_>) =
+                            waiting.drain(..take).map(|(cap, frame, _)| (cap, frame)).unzip();
+                        for (cap, result) in caps.iter().zip(inferencer.infer_batch(frames)) {
+                            output.session(cap).give(result);
+                        }
+                    }
+                }
+            },
+        )
+        .ok_err(|r| r)
     }
 }

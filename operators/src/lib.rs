@@ -19,7 +19,7 @@ pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame};
 pub use events::{EmitEvents, EventEmitter, JoinedUpdate};
 pub use fallible::MapFallible;
 pub use graph::{product_events, Catalog};
-pub use infer::{InferDetections, Inferencer};
+pub use infer::{BatchConfig, InferDetections, Inferencer};
 pub use replay::ReplayPoints;
 pub use stable_hash::stable_hash;
 pub use track::{track_origin, TrackObjects, Tracker, TrackerConfig};

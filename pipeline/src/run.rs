@@ -36,8 +36,8 @@ use vitrine_connectors::sinks::parquet::ParquetSink;
 use vitrine_connectors::sources::{self, FrameSink};
 use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Runtime};
 use vitrine_operators::{
-    product_events, stable_hash, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer, ReplayPoints,
-    Time, TrackObjects, TrackerConfig,
+    product_events, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer,
+    ReplayPoints, Time, TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, ExposureTracker, Frame, FrameDetections, ProductEvent};
@@ -65,6 +65,8 @@ pub struct RunSummary {
     pub dead_letters: u64,
     /// Frames of live streams shed because the model fell behind.
     pub frames_shed: u64,
+    /// Runs of the model (a micro-batch is one).
+    pub model_runs: u64,
     pub seconds: f64,
     /// Per frame, milliseconds from capture to its detections reaching the sinks (when asked for).
     #[serde(skip)]
@@ -347,6 +349,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         low_match_iou: spec.tracker.low_match_iou,
         lost_ms: spec.tracker.lost_after.as_millis() as i64,
     };
+    let model_runs = metrics.model_runs.clone();
+    let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
     let replay = ReplayPoints::default();
     // Streams that do not wait for the model: shed when it falls behind (infer.shed_after).
     let live_streams: std::collections::HashSet<String> = spec
@@ -377,7 +381,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .to_stream(scope)
                 .exchange(|f: &Frame| stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]));
             let (prepared, decode_failed) = frames.decode_frames(decoder);
-            let (detections, infer_failed) = prepared.infer_detections(Inferencer::new(detector));
+            let inferencer = Inferencer::new(detector).counting_runs(model_runs.clone());
+            let (detections, infer_failed) = prepared.infer_detections(inferencer, batch);
             // A frame stops counting against the in-flight bound once inferred: tracking holds
             // it until its time is complete, and counting that wait would starve the model.
             let detections = detections
@@ -548,12 +553,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let _ = t.join();
     }
     let summary = sink_thread.join().map_err(|_| anyhow!("the sink thread panicked"))??;
-    let summary = RunSummary { seconds: started.elapsed().as_secs_f64(), ..summary };
+    let summary = RunSummary {
+        seconds: started.elapsed().as_secs_f64(),
+        model_runs: metrics.model_runs.load(Ordering::Relaxed),
+        ..summary
+    };
     tracing::info!(
         frames = summary.frames,
         events = summary.events,
         dead_letters = summary.dead_letters,
         frames_shed = summary.frames_shed,
+        model_runs = summary.model_runs,
         seconds = format!("{:.1}", summary.seconds),
         "pipeline finished"
     );

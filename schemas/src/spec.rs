@@ -258,11 +258,18 @@ pub struct InferSpec {
     /// `null`: never shed. Streams read as fast as possible are never shed.
     #[serde(default = "default_shed_after", with = "humantime_serde::option")]
     pub shed_after: Option<Duration>,
+    /// Frames in one model run, at most (micro-batching across streams). Only models with a
+    /// dynamic batch dimension take several at once (YOLO exports); others run them in turn.
+    #[serde(default = "one")]
+    pub batch_frames: NonZeroUsize,
+    /// How long a batch that is not full may wait for more frames (adds up to this latency).
+    #[serde(default, with = "humantime_serde")]
+    pub batch_wait: Duration,
 }
 
 impl Default for InferSpec {
     fn default() -> Self {
-        InferSpec { shed_after: default_shed_after() }
+        InferSpec { shed_after: default_shed_after(), batch_frames: one(), batch_wait: Duration::ZERO }
     }
 }
 

@@ -1,0 +1,69 @@
+//! Micro-batching: frames of several streams go to the model together (a YOLO export with a
+//! dynamic batch dimension), fewer model runs than frames, and every frame gets exactly the
+//! detections it gets without batching.
+
+use std::process::Command;
+
+use vitrine_tests::{duckdb, root, temp_dir, vitrine_bin};
+
+/// Runs 3 streams of 30 frames through the YOLO test model; returns the detections and the
+/// number of model runs.
+fn run(dir: &std::path::Path, batch: &str) -> (Vec<Vec<serde_json::Value>>, u64) {
+    let name = batch.replace([' ', ':', ','], "-");
+    let out_dir = dir.join(format!("out{name}"));
+    let spec = dir.join(format!("spec{name}.yaml"));
+    let frames = dir.join("frames");
+    let source = |id: &str| format!("  - {{kind: frames, stream_id: {id}, dir: {}, fps: 5}}\n", frames.display());
+    std::fs::write(
+        &spec,
+        format!(
+            "name: batching\nsources:\n{}{}{}model:\n  path: {root}/.vitrine/models/nudenet-320n.onnx\n  decoder: yolo\n  min_score: 0.25\n\
+             infer: {{{batch}}}\ncatalog:\n  path: {root}/examples/demo-catalog.jsonl\n  watch: false\n\
+             sinks:\n  parquet:\n    path: {out}\n",
+            source("a"),
+            source("b"),
+            source("c"),
+            root = root().display(),
+            out = out_dir.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(vitrine_bin()).args(["--log-format", "json", "run"]).arg(&spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let finished: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "pipeline finished")
+        .expect("a `pipeline finished` log line");
+    let runs = finished["fields"]["model_runs"].as_u64().unwrap();
+    let rows = duckdb(&format!(
+        "SELECT stream_id, seq, [(d.label, round(d.score, 3), round(d.x0, 3), round(d.y0, 3)) for d in detections]::VARCHAR \
+         FROM read_parquet('{}/detections/**/*.parquet') ORDER BY 1, 2",
+        out_dir.display()
+    ));
+    (rows, runs)
+}
+
+#[test]
+fn batches_run_fewer_times_and_give_every_frame_its_own_detections() {
+    let dir = temp_dir("batching");
+    std::fs::create_dir_all(dir.join("frames")).unwrap();
+    // 30 frames with the host's face (the test model finds faces): the astronaut photo panned.
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-loop", "1", "-i"])
+        .arg(root().join("models/tests/fixtures/astronaut.jpg"))
+        .args(["-vf", "crop=400:400:t*10:t*5,fps=5", "-t", "6", "-q:v", "3"])
+        .arg(dir.join("frames/%05d.jpg"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let (one, one_runs) = run(&dir, "batch_frames: 1");
+    let (batched, batched_runs) = run(&dir, "batch_frames: 6, batch_wait: 50ms");
+    assert_eq!(one.len(), 90);
+    assert_eq!(one_runs, 90);
+    assert!(batched_runs < 60, "3 streams, batches of up to 6: {batched_runs} runs for 90 frames");
+    assert!(one.iter().filter(|r| r[2] != "[]").count() > 45, "the model finds the face: {one:?}");
+    assert_eq!(one, batched, "batching changed a frame's detections");
+}
