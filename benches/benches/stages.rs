@@ -1,0 +1,188 @@
+//! Criterion micro-benchmarks of the stages around the model: what each costs a frame.
+//!
+//!     cargo bench -p vitrine-benches --bench stages
+//!
+//! - decode + resize of a 1280x720 frame of the sample stream (stretch to 300x300 for the
+//!   SSD, letterbox to 320x320 for YOLO), against the decode alone (zune-jpeg);
+//! - NMS of 1000 candidate boxes of 80 classes;
+//! - tracking and debounce of a frame with 6 detections;
+//! - the catalog join and events (differential dataflow) for 1000 frames against a catalog
+//!   of 1000 products.
+
+use std::hint::black_box;
+use std::process::Command;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use differential_dataflow::input::Input;
+use timely::dataflow::operators::core::Probe;
+use timely::dataflow::{InputHandle, ProbeHandle};
+use vitrine_models::{nms, Candidate, DecodeLimits, Fit, InputSpec, Preparer};
+use vitrine_operators::{product_events, DebounceConfig, Debouncer, ReplayPoints, Tracker, TrackerConfig};
+use vitrine_schemas::{BBox, CatalogItem, Detection, FrameDetections, Money};
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// One 1280x720 frame of the sample stream (the mug on screen), as the video source makes it.
+fn sample_jpeg() -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-ss", "5", "-i"])
+        .arg(root().join("examples/sample/shopping.mp4"))
+        .args(["-frames:v", "1", "-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "-"])
+        .output()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
+    assert!(out.status.success() && !out.stdout.is_empty());
+    out.stdout
+}
+
+fn decode(c: &mut Criterion) {
+    let jpeg = sample_jpeg();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("zune-jpeg decode only, 1280x720", |b| {
+        b.iter(|| {
+            let mut d = zune_jpeg::JpegDecoder::new(black_box(&jpeg[..]));
+            black_box(d.decode().unwrap())
+        })
+    });
+    let mut preparer = Preparer::new(DecodeLimits::default());
+    for (name, input) in [
+        ("decode + bars + stretch to 300x300", InputSpec { width: 300, height: 300, fit: Fit::Stretch }),
+        ("decode + bars + letterbox to 320x320", InputSpec { width: 320, height: 320, fit: Fit::Letterbox }),
+    ] {
+        group.bench_function(name, |b| b.iter(|| black_box(preparer.prepare(black_box(&jpeg), input).unwrap())));
+    }
+    group.finish();
+}
+
+/// A deterministic pseudo-random sequence, so every run measures the same boxes.
+fn lcg(state: &mut u64) -> f32 {
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (*state >> 40) as f32 / (1u64 << 24) as f32
+}
+
+fn suppression(c: &mut Criterion) {
+    let mut s = 7;
+    let candidates: Vec<Candidate> = (0..1000)
+        .map(|_| {
+            let (x, y) = (lcg(&mut s) * 0.8, lcg(&mut s) * 0.8);
+            Candidate {
+                class_id: (lcg(&mut s) * 80.0) as u32,
+                score: lcg(&mut s),
+                bbox: BBox { x0: x, y0: y, x1: x + 0.2, y1: y + 0.2 },
+            }
+        })
+        .collect();
+    c.bench_function("nms: 1000 candidates, 80 classes", |b| {
+        b.iter(|| black_box(nms(black_box(candidates.clone()), 0.45, 100)))
+    });
+}
+
+fn frame(seq: u64) -> FrameDetections {
+    let detections = ["cup", "apple", "person", "bottle", "cup", "orange"]
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let x = 0.1 * i as f32 + 0.002 * (seq % 10) as f32;
+            Detection {
+                label: label.to_string(),
+                class_id: i as u32,
+                score: 0.4 + 0.1 * (i % 5) as f32,
+                bbox: BBox { x0: x, y0: 0.3, x1: x + 0.12, y1: 0.6 },
+                track_id: None,
+            }
+        })
+        .collect();
+    FrameDetections {
+        stream_id: "bench".into(),
+        seq,
+        pts_ms: seq as i64 * 200,
+        captured_at_ms: 0,
+        width: 1280,
+        height: 720,
+        model: "bench".into(),
+        detections,
+    }
+}
+
+fn track_and_debounce(c: &mut Criterion) {
+    let frames: Vec<FrameDetections> = (0..1000).map(frame).collect();
+    let mut group = c.benchmark_group("per frame");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    group.bench_function("track, 6 detections a frame (1000 frames)", |b| {
+        b.iter(|| {
+            let mut tracker = Tracker::new(TrackerConfig::default());
+            for f in &frames {
+                let mut f = f.clone();
+                tracker.track(&mut f);
+                black_box(&f);
+            }
+        })
+    });
+    group.bench_function("debounce, 6 detections a frame (1000 frames)", |b| {
+        b.iter(|| {
+            let mut debouncer = Debouncer::new(DebounceConfig::simple(0.5, 3, 5, 1500));
+            for f in &frames {
+                black_box(debouncer.observe(f));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn catalog_join(c: &mut Criterion) {
+    let labels = ["cup", "apple", "person", "bottle", "orange"];
+    let catalog: Vec<CatalogItem> = (0..1000)
+        .map(|i| CatalogItem {
+            sku: format!("SKU-{i}"),
+            label: labels[i % labels.len()].into(),
+            title: format!("product {i}"),
+            price: Money(100 + i as i64),
+            currency: "EUR".into(),
+            image: None,
+            url: None,
+            in_stock: true,
+            streams: vec![format!("show-{}", i % 50)],
+        })
+        .collect();
+    let mut group = c.benchmark_group("dataflow");
+    group.throughput(Throughput::Elements(1000));
+    group.sample_size(10);
+    group.bench_function("debounce + catalog join + events, 1000 frames, 1000 products", |b| {
+        b.iter(|| {
+            let (catalog, frames) = (catalog.clone(), (0..1000).map(frame).collect::<Vec<_>>());
+            timely::execute_directly(move |worker| {
+                let mut frames_in = InputHandle::new();
+                let probe = ProbeHandle::new();
+                let mut catalog_in = worker.dataflow::<u64, _, _>(|scope| {
+                    let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
+                    let config = DebounceConfig::simple(0.5, 3, 5, 1500);
+                    product_events(frames_in.to_stream(scope), catalog, config, ReplayPoints::default())
+                        .probe_with(&probe);
+                    catalog_in
+                });
+                for item in catalog {
+                    catalog_in.update((item.label.clone(), item), 1);
+                }
+                for (t, mut f) in frames.into_iter().enumerate() {
+                    f.stream_id = format!("show-{}", t % 50);
+                    frames_in.send(f);
+                    let next = t as u64 + 1;
+                    frames_in.advance_to(next);
+                    catalog_in.advance_to(next);
+                    catalog_in.flush();
+                    if next % 100 == 0 {
+                        while probe.less_than(frames_in.time()) {
+                            worker.step();
+                        }
+                    }
+                }
+            });
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, suppression, track_and_debounce, catalog_join);
+criterion_main!(benches);
