@@ -172,7 +172,7 @@ fn catalog_join(c: &mut Criterion) {
                     frames_in.advance_to(next);
                     catalog_in.advance_to(next);
                     catalog_in.flush();
-                    if next % 100 == 0 {
+                    if next.is_multiple_of(100) {
                         while probe.less_than(frames_in.time()) {
                             worker.step();
                         }
