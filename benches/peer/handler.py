@@ -15,7 +15,7 @@ from PIL import Image
 
 p = argparse.ArgumentParser()
 p.add_argument("--model", required=True)
-p.add_argument("--decoder", required=True, choices=["ssd_postprocessed", "yolo", "nanodet"])
+p.add_argument("--decoder", required=True, choices=["ssd_postprocessed", "yolo", "nanodet", "detections6"])
 p.add_argument("--frames", required=True)
 p.add_argument("--seconds", type=float, default=10.0)
 p.add_argument("--min-score", type=float, default=0.3)
@@ -49,6 +49,13 @@ def handle(jpeg_path):
         boxes, classes, scores, count = session.run(None, {inp.name: x})
         n = int(count[0])
         return [(int(classes[0, i]), float(scores[0, i])) for i in range(n) if scores[0, i] >= args.min_score]
+    if args.decoder == "detections6":
+        h, w = inp.shape[1], inp.shape[2]
+        x = np.asarray(img.resize((w, h), Image.BILINEAR), dtype=np.float32)[None]
+        names = [o.name for o in session.get_outputs() if len(o.shape) == 3 and o.shape[2] == 6]
+        det = session.run(names, {inp.name: x})[0][0]
+        det = det[det[:, 4] >= args.min_score]
+        return [(int(det[k, 5]), float(det[k, 4])) for k in nms(det[:, :4], det[:, 4], det[:, 5].astype(int))]
     if args.decoder == "yolo":
         size = 640 if not isinstance(inp.shape[2], int) else inp.shape[2]
         meta = session.get_modelmeta().custom_metadata_map

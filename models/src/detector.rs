@@ -37,6 +37,11 @@ enum Decoder {
     SsdPostprocessed,
     Yolo(YoloLayout),
     Nanodet(Vec<nanodet::Level>),
+    /// Output index of the `[1, N, 6]` detections; whether the NHWC input is float (0..255).
+    Detections6 {
+        output: usize,
+        float_input: bool,
+    },
 }
 
 /// How RGB bytes become a float NCHW input: channel order, then `(v - mean) / std`.
@@ -165,6 +170,23 @@ impl Detector {
                 let (width, height) = (dims[3] as u32, dims[2] as u32);
                 let levels = nanodet::levels(&shapes, width, height, labels.len()).map_err(shape_error)?;
                 (InputSpec { width, height, fit: Fit::Stretch }, Decoder::Nanodet(levels))
+            }
+            DecoderKind::Detections6 => {
+                if dims.len() != 4 || dims[3] != 3 || dims[1] <= 0 || dims[2] <= 0 {
+                    return Err(shape_error(format!("expected an NHWC input [1, H, W, 3], found {dims:?}")));
+                }
+                let float_input = match element {
+                    Some(TensorElementType::Float32) => true,
+                    Some(TensorElementType::Uint8) => false,
+                    other => return Err(shape_error(format!("expected a float32 or uint8 input, found {other:?}"))),
+                };
+                let output = session
+                    .outputs()
+                    .iter()
+                    .position(|o| shape_of(o.dtype()).is_some_and(|d| d.len() == 3 && d[2] == 6))
+                    .ok_or_else(|| shape_error("no output of shape [1, N, 6]".into()))?;
+                let spec = InputSpec { width: dims[2] as u32, height: dims[1] as u32, fit: Fit::Stretch };
+                (spec, Decoder::Detections6 { output, float_input })
             }
             DecoderKind::Yolo => {
                 if dims.len() != 4 || dims[1] != 3 {
@@ -326,6 +348,33 @@ impl Detector {
                     let (scores, regression) = (f32s(level.scores)?, f32s(level.boxes)?);
                     nanodet::decode_level(level, scores, regression, w as u32, h as u32, self.min_score, &mut found);
                 }
+                nms(found, self.nms_iou, MAX_DETECTIONS)
+            }
+            Decoder::Detections6 { output, float_input } => {
+                let outputs = if float_input {
+                    self.planar.clear();
+                    self.planar.extend(prepared.pixels.iter().map(|&v| v as f32));
+                    let tensor =
+                        TensorRef::from_array_view(([1usize, h, w, 3], &self.planar[..])).map_err(inference)?;
+                    self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(inference)?
+                } else {
+                    let tensor =
+                        TensorRef::from_array_view(([1usize, h, w, 3], &prepared.pixels[..])).map_err(inference)?;
+                    self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(inference)?
+                };
+                let (_, rows) = outputs[output]
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| ModelError::Inference(format!("output {output}: {e}")))?;
+                let (fw, fh) = (w as f32, h as f32);
+                let found = rows
+                    .chunks_exact(6)
+                    .filter(|r| r[4] >= self.min_score)
+                    .map(|r| Candidate {
+                        class_id: r[5].max(0.0) as u32,
+                        score: r[4],
+                        bbox: BBox { x0: r[0] / fw, y0: r[1] / fh, x1: r[2] / fw, y1: r[3] / fh },
+                    })
+                    .collect();
                 nms(found, self.nms_iou, MAX_DETECTIONS)
             }
             Decoder::Yolo(layout) => {

@@ -176,6 +176,10 @@ pub enum DecoderKind {
     /// distribution `[1, N, 4*(R+1)]`; float NCHW BGR input normalised by ImageNet mean and
     /// std, stretched; NMS in vitrine.
     Nanodet,
+    /// Models that decode in the graph into one output `[1, N, 6]`: x0, y0, x1, y1 in input
+    /// pixels, score, class (CenterNet exports, Ultralytics end-to-end exports). NHWC input
+    /// (float in 0..255, or uint8), stretched; NMS in vitrine for overlapping duplicates.
+    Detections6,
 }
 
 impl DecoderKind {
@@ -184,6 +188,7 @@ impl DecoderKind {
             DecoderKind::SsdPostprocessed => "ssd_postprocessed",
             DecoderKind::Yolo => "yolo",
             DecoderKind::Nanodet => "nanodet",
+            DecoderKind::Detections6 => "detections6",
         }
     }
 }
