@@ -239,6 +239,11 @@ impl Detector {
         &self.name
     }
 
+    /// The IoU above which NMS drops the weaker of two boxes of one class.
+    pub fn nms_iou(&self) -> f32 {
+        self.nms_iou
+    }
+
     /// Whether [`Detector::detect_batch`] runs several frames at once (the model has a dynamic
     /// batch dimension and its decoder reads batches) rather than one after the other.
     pub fn batches(&self) -> bool {

@@ -16,6 +16,6 @@ mod yolo;
 pub use detector::{Detector, DetectorConfig};
 pub use error::ModelError;
 pub use labels::Labels;
-pub use nms::{nms, Candidate};
-pub use prepare::{find_bars, prepare, Crop, DecodeLimits, Fit, InputSpec, Prepared, Preparer};
+pub use nms::{merge_detections, nms, Candidate};
+pub use prepare::{find_bars, prepare, tiles, Crop, DecodeLimits, Fit, InputSpec, Prepared, Preparer};
 pub use runtime::{find_runtime_library, Runtime};

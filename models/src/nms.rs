@@ -1,6 +1,6 @@
 //! Non-maximum suppression for decoders whose models leave it to the caller.
 
-use vitrine_schemas::BBox;
+use vitrine_schemas::{BBox, Detection};
 
 /// A box before suppression: class, score, box (any consistent coordinates).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,6 +21,19 @@ pub fn nms(mut candidates: Vec<Candidate>, iou: f32, limit: usize) -> Vec<Candid
         }
         if kept.iter().all(|k| k.class_id != c.class_id || k.bbox.iou(&c.bbox) <= iou) {
             kept.push(c);
+        }
+    }
+    kept
+}
+
+/// Detections of one frame found in several pictures of it (the whole and tiles), in frame
+/// coordinates, merged: per class, the best box of each object (see [`nms`]).
+pub fn merge_detections(mut detections: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    detections.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::new();
+    for d in detections {
+        if kept.iter().all(|k| k.class_id != d.class_id || k.bbox.iou(&d.bbox) <= iou) {
+            kept.push(d);
         }
     }
     kept

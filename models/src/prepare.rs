@@ -103,7 +103,31 @@ impl Preparer {
 
     /// Decodes `jpeg` and fits it (bars cut if configured) into the model's input.
     pub fn prepare(&mut self, jpeg: &[u8], input: InputSpec) -> Result<Prepared, ModelError> {
-        let (width, height) = (input.width, input.height);
+        let (rgb, fw, fh, crop) = self.decode(jpeg)?;
+        self.fit(&rgb, fw, fh, crop, input)
+    }
+
+    /// Like [`Preparer::prepare`], plus `grid` x `grid` tiles of the picture overlapping by
+    /// `overlap` (a fraction of a tile), each fitted to the model's input on its own: small
+    /// objects come out larger in a tile. The whole picture comes first. One decode for all.
+    pub fn prepare_tiled(
+        &mut self,
+        jpeg: &[u8],
+        input: InputSpec,
+        grid: u32,
+        overlap: f32,
+    ) -> Result<Vec<Prepared>, ModelError> {
+        let (rgb, fw, fh, crop) = self.decode(jpeg)?;
+        let mut pictures = vec![self.fit(&rgb, fw, fh, crop, input)?];
+        for tile in tiles(crop, grid, overlap) {
+            pictures.push(self.fit(&rgb, fw, fh, tile, input)?);
+        }
+        Ok(pictures)
+    }
+
+    /// Decodes within the limits; returns the RGB pixels, their size and the picture inside
+    /// any bars.
+    fn decode(&self, jpeg: &[u8]) -> Result<(Vec<u8>, u32, u32, Crop), ModelError> {
         let limits = self.limits;
         if jpeg.len() > limits.max_bytes {
             return Err(ModelError::TooLarge { bytes: jpeg.len(), limit: limits.max_bytes });
@@ -130,7 +154,12 @@ impl Preparer {
             return Err(ModelError::BadJpeg("decoded fewer pixels than the header promises".into()));
         }
         let crop = if limits.crop_bars { find_bars(&rgb, fw, fh) } else { Crop { x: 0, y: 0, width: fw, height: fh } };
+        Ok((rgb, fw, fh, crop))
+    }
 
+    /// Resizes the `crop` region of a decoded frame into the model's input.
+    fn fit(&mut self, rgb: &[u8], fw: u32, fh: u32, crop: Crop, input: InputSpec) -> Result<Prepared, ModelError> {
+        let (width, height) = (input.width, input.height);
         let content = match input.fit {
             Fit::Stretch => Crop { x: 0, y: 0, width, height },
             Fit::Letterbox => {
@@ -140,7 +169,7 @@ impl Preparer {
                 Crop { x: (width - cw) / 2, y: (height - ch) / 2, width: cw, height: ch }
             }
         };
-        let src = ImageRef::new(fw, fh, &rgb, PixelType::U8x3).map_err(|e| ModelError::Resize(e.to_string()))?;
+        let src = ImageRef::new(fw, fh, rgb, PixelType::U8x3).map_err(|e| ModelError::Resize(e.to_string()))?;
         let mut dst = Image::new(content.width, content.height, PixelType::U8x3);
         let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
             crop.x as f64,
@@ -162,6 +191,27 @@ impl Preparer {
         };
         Ok(Prepared { frame_width: fw, frame_height: fh, crop, width, height, content, pixels })
     }
+}
+
+/// `grid` x `grid` tiles covering `area`, each grown by `overlap` of its size (within `area`).
+pub fn tiles(area: Crop, grid: u32, overlap: f32) -> Vec<Crop> {
+    if grid < 2 {
+        return Vec::new();
+    }
+    let (tw, th) = (area.width as f32 / grid as f32, area.height as f32 / grid as f32);
+    let (gx, gy) = (tw * overlap / 2.0, th * overlap / 2.0);
+    let mut out = Vec::new();
+    for row in 0..grid {
+        for col in 0..grid {
+            let x0 = (area.x as f32 + col as f32 * tw - gx).max(area.x as f32);
+            let y0 = (area.y as f32 + row as f32 * th - gy).max(area.y as f32);
+            let x1 = (area.x as f32 + (col + 1) as f32 * tw + gx).min((area.x + area.width) as f32);
+            let y1 = (area.y as f32 + (row + 1) as f32 * th + gy).min((area.y + area.height) as f32);
+            let (x, y) = (x0.round() as u32, y0.round() as u32);
+            out.push(Crop { x, y, width: (x1.round() as u32 - x).max(1), height: (y1.round() as u32 - y).max(1) });
+        }
+    }
+    out
 }
 
 /// Whether the JPEG's end-of-image marker is at its end (a few padding bytes allowed).
@@ -285,6 +335,16 @@ mod tests {
         let (c, w, h) = (p.content, 320.0, 320.0);
         let b = p.to_frame(c.x as f32 / w, c.y as f32 / h, (c.x + c.width) as f32 / w, (c.y + c.height) as f32 / h);
         assert_eq!((b.x0, b.y0, b.x1, b.y1), (0.0, 0.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn tiles_cover_the_picture_and_overlap() {
+        let area = Crop { x: 100, y: 0, width: 1000, height: 600 };
+        let t = tiles(area, 2, 0.2);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t[0], Crop { x: 100, y: 0, width: 550, height: 330 });
+        assert_eq!(t[3], Crop { x: 550, y: 270, width: 550, height: 330 });
+        assert!(tiles(area, 1, 0.2).is_empty());
     }
 
     #[test]

@@ -10,7 +10,17 @@ use crate::{MapFallible, Time};
 #[derive(Clone, Debug)]
 pub struct PreparedFrame {
     pub frame: Frame,
+    /// The whole picture.
     pub prepared: Prepared,
+    /// Tiles of the picture (when tiling), each at the model's input size.
+    pub tiles: Vec<Prepared>,
+}
+
+/// Small objects: besides the whole picture, `grid` x `grid` tiles overlapping by `overlap`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tiling {
+    pub grid: u32,
+    pub overlap: f32,
 }
 
 /// Decodes frames for one model input size; keeps its resize buffers between frames.
@@ -18,18 +28,29 @@ pub struct PreparedFrame {
 pub struct FrameDecoder {
     preparer: Preparer,
     input: InputSpec,
+    tiling: Option<Tiling>,
 }
 
 impl FrameDecoder {
     pub fn new(limits: DecodeLimits, input: InputSpec) -> FrameDecoder {
-        FrameDecoder { preparer: Preparer::new(limits), input }
+        FrameDecoder { preparer: Preparer::new(limits), input, tiling: None }
+    }
+
+    /// Also cut each frame into tiles (`grid` 2 or more).
+    pub fn with_tiling(self, tiling: Option<Tiling>) -> FrameDecoder {
+        FrameDecoder { tiling: tiling.filter(|t| t.grid >= 2), ..self }
     }
 
     pub fn decode(&mut self, mut frame: Frame) -> Result<PreparedFrame, DeadLetter> {
-        match self.preparer.prepare(&frame.jpeg, self.input) {
-            Ok(prepared) => {
+        let pictures = match self.tiling {
+            None => self.preparer.prepare(&frame.jpeg, self.input).map(|p| vec![p]),
+            Some(t) => self.preparer.prepare_tiled(&frame.jpeg, self.input, t.grid, t.overlap),
+        };
+        match pictures {
+            Ok(mut pictures) => {
                 frame.jpeg = Vec::new();
-                Ok(PreparedFrame { frame, prepared })
+                let prepared = pictures.remove(0);
+                Ok(PreparedFrame { frame, prepared, tiles: pictures })
             }
             Err(e) => {
                 let mut letter = dead_letter(&frame, "decode", e.to_string());

@@ -15,7 +15,7 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
-use vitrine_models::Detector;
+use vitrine_models::{merge_detections, Detector};
 use vitrine_schemas::{DeadLetter, FrameDetections};
 
 use crate::decode::{dead_letter, PreparedFrame};
@@ -57,17 +57,29 @@ impl Inferencer {
         self.infer_batch(vec![frame]).pop().expect("one result a frame")
     }
 
-    /// Detections of each frame (or its dead letter), in order.
+    /// Detections of each frame (or its dead letter), in order. A tiled frame's pictures (the
+    /// whole and its tiles) run with the rest, and their detections are merged by NMS.
     pub fn infer_batch(&mut self, frames: Vec<PreparedFrame>) -> Vec<Result<FrameDetections, DeadLetter>> {
-        let pictures: Vec<_> = frames.iter().map(|f| &f.prepared).collect();
-        let results = self.detector.detect_batch(&pictures);
-        let runs = if self.detector.batches() { 1 } else { frames.len() as u64 };
+        let pictures: Vec<_> = frames.iter().flat_map(|f| std::iter::once(&f.prepared).chain(&f.tiles)).collect();
+        let mut results = self.detector.detect_batch(&pictures).into_iter();
+        let runs = if self.detector.batches() { 1 } else { pictures.len() as u64 };
         self.runs.fetch_add(runs, Ordering::Relaxed);
+        let per_frame: Vec<_> = frames
+            .iter()
+            .map(|f| {
+                let parts: Vec<_> = results.by_ref().take(1 + f.tiles.len()).collect();
+                if parts.len() == 1 {
+                    return parts.into_iter().next().expect("one result");
+                }
+                let parts: Result<Vec<_>, _> = parts.into_iter().collect();
+                parts.map(|p| merge_detections(p.into_iter().flatten().collect(), self.detector.nms_iou()))
+            })
+            .collect();
         let model = self.detector.name().to_string();
         frames
             .into_iter()
-            .zip(results)
-            .map(|(PreparedFrame { frame, prepared }, result)| match result {
+            .zip(per_frame)
+            .map(|(PreparedFrame { frame, prepared, .. }, result)| match result {
                 Ok(detections) => Ok(FrameDetections {
                     stream_id: frame.stream_id,
                     seq: frame.seq,

@@ -15,7 +15,7 @@ mod stable_hash;
 mod track;
 
 pub use debounce::{Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote};
-pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame};
+pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame, Tiling};
 pub use events::{EmitEvents, EventEmitter, JoinedUpdate};
 pub use fallible::MapFallible;
 pub use graph::{product_events, Catalog};

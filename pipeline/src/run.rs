@@ -37,7 +37,7 @@ use vitrine_connectors::sources::{self, FrameSink};
 use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Runtime};
 use vitrine_operators::{
     product_events, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer,
-    ReplayPoints, Time, TrackObjects, TrackerConfig,
+    ReplayPoints, Tiling, Time, TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, ExposureTracker, Frame, FrameDetections, ProductEvent};
@@ -350,6 +350,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         lost_ms: spec.tracker.lost_after.as_millis() as i64,
     };
     let model_runs = metrics.model_runs.clone();
+    let tiling = Some(Tiling { grid: spec.infer.tiles.get() as u32, overlap: spec.infer.tile_overlap });
     let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
     let replay = ReplayPoints::default();
     // Streams that do not wait for the model: shed when it falls behind (infer.shed_after).
@@ -370,7 +371,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let index = worker.index();
         let detector = detectors.lock().expect("detectors")[index].take().expect("one detector per worker");
-        let decoder = FrameDecoder::new(limits, detector.input());
+        let decoder = FrameDecoder::new(limits, detector.input()).with_tiling(tiling);
         let out: Sender<Output> = out.lock().expect("output").clone();
         let (out_d, out_e, out_x) = (out.clone(), out.clone(), out.clone());
         let (done_d, done_x) = (done.clone(), done.clone());

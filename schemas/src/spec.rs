@@ -270,11 +270,25 @@ pub struct InferSpec {
     /// How long a batch that is not full may wait for more frames (adds up to this latency).
     #[serde(default, with = "humantime_serde")]
     pub batch_wait: Duration,
+    /// Small products: besides the whole frame, the model also sees `tiles` x `tiles` tiles of
+    /// it (overlapping by `tile_overlap` of a tile), and the detections are merged by NMS.
+    /// Costs 1 + tiles² model runs a frame. `1`: no tiling.
+    #[serde(default = "one")]
+    pub tiles: NonZeroUsize,
+    /// See `tiles`.
+    #[serde(default = "default_tile_overlap")]
+    pub tile_overlap: f32,
 }
 
 impl Default for InferSpec {
     fn default() -> Self {
-        InferSpec { shed_after: default_shed_after(), batch_frames: one(), batch_wait: Duration::ZERO }
+        InferSpec {
+            shed_after: default_shed_after(),
+            batch_frames: one(),
+            batch_wait: Duration::ZERO,
+            tiles: one(),
+            tile_overlap: default_tile_overlap(),
+        }
     }
 }
 
@@ -556,6 +570,15 @@ impl PipelineSpec {
                 );
             }
         }
+        if self.infer.tiles.get() > 4 {
+            problem("infer.tiles".into(), format!("at most 4 (16 tiles a frame), got {}", self.infer.tiles));
+        }
+        if !(0.0..0.5).contains(&self.infer.tile_overlap) {
+            problem(
+                "infer.tile_overlap".into(),
+                format!("must be at least 0 and under 0.5, got {}", self.infer.tile_overlap),
+            );
+        }
         let t = &self.tracker;
         if !(0.0..=1.0).contains(&t.high_score) {
             problem("tracker.high_score".into(), format!("must be between 0 and 1, got {}", t.high_score));
@@ -635,6 +658,9 @@ fn default_ffmpeg() -> String {
 }
 fn default_model_min_score() -> f32 {
     0.3
+}
+fn default_tile_overlap() -> f32 {
+    0.2
 }
 fn default_shed_after() -> Option<Duration> {
     Some(Duration::from_secs(2))

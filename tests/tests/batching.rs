@@ -67,3 +67,43 @@ fn batches_run_fewer_times_and_give_every_frame_its_own_detections() {
     assert!(one.iter().filter(|r| r[2] != "[]").count() > 45, "the model finds the face: {one:?}");
     assert_eq!(one, batched, "batching changed a frame's detections");
 }
+
+#[test]
+fn tiling_runs_the_model_on_each_tile_and_merges_what_they_find() {
+    let dir = temp_dir("tiling-e2e");
+    std::fs::create_dir_all(dir.join("frames")).unwrap();
+    std::fs::copy(root().join("models/tests/fixtures/shelf.jpg"), dir.join("frames/00000.jpg")).unwrap();
+    let run = |tiles: u32| {
+        let spec = dir.join(format!("tiles-{tiles}.yaml"));
+        let out_dir = dir.join(format!("out-{tiles}"));
+        std::fs::write(
+            &spec,
+            format!(
+                "name: tiling\nsources:\n  - {{kind: frames, stream_id: shelf, dir: {frames}}}\nmodel:\n  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx\n\
+                 infer: {{tiles: {tiles}}}\ncatalog:\n  path: {root}/examples/demo-catalog.jsonl\n  watch: false\nsinks:\n  parquet:\n    path: {out}\n",
+                frames = dir.join("frames").display(),
+                root = root().display(),
+                out = out_dir.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(vitrine_bin()).args(["--log-format", "json", "run"]).arg(&spec).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let finished: serde_json::Value = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "pipeline finished")
+            .expect("a `pipeline finished` log line");
+        let products = duckdb(&format!(
+            "SELECT count(*) FROM (SELECT unnest(detections) AS d FROM read_parquet('{}/detections/**/*.parquet')) \
+             WHERE d.label IN ('cup', 'apple', 'orange') AND d.score >= 0.5",
+            out_dir.display()
+        ));
+        (products[0][0].as_u64().unwrap(), finished["fields"]["model_runs"].as_u64().unwrap())
+    };
+    let (whole, whole_runs) = run(1);
+    let (tiled, tiled_runs) = run(3);
+    assert_eq!((whole_runs, tiled_runs), (1, 10), "the whole frame, then the whole frame and 3x3 tiles");
+    assert!(whole <= 3 && tiled >= whole + 5 && tiled <= 10, "whole frame {whole}, tiled {tiled} of 10 products");
+}
