@@ -5,7 +5,7 @@
 //! overlap nor leave a gap. A viewer that falls more than `queue` messages behind is not
 //! buffered further: it gets a fresh snapshot (latest state wins), and the drop is counted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -19,6 +19,22 @@ struct StreamState {
     /// sku -> its latest appeared/updated event.
     on_screen: BTreeMap<String, ProductEvent>,
     media_time_ms: Option<i64>,
+    /// The last [`RECENT_EVENTS`] events, encoded, by id: what a resuming viewer may have missed.
+    recent: VecDeque<(String, Utf8Bytes)>,
+}
+
+/// Events kept per stream for viewers that reconnect (`?last_event_id=`).
+pub const RECENT_EVENTS: usize = 256;
+
+/// What a viewer gets first on a connection.
+#[derive(Debug)]
+pub struct Subscription {
+    pub hello: Utf8Bytes,
+    /// A snapshot, or (resuming) the events after the viewer's last one.
+    pub catch_up: Vec<Utf8Bytes>,
+    /// Whether `catch_up` is the missed events rather than a snapshot.
+    pub resumed: bool,
+    pub events: broadcast::Receiver<Utf8Bytes>,
 }
 
 #[derive(Debug)]
@@ -33,6 +49,9 @@ pub struct HubStats {
     pub connected: AtomicU64,
     pub events_published: AtomicU64,
     pub lagged_resnapshots: AtomicU64,
+    /// Reconnects served from the recent events, and those that needed a snapshot instead.
+    pub resumed: AtomicU64,
+    pub resume_snapshots: AtomicU64,
 }
 
 /// Most streams an open hub tracks (a bound on what unknown stream ids can cost).
@@ -141,8 +160,13 @@ impl Hub {
             }
         }
         self.stats.events_published.fetch_add(1, Ordering::Relaxed);
+        let message = encode(&ServerMessage::Event(event.clone()));
+        state.recent.push_back((event.event_id.clone(), message.clone()));
+        if state.recent.len() > RECENT_EVENTS {
+            state.recent.pop_front();
+        }
         // No receivers is fine: nobody is watching.
-        let _ = stream.tx.send(encode(&ServerMessage::Event(event.clone())));
+        let _ = stream.tx.send(message);
     }
 
     /// Records how far the pipeline got in a stream's media time.
@@ -168,6 +192,30 @@ impl Hub {
             media_time_ms: state.media_time_ms,
         };
         Some((encode(&hello), encode(&state.snapshot()), stream.tx.subscribe()))
+    }
+
+    /// Like [`Hub::subscribe`], for a viewer that reconnects after `last_event_id`: the
+    /// events it missed if they are still kept, else a snapshot. Taken under the publishing
+    /// lock, so nothing is missed or sent twice.
+    pub fn resume(&self, stream_id: &str, last_event_id: &str) -> Option<Subscription> {
+        let stream = self.stream(stream_id)?;
+        let state = stream.state.lock().expect("hub lock");
+        let hello = encode(&ServerMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+            stream_id: stream_id.to_string(),
+            server_time_ms: now_ms(),
+            media_time_ms: state.media_time_ms,
+        });
+        let missed = state
+            .recent
+            .iter()
+            .position(|(id, _)| id == last_event_id)
+            .map(|at| state.recent.iter().skip(at + 1).map(|(_, m)| m.clone()).collect::<Vec<_>>());
+        let resumed = missed.is_some();
+        let counter = if resumed { &self.stats.resumed } else { &self.stats.resume_snapshots };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let catch_up = missed.unwrap_or_else(|| vec![encode(&state.snapshot())]);
+        Some(Subscription { hello, catch_up, resumed, events: stream.tx.subscribe() })
     }
 
     /// A fresh snapshot and receiver, for a viewer that fell behind or asked for one.

@@ -122,6 +122,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prints a signed viewer token for a stream (the spec's server.token_secret_env holds the secret).
+    Token {
+        /// The YAML pipeline spec.
+        spec: PathBuf,
+        /// The stream the token lets its holder watch.
+        #[arg(long)]
+        stream: String,
+        /// How long the token is valid, e.g. 2h.
+        #[arg(long, default_value = "4h", value_parser = humantime_serde::re::humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
     /// Prints CREATE TABLE statements (Athena/Hive) for the Parquet tables under LOCATION.
     AthenaDdl {
         /// Where the tables are, e.g. s3://bucket/vitrine (the spec's sinks.parquet.path, uploaded or synced).
@@ -200,6 +211,33 @@ fn main() -> ExitCode {
                     eprintln!("vitrine bench: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Token { spec, stream, ttl } => {
+            let loaded = match load_spec(&spec) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let Some(server) = &loaded.spec.server else {
+                eprintln!("vitrine token: {} has no server section", spec.display());
+                return ExitCode::from(2);
+            };
+            let secret = match vitrine_pipeline::run::viewer_access(server) {
+                Ok(access) => access.token_secret,
+                Err(e) => {
+                    eprintln!("vitrine token: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Some(secret) = secret else {
+                eprintln!("vitrine token: the spec asks for no tokens (set server.token_secret_env)");
+                return ExitCode::from(2);
+            };
+            let expires = vitrine_schemas::now_ms() / 1000 + ttl.as_secs() as i64;
+            let token = vitrine_connectors::server::access::make_token(&secret, &stream, expires);
+            match std::io::Write::write_all(&mut std::io::stdout(), format!("{token}\n").as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
             }
         }
         Command::Validate { spec } => match load_spec(&spec) {

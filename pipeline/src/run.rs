@@ -30,6 +30,7 @@ use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
 use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::metrics::PipelineMetrics;
+use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::{self, ServerState};
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
 use vitrine_connectors::sinks::parquet::ParquetSink;
@@ -39,7 +40,7 @@ use vitrine_operators::{
     product_events, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer,
     ReplayPoints, Tiling, Time, TrackObjects, TrackerConfig,
 };
-use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec};
+use vitrine_schemas::spec::{KafkaSource, Pace, ServerSpec, SourceSpec};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, ExposureTracker, Frame, FrameDetections, ProductEvent};
 
 use crate::feed::FeedQueue;
@@ -183,6 +184,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let server_thread = {
         let stop = stop.clone();
         let server_done = server_done.clone();
+        let access = match &spec.server {
+            Some(s) => viewer_access(s)?,
+            None => Access::default(),
+        };
         let state = hub.clone().zip(spec.server.clone()).map(|(hub, s)| {
             let videos: HashMap<String, PathBuf> = spec
                 .sources
@@ -203,6 +208,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     viewer_page: s.viewer,
                     heartbeat: s.heartbeat,
                     metrics: metrics.clone(),
+                    access,
                 },
             )
         });
@@ -634,6 +640,23 @@ struct Sinks {
     hub: Option<Arc<Hub>>,
     durable: Arc<AtomicU64>,
     record_latencies: bool,
+}
+
+/// The server's access rules; the token secret comes from the environment variable the spec names.
+pub fn viewer_access(server: &ServerSpec) -> anyhow::Result<Access> {
+    let token_secret = match &server.token_secret_env {
+        Some(var) => Some(
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    anyhow!("server.token_secret_env names `{var}`, but it is not set: export the secret that signs viewer tokens")
+                })?
+                .into_bytes(),
+        ),
+        None => None,
+    };
+    Ok(Access { allowed_origins: server.allowed_origins.clone(), token_secret })
 }
 
 /// Commits what the durable time and the streams' replay points allow.

@@ -475,6 +475,13 @@ pub struct ServerSpec {
     /// How long a quiet connection waits before a `heartbeat`.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat: Duration,
+    /// Origins whose pages may open the WebSocket (`https://shop.example`); empty: any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Name of the environment variable holding the secret of viewer tokens; when set, every
+    /// viewer needs a token (`vitrine token`). Omit: no tokens.
+    #[serde(default)]
+    pub token_secret_env: Option<String>,
 }
 
 /// A problem in a spec: where (a dotted path such as `debounce.hold`) and what.

@@ -6,6 +6,7 @@
 //! - `GET /v1/images/{hash}.{ext}`: product pictures, immutable, with ETag.
 //! - `GET /metrics` (Prometheus text), `GET /healthz`, `GET /readyz`.
 
+pub mod access;
 mod video;
 mod viewer;
 
@@ -17,16 +18,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
+use vitrine_schemas::now_ms;
 use vitrine_schemas::protocol::ClientMessage;
 
-use crate::hub::Hub;
+use crate::hub::{Hub, Subscription};
 use crate::images::ImageStore;
 use crate::ConnectorError;
 
@@ -43,7 +45,21 @@ pub struct ServerState {
     pub viewer_page: bool,
     pub heartbeat: Duration,
     pub metrics: Arc<crate::metrics::PipelineMetrics>,
+    pub access: access::Access,
 }
+
+/// Query parameters of the WebSocket URL.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ViewerParams {
+    /// The id of the last event the viewer got before it lost its connection.
+    pub last_event_id: Option<String>,
+    /// A signed viewer token, when the server requires one.
+    pub token: Option<String>,
+}
+
+/// Control messages a viewer may send in [`FLOOD_WINDOW`] before it is disconnected.
+pub const FLOOD_MESSAGES: u32 = 20;
+pub const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
 pub fn router(state: ServerState) -> Router {
     Router::new()
@@ -117,31 +133,63 @@ async fn image(State(state): State<ServerState>, Path(name): Path<String>, heade
         .into_response()
 }
 
-async fn websocket(State(state): State<ServerState>, Path(id): Path<String>, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+    Query(params): Query<ViewerParams>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     if !state.hub.has_stream(&id) {
         let known = state.hub.stream_ids().join(", ");
         return (StatusCode::NOT_FOUND, format!("unknown stream `{id}`; this server has: {known}")).into_response();
     }
-    upgrade
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let refusal = state.access.check(&id, origin, params.token.as_deref(), now_ms() / 1000).err();
+    let upgrade = upgrade
         .read_buffer_size(MAX_CLIENT_MESSAGE)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| viewer_connection(socket, state, id))
+        .max_frame_size(MAX_CLIENT_MESSAGE);
+    match refusal {
+        // Refused viewers are told why with a close code (a browser cannot read an HTTP refusal).
+        Some(refused) => upgrade.on_upgrade(move |mut socket| async move {
+            tracing::debug!(stream = %id, code = refused.code, reason = %refused.reason, "viewer refused");
+            let frame = CloseFrame { code: refused.code, reason: refused.reason.into() };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+        }),
+        None => upgrade.on_upgrade(move |socket| viewer_connection(socket, state, id, params.last_event_id)),
+    }
 }
 
-/// One viewer: hello, snapshot, then events; a fresh snapshot when it lags or asks.
-async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: String) {
+/// One viewer: hello, snapshot (or, resuming, the events it missed), then events; a fresh
+/// snapshot when it lags or asks.
+async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: String, last_event_id: Option<String>) {
     let hub = state.hub.clone();
-    let Some((hello, snapshot, mut events)) = hub.subscribe(&stream_id) else { return };
+    let subscription = match &last_event_id {
+        Some(last) => hub.resume(&stream_id, last),
+        None => hub.subscribe(&stream_id).map(|(hello, snapshot, events)| Subscription {
+            hello,
+            catch_up: vec![snapshot],
+            resumed: false,
+            events,
+        }),
+    };
+    let Some(Subscription { hello, catch_up, mut events, .. }) = subscription else { return };
     hub.stats.connected.fetch_add(1, Ordering::Relaxed);
     let (mut tx, mut rx) = socket.split();
     let mut closing = hub.closing();
     let mut heartbeat = tokio::time::interval(state.heartbeat);
     heartbeat.reset();
+    let (mut window_start, mut messages_in_window) = (tokio::time::Instant::now(), 0u32);
     let close_reason = async {
-        if tx.send(Message::Text(hello)).await.is_err() || tx.send(Message::Text(snapshot)).await.is_err() {
+        if tx.send(Message::Text(hello)).await.is_err() {
             return None;
+        }
+        for message in catch_up {
+            if tx.send(Message::Text(message)).await.is_err() {
+                return None;
+            }
         }
         loop {
             tokio::select! {
@@ -160,15 +208,29 @@ async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: Str
                     Err(RecvError::Closed) => return Some((1001, "server shutting down")),
                 },
                 incoming = rx.next() => match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
-                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientMessage>(text.as_str()) {
+                    None | Some(Ok(Message::Close(_))) => return None,
+                    Some(Err(e)) => {
+                        // Oversize messages end here: say so rather than drop the line.
+                        let too_big = e.to_string().contains("too long") || e.to_string().contains("too big");
+                        return too_big.then_some((1009, "message too big: viewers send small control messages"));
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        if window_start.elapsed() >= FLOOD_WINDOW {
+                            (window_start, messages_in_window) = (tokio::time::Instant::now(), 0);
+                        }
+                        messages_in_window += 1;
+                        if messages_in_window > FLOOD_MESSAGES {
+                            return Some((1008, "too many messages: at most 20 in 10 s"));
+                        }
+                        match serde_json::from_str::<ClientMessage>(text.as_str()) {
                         Ok(ClientMessage::Snapshot) => {
                             let (snapshot, fresh) = hub.resnapshot(&stream_id)?;
                             events = fresh;
                             if tx.send(Message::Text(snapshot)).await.is_err() { return None; }
                         }
                         Err(_) => return Some((1008, "unknown message; see docs/protocol.md")),
-                    },
+                        }
+                    }
                     Some(Ok(Message::Binary(_))) => return Some((1003, "binary messages are not accepted")),
                     Some(Ok(_)) => {}
                 },
