@@ -51,6 +51,7 @@ fn the_viewer_page_shows_cards_in_sync_with_its_video_joins_late_and_resumes() {
         .output()
         .unwrap();
     let _ = server.kill();
+    let _ = server.wait();
     assert!(out.status.success(), "the browser script failed: {}", String::from_utf8_lossy(&out.stderr));
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
 
