@@ -656,7 +656,7 @@ pub fn viewer_access(server: &ServerSpec) -> anyhow::Result<Access> {
         ),
         None => None,
     };
-    Ok(Access { allowed_origins: server.allowed_origins.clone(), token_secret })
+    Ok(Access { allowed_origins: server.allowed_origins.clone(), token_secret, max_viewers: server.max_viewers })
 }
 
 /// Commits what the durable time and the streams' replay points allow.

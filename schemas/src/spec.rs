@@ -482,6 +482,9 @@ pub struct ServerSpec {
     /// viewer needs a token (`vitrine token`). Omit: no tokens.
     #[serde(default)]
     pub token_secret_env: Option<String>,
+    /// Viewers connected at once, at most; more are closed with 1013 (try again later).
+    #[serde(default = "default_max_viewers")]
+    pub max_viewers: usize,
 }
 
 /// A problem in a spec: where (a dotted path such as `debounce.hold`) and what.
@@ -725,6 +728,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_viewer_queue() -> NonZeroUsize {
     NonZeroUsize::new(64).unwrap()
+}
+fn default_max_viewers() -> usize {
+    20_000
 }
 fn default_heartbeat() -> Duration {
     Duration::from_secs(10)

@@ -31,6 +31,11 @@ impl Drop for Server {
 
 /// The demo spec, not looping, with tokens and an origin allow-list.
 fn start() -> Server {
+    start_with("")
+}
+
+/// Like [`start`], with more `server` settings (indented lines).
+fn start_with(server_settings: &str) -> Server {
     let root = root();
     let dir = temp_dir("viewers");
     let examples = root.join("examples");
@@ -40,7 +45,7 @@ fn start() -> Server {
     spec = replace(&spec, "path: ../models/", &format!("path: {}/models/", root.display()));
     spec = replace(&spec, "path: demo-catalog.jsonl", &format!("path: {}/demo-catalog.jsonl", examples.display()));
     spec = replace(&spec, "path: ../out/", &format!("path: {}/", dir.join("out").display()));
-    spec += &format!("  allowed_origins: [\"{ORIGIN}\"]\n  token_secret_env: VITRINE_TEST_SECRET\n");
+    spec += &format!("  allowed_origins: [\"{ORIGIN}\"]\n  token_secret_env: VITRINE_TEST_SECRET\n{server_settings}");
     let spec_path = dir.join("viewers.yaml");
     std::fs::write(&spec_path, spec).unwrap();
     let port = free_port();
@@ -213,4 +218,30 @@ async fn a_viewer_that_loses_its_connection_resumes_with_nothing_lost() {
     let snapshot = json(&mut lost).await;
     assert_eq!(snapshot["type"], "snapshot");
     assert!(snapshot["products"].as_array().unwrap().iter().any(|p| p["sku"] == "APL-GALA-1KG"), "{snapshot}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_says_so_and_lets_the_next_viewer_in_when_one_leaves() {
+    let server = start_with("  max_viewers: 2\n");
+    let query = format!("token={}", server.token("demo", "1h"));
+    let mut first = server.connect(&query, Some(ORIGIN)).await;
+    assert_eq!(json(&mut first).await["type"], "hello");
+    let mut second = server.connect(&query, Some(ORIGIN)).await;
+    assert_eq!(json(&mut second).await["type"], "hello");
+    let mut third = server.connect(&query, Some(ORIGIN)).await;
+    let (code, reason) = closed_with(&mut third).await;
+    assert_eq!((code, reason.contains("server.max_viewers")), (1013, true), "{reason}");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut next_one = server.connect(&query, Some(ORIGIN)).await;
+        match next(&mut next_one).await {
+            Received::Json(hello) => {
+                assert_eq!(hello["type"], "hello");
+                break;
+            }
+            Received::Closed(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Received::Closed(close) => panic!("still full after a viewer left: {close:?}"),
+        }
+    }
 }

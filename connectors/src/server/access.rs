@@ -11,6 +11,8 @@ use sha2::Sha256;
 pub const CLOSE_TOKEN_MISSING_OR_INVALID: u16 = 4401;
 pub const CLOSE_ORIGIN_NOT_ALLOWED: u16 = 4403;
 pub const CLOSE_TOKEN_EXPIRED: u16 = 4410;
+/// The server has `max_viewers` connected already (the standard "try again later").
+pub const CLOSE_SERVER_FULL: u16 = 1013;
 
 /// The server's access rules.
 #[derive(Clone, Debug, Default)]
@@ -19,6 +21,8 @@ pub struct Access {
     pub allowed_origins: Vec<String>,
     /// Secret of viewer tokens; none: no token needed.
     pub token_secret: Option<Vec<u8>>,
+    /// Viewers connected at once, at most (0: no limit).
+    pub max_viewers: usize,
 }
 
 /// Why a viewer was refused: the close code and reason it gets.
@@ -73,7 +77,7 @@ mod tests {
 
     #[test]
     fn tokens_are_scoped_to_a_stream_and_expire() {
-        let access = Access { allowed_origins: vec![], token_secret: Some(b"s3cret".to_vec()) };
+        let access = Access { token_secret: Some(b"s3cret".to_vec()), ..Access::default() };
         let token = make_token(b"s3cret", "show-1", 1000);
         assert_eq!(access.check("show-1", None, Some(&token), 999), Ok(()));
         assert_eq!(access.check("show-2", None, Some(&token), 999).unwrap_err().code, 4401);
@@ -87,7 +91,7 @@ mod tests {
 
     #[test]
     fn only_allowed_origins_connect() {
-        let access = Access { allowed_origins: vec!["https://shop.example".into()], token_secret: None };
+        let access = Access { allowed_origins: vec!["https://shop.example".into()], ..Access::default() };
         assert_eq!(access.check("s", Some("https://shop.example"), None, 0), Ok(()));
         let refused = access.check("s", Some("https://evil.example"), None, 0).unwrap_err();
         assert_eq!(refused.code, 4403);

@@ -145,7 +145,14 @@ async fn websocket(
         return (StatusCode::NOT_FOUND, format!("unknown stream `{id}`; this server has: {known}")).into_response();
     }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let refusal = state.access.check(&id, origin, params.token.as_deref(), now_ms() / 1000).err();
+    let mut refusal = state.access.check(&id, origin, params.token.as_deref(), now_ms() / 1000).err();
+    let max = state.access.max_viewers;
+    if refusal.is_none() && max > 0 && state.hub.stats.connected.load(Ordering::Relaxed) as usize >= max {
+        refusal = Some(access::Refusal {
+            code: access::CLOSE_SERVER_FULL,
+            reason: format!("server full ({max} viewers, server.max_viewers): try again later"),
+        });
+    }
     let upgrade = upgrade
         .read_buffer_size(MAX_CLIENT_MESSAGE)
         .write_buffer_size(0)
