@@ -1,5 +1,7 @@
 //! Product pictures served by vitrine itself (the origin a CDN caches): each is addressed by
 //! a hash of its bytes, so its URL changes whenever the picture does and can be cached forever.
+//! A JPEG picture also gets a thumbnail, made once when it is added: `{hash}-256.jpg`, at
+//! most 256 pixels a side (what a product card shows).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,8 +36,42 @@ fn hash(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// Longest side of a thumbnail, pixels.
+pub const THUMBNAIL_SIDE: u32 = 256;
+
+/// The thumbnail URL of a picture URL vitrine serves (`/v1/images/{hash}.{ext}`).
+pub fn thumbnail_url(image_url: &str) -> Option<String> {
+    let name = image_url.strip_prefix("/v1/images/")?;
+    let (hash, _) = name.split_once('.')?;
+    Some(format!("/v1/images/{hash}-{THUMBNAIL_SIDE}.jpg"))
+}
+
+/// A JPEG of at most [`THUMBNAIL_SIDE`] a side, or why not.
+fn thumbnail(jpeg: &[u8]) -> Result<Vec<u8>, String> {
+    use fast_image_resize::images::{Image, ImageRef};
+    use fast_image_resize::{PixelType, ResizeOptions, Resizer};
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(jpeg, options);
+    let rgb = decoder.decode().map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions().map(|(w, h)| (w as u32, h as u32)).ok_or("no dimensions")?;
+    let scale = (THUMBNAIL_SIDE as f32 / w.max(h) as f32).min(1.0);
+    let (tw, th) = (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1));
+    let src = ImageRef::new(w, h, &rgb, PixelType::U8x3).map_err(|e| e.to_string())?;
+    let mut dst = Image::new(tw, th, PixelType::U8x3);
+    Resizer::new().resize(&src, &mut dst, &ResizeOptions::new()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 85)
+        .encode(dst.buffer(), tw as u16, th as u16, jpeg_encoder::ColorType::Rgb)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 impl ImageStore {
-    /// Reads a local picture and returns its URL path (`/v1/images/{hash}.{ext}`).
+    /// Reads a local picture and returns its URL path (`/v1/images/{hash}.{ext}`); a JPEG also
+    /// gets its thumbnail (see [`thumbnail_url`]), made once per picture.
     pub fn add_file(&self, path: &Path) -> Result<String, String> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let content_type =
@@ -43,6 +79,21 @@ impl ImageStore {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let h = format!("{:016x}", hash(&bytes));
         let name = format!("{h}.{}", ext.to_ascii_lowercase());
+        if self.get(&name).is_some() {
+            return Ok(format!("/v1/images/{name}")); // the same picture again: nothing to make
+        }
+        if content_type == "image/jpeg" {
+            match thumbnail(&bytes) {
+                Ok(thumb) => {
+                    let etag = format!("\"{:016x}\"", hash(&thumb));
+                    let image = StoredImage { bytes: thumb.into(), content_type, etag };
+                    self.images.write().expect("image store lock").insert(format!("{h}-{THUMBNAIL_SIDE}.jpg"), image);
+                }
+                Err(e) => {
+                    tracing::warn!(picture = %path.display(), error = %e, "no thumbnail: the full picture is served")
+                }
+            }
+        }
         let image = StoredImage { bytes: bytes.into(), content_type, etag: format!("\"{h}\"") };
         self.images.write().expect("image store lock").insert(name.clone(), image);
         Ok(format!("/v1/images/{name}"))
@@ -50,5 +101,32 @@ impl ImageStore {
 
     pub fn get(&self, name: &str) -> Option<StoredImage> {
         self.images.read().expect("image store lock").get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jpeg_gets_a_small_thumbnail_once() {
+        let store = ImageStore::default();
+        let photo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tests/fixtures/astronaut.jpg"));
+        let url = store.add_file(photo).unwrap();
+        let thumb_url = thumbnail_url(&url).unwrap();
+        assert!(thumb_url.ends_with("-256.jpg"), "{thumb_url}");
+        let thumb = store.get(thumb_url.strip_prefix("/v1/images/").unwrap()).expect("a thumbnail");
+        let original = store.get(url.strip_prefix("/v1/images/").unwrap()).unwrap();
+        assert!(thumb.bytes.len() < original.bytes.len() / 2, "{} vs {}", thumb.bytes.len(), original.bytes.len());
+        let mut decoder = zune_jpeg::JpegDecoder::new(&thumb.bytes[..]);
+        decoder.decode_headers().unwrap();
+        assert_eq!(decoder.dimensions(), Some((256, 256)), "512x512 photo -> 256x256");
+        assert_ne!(thumb.etag, original.etag);
+        // The same picture again (another catalog row, a reload): the same URLs, nothing remade.
+        let before = Arc::as_ptr(&thumb.bytes);
+        assert_eq!(store.add_file(photo).unwrap(), url);
+        let again = store.get(thumb_url.strip_prefix("/v1/images/").unwrap()).unwrap();
+        assert_eq!(Arc::as_ptr(&again.bytes), before);
+        assert_eq!(thumbnail_url("https://cdn.example/a.jpg"), None);
     }
 }

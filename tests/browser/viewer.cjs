@@ -19,20 +19,26 @@ const cards = (page) => page.evaluate(() => [...document.querySelectorAll('.card
   });
   const open = async () => {
     const page = await browser.newPage();
-    await page.goto(`${base}/?stream=demo`);
+    // 5 s behind live: a loaded test machine may run the model late.
+    await page.goto(`${base}/?stream=demo&delay=5000`);
     return page;
   };
   const steady = await open();
   const resumed = await open();
   const samples = [];
   const start = Date.now();
-  let late = null, lateCards = [], closedAt = null, reopenedAt = null;
+  let late = null, lateCards = [], closedAt = null, reopenedAt = null, pictures = [];
   while (Date.now() - start < seconds * 1000) {
     const t = await steady.evaluate(() => mediaNowMs());
     samples.push({ t, cards: await cards(steady) });
+    if (pictures.length === 0) {
+      pictures = await steady.evaluate(() => [...document.querySelectorAll('.card img')]
+        .filter((i) => i.complete && i.naturalWidth > 0)
+        .map((i) => ({ src: i.currentSrc, width: i.naturalWidth, height: i.naturalHeight })));
+    }
     const elapsed = Date.now() - start;
     if (late === null && elapsed > 6000) late = await open();
-    if (late !== null && elapsed < 9000) lateCards.push(...(await cards(late)));
+    if (late !== null && elapsed < 13000) lateCards.push(...(await cards(late)));
     // The third page goes offline once the mug appeared, and comes back once it left: the
     // mug's `disappeared` (and what else came meanwhile) must reach it on resume.
     const kinds = await steady.evaluate(() => timeline.map((e) => `${e.kind}:${e.sku}`));
@@ -57,6 +63,7 @@ const cards = (page) => page.evaluate(() => [...document.querySelectorAll('.card
   const result = {
     samples,
     late: [...new Set(lateCards)],
+    pictures,
     closed_at_ms: closedAt,
     reopened_at_ms: reopenedAt,
     steady_events: await ids(steady),

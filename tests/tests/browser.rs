@@ -37,7 +37,8 @@ fn the_viewer_page_shows_cards_in_sync_with_its_video_joins_late_and_resumes() {
         .stderr(log)
         .spawn()
         .unwrap();
-    // Wait for the server, then let the browser watch 40 s of the 36 s stream.
+    // Wait for the server, then let the browser watch 44 s (the page plays 5 s behind the
+    // pipeline, through the 36 s stream).
     let ready = (0..300).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -46,7 +47,7 @@ fn the_viewer_page_shows_cards_in_sync_with_its_video_joins_late_and_resumes() {
     let out = Command::new("node")
         .arg(root.join("tests/browser/viewer.cjs"))
         .arg(format!("http://127.0.0.1:{port}"))
-        .arg("40")
+        .arg("44")
         .env("NODE_PATH", root.join(".vitrine/node/node_modules"))
         .output()
         .unwrap();
@@ -86,6 +87,13 @@ fn the_viewer_page_shows_cards_in_sync_with_its_video_joins_late_and_resumes() {
             }
         }
         assert!(checked > 50, "the player hardly played {sku}'s time on screen ({checked} samples)");
+    }
+    // Cards show the pictures' thumbnails, loaded (at most 256 pixels a side).
+    let pictures = seen["pictures"].as_array().unwrap();
+    assert!(!pictures.is_empty(), "no card picture loaded: {seen}");
+    for p in pictures {
+        assert!(p["src"].as_str().unwrap().ends_with("-256.jpg"), "{p}");
+        assert!(p["width"].as_u64().unwrap() <= 256 && p["height"].as_u64().unwrap() <= 256, "{p}");
     }
     // Late: the mug, on screen when the page opened, is shown from the snapshot.
     assert!(seen["late"].as_array().unwrap().iter().any(|c| c == "MUG-ESP-01"), "late page: {}", seen["late"]);
