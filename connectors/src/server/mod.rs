@@ -249,8 +249,13 @@ async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: Str
         }
     }
     .await;
+    hub.stats.connected.fetch_sub(1, Ordering::Relaxed);
     if let Some((code, reason)) = close_reason {
         let _ = tx.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+        if code != 1001 {
+            // A refused message may still sit unread in the socket; closing it now would reset
+            // the connection and lose the close frame that says why. Let the client read it first.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
-    hub.stats.connected.fetch_sub(1, Ordering::Relaxed);
 }
