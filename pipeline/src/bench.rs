@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Prepared, Preparer, Runtime};
+use vitrine_models::{find_runtime_library, Detector, Prepared, Preparer, Runtime};
 use vitrine_schemas::spec::{FramesSource, Pace, SourceSpec};
 
 use crate::run::{run, RunOptions};
@@ -119,24 +119,10 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
     let cwd = std::env::current_dir().unwrap_or_default();
     let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd])?;
     let runtime = Runtime::load(&library)?;
-    let config = |threads: usize| DetectorConfig {
-        model: loaded.resolve(&spec.model.path),
-        labels: spec.model.labels.as_ref().map(|p| loaded.resolve(p)),
-        decoder: spec.model.decoder,
-        intra_threads: threads,
-        min_score: spec.model.min_score,
-        input_size: spec.model.input_size,
-        nms_iou: spec.model.nms_iou,
-        execution_provider: spec.model.execution_provider,
-        device_id: spec.model.device_id,
-    };
+    let config = |threads: usize| loaded.detector_config(threads);
     let probe = Detector::load(&runtime, &config(1))?;
     let model = probe.name().to_string();
-    let limits = DecodeLimits {
-        max_bytes: spec.decode.max_bytes,
-        max_side: spec.decode.max_side,
-        crop_bars: spec.decode.crop_bars,
-    };
+    let limits = loaded.decode_limits();
     let mut preparer = Preparer::new(limits);
     let prepare_started = Instant::now();
     let prepared: Vec<Prepared> = jpegs

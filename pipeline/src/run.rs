@@ -35,7 +35,7 @@ use vitrine_connectors::server::{self, ServerState};
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
 use vitrine_connectors::sinks::parquet::ParquetSink;
 use vitrine_connectors::sources::{self, FrameSink};
-use vitrine_models::{find_runtime_library, DecodeLimits, Detector, DetectorConfig, Runtime};
+use vitrine_models::{find_runtime_library, Detector, Runtime};
 use vitrine_operators::{
     product_events, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer,
     ReplayPoints, Tiling, Time, TrackObjects, TrackerConfig,
@@ -101,23 +101,12 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let workers = options.workers.unwrap_or(spec.workers.get()).max(1);
 
     // The model first: the most likely thing to be missing on a fresh machine.
-    let model_path = loaded.resolve(&spec.model.path);
     let configured = spec.model.runtime_library.as_ref().map(|p| loaded.resolve(p));
     let cwd = std::env::current_dir().unwrap_or_default();
     let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_default();
     let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd, &exe_dir])?;
     let runtime = Runtime::load(&library)?;
-    let detector_config = DetectorConfig {
-        model: model_path,
-        labels: spec.model.labels.as_ref().map(|p| loaded.resolve(p)),
-        decoder: spec.model.decoder,
-        intra_threads: spec.model.intra_threads.get(),
-        min_score: spec.model.min_score,
-        input_size: spec.model.input_size,
-        nms_iou: spec.model.nms_iou,
-        execution_provider: spec.model.execution_provider,
-        device_id: spec.model.device_id,
-    };
+    let detector_config = loaded.detector_config(spec.model.intra_threads.get());
     let detectors: Vec<Option<Detector>> =
         (0..workers).map(|_| Detector::load(&runtime, &detector_config).map(Some)).collect::<Result<_, _>>()?;
     let detectors = Arc::new(Mutex::new(detectors));
@@ -331,11 +320,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let frames_rx = Arc::new(Mutex::new(Some(frames_rx)));
     let catalog_rx = Arc::new(Mutex::new(Some(catalog_rx)));
     let (sent, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let limits = DecodeLimits {
-        max_bytes: spec.decode.max_bytes,
-        max_side: spec.decode.max_side,
-        crop_bars: spec.decode.crop_bars,
-    };
+    let limits = loaded.decode_limits();
     let debounce = DebounceConfig {
         min_score: spec.debounce.min_score,
         label_min_score: spec.debounce.label_min_score.clone(),

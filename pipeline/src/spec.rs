@@ -20,6 +20,32 @@ pub struct LoadedSpec {
 }
 
 impl LoadedSpec {
+    /// The detector the spec's `model` section describes, with `intra_threads` threads a session.
+    pub fn detector_config(&self, intra_threads: usize) -> vitrine_models::DetectorConfig {
+        let model = &self.spec.model;
+        vitrine_models::DetectorConfig {
+            model: self.resolve(&model.path),
+            labels: model.labels.as_ref().map(|p| self.resolve(p)),
+            decoder: model.decoder,
+            intra_threads,
+            min_score: model.min_score,
+            input_size: model.input_size,
+            nms_iou: model.nms_iou,
+            execution_provider: model.execution_provider,
+            device_id: model.device_id,
+        }
+    }
+
+    /// The spec's `decode` section, as the frame decoder takes it.
+    pub fn decode_limits(&self) -> vitrine_models::DecodeLimits {
+        let decode = &self.spec.decode;
+        vitrine_models::DecodeLimits {
+            max_bytes: decode.max_bytes,
+            max_side: decode.max_side,
+            crop_bars: decode.crop_bars,
+        }
+    }
+
     /// A path from the spec, made absolute against the spec's folder.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);

@@ -6,6 +6,19 @@ use std::process::Command;
 
 use vitrine_tests::{duckdb, root, temp_dir, vitrine_bin};
 
+/// Runs a spec (JSON logs) and returns how many times it ran the model.
+fn run_counting_model_runs(spec: &std::path::Path) -> u64 {
+    let out = Command::new(vitrine_bin()).args(["--log-format", "json", "run"]).arg(spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let finished: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "pipeline finished")
+        .expect("a `pipeline finished` log line");
+    finished["fields"]["model_runs"].as_u64().unwrap()
+}
+
 /// Runs 3 streams of 30 frames through the YOLO test model; returns the detections and the
 /// number of model runs.
 fn run(dir: &std::path::Path, batch: &str) -> (Vec<Vec<serde_json::Value>>, u64) {
@@ -28,15 +41,7 @@ fn run(dir: &std::path::Path, batch: &str) -> (Vec<Vec<serde_json::Value>>, u64)
         ),
     )
     .unwrap();
-    let out = Command::new(vitrine_bin()).args(["--log-format", "json", "run"]).arg(&spec).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let finished: serde_json::Value = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["fields"]["message"] == "pipeline finished")
-        .expect("a `pipeline finished` log line");
-    let runs = finished["fields"]["model_runs"].as_u64().unwrap();
+    let runs = run_counting_model_runs(&spec);
     let rows = duckdb(&format!(
         "SELECT stream_id, seq, [(d.label, round(d.score, 3), round(d.x0, 3), round(d.y0, 3)) for d in detections]::VARCHAR \
          FROM read_parquet('{}/detections/**/*.parquet') ORDER BY 1, 2",
@@ -87,20 +92,13 @@ fn tiling_runs_the_model_on_each_tile_and_merges_what_they_find() {
             ),
         )
         .unwrap();
-        let out = Command::new(vitrine_bin()).args(["--log-format", "json", "run"]).arg(&spec).output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let finished: serde_json::Value = stderr
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|l| l["fields"]["message"] == "pipeline finished")
-            .expect("a `pipeline finished` log line");
+        let runs = run_counting_model_runs(&spec);
         let products = duckdb(&format!(
             "SELECT count(*) FROM (SELECT unnest(detections) AS d FROM read_parquet('{}/detections/**/*.parquet')) \
              WHERE d.label IN ('cup', 'apple', 'orange') AND d.score >= 0.5",
             out_dir.display()
         ));
-        (products[0][0].as_u64().unwrap(), finished["fields"]["model_runs"].as_u64().unwrap())
+        (products[0][0].as_u64().unwrap(), runs)
     };
     let (whole, whole_runs) = run(1);
     let (tiled, tiled_runs) = run(3);
