@@ -25,16 +25,18 @@ data=ocv/usr/share/doc/opencv-doc/examples/data
 cp sk/skimage/data/coffee.png "$data/apple.jpg" "$data/fruits.jpg" .
 
 W=1280 H=720 FPS=25
+# A keyframe every second, as live encoders send (OBS, IVS: 1-2 s), so HLS can cut 1 s segments.
+GOP="-g $FPS -keyint_min $FPS -sc_threshold 0"
 gap() { # seconds -> a plain studio-grey clip
   ffmpeg -loglevel error -y -f lavfi -i "color=c=0x303438:s=${W}x${H}:r=$FPS:d=$1" -pix_fmt yuv420p \
-    -c:v libx264 -preset veryfast -crf 26 "gap_$1_$2.mp4"
+    -c:v libx264 -preset veryfast -crf 26 $GOP "gap_$1_$2.mp4"
 }
 shot() { # photo seconds name -> the photo letterboxed into 16:9 with a slow zoom-in and pan (camera motion)
   local frames=$(( $2 * FPS ))
   ffmpeg -loglevel error -y -loop 1 -i "$1" -t "$2" -vf \
     "scale=${W}:${H}:force_original_aspect_ratio=decrease,pad=${W}:${H}:(ow-iw)/2:(oh-ih)/2:color=0x303438,\
 scale=$((W*2)):$((H*2)),zoompan=z='1+0.15*on/$frames':x='(iw-iw/zoom)*on/$frames':y='(ih-ih/zoom)/2':d=1:s=${W}x${H}:fps=$FPS" \
-    -pix_fmt yuv420p -c:v libx264 -preset veryfast -crf 26 "$3.mp4"
+    -pix_fmt yuv420p -c:v libx264 -preset veryfast -crf 26 $GOP "$3.mp4"
 }
 gap 3 a; shot coffee.png 8 cup; gap 3 b; shot apple.jpg 8 apple; gap 3 c; shot fruits.jpg 8 orange
 gap 3 d

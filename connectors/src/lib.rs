@@ -1,10 +1,11 @@
 //! Where vitrine's data comes from and where it goes.
 //!
 //! Sources (each on its own thread, sending frames into a bounded channel):
-//! [`sources::video`] (ffmpeg), [`sources::folder`] (JPEG files) and the [`catalog`] file watcher.
+//! [`sources::video`] (ffmpeg, and its live [`hls`] for viewers), [`sources::folder`] (JPEG files) and the [`catalog`] file watcher.
 //! Sinks: the WebSocket [`server`] with its [`hub`], [`sinks::parquet`] and [`sinks::dead_letter`].
 
 pub mod catalog;
+pub mod hls;
 pub mod hub;
 pub mod images;
 pub mod kafka;

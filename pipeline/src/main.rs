@@ -268,6 +268,7 @@ fn main() -> ExitCode {
                 pace: if fast { Pace::Fast } else { Pace::Realtime },
                 loop_forever,
                 ffmpeg,
+                hls: None,
             };
             if !vitrine_schemas::spec::valid_stream_id(&source.stream_id) {
                 eprintln!(

@@ -25,6 +25,7 @@ use timely::dataflow::operators::core::{Exchange, Inspect, Probe};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use vitrine_connectors::catalog::{self, CatalogChange};
+use vitrine_connectors::hls::HlsStream;
 use vitrine_connectors::hub::Hub;
 use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
@@ -40,7 +41,7 @@ use vitrine_operators::{
     product_events, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer,
     ReplayPoints, Tiling, Time, TrackObjects, TrackerConfig,
 };
-use vitrine_schemas::spec::{KafkaSource, Pace, ServerSpec, SourceSpec};
+use vitrine_schemas::spec::{KafkaSource, Pace, ServerSpec, SourceSpec, VideoSource};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, ExposureTracker, Frame, FrameDetections, ProductEvent};
 
 use crate::feed::FeedQueue;
@@ -168,6 +169,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         std::thread::Builder::new().name("vitrine-sinks".into()).spawn(move || sink_loop(out_rx, sinks))?
     };
 
+    // Live HLS folders, for the sources that cut segments and the server that serves them.
+    let mut hls_streams: HashMap<String, Arc<HlsStream>> = HashMap::new();
+    for (i, source) in spec.sources.iter().enumerate() {
+        if let SourceSpec::Video(VideoSource { stream_id, hls: Some(hls), .. }) = source {
+            let stream = HlsStream::create(stream_id, hls, &loaded.base_dir)
+                .map_err(|e| anyhow!("sources[{i}].hls: cannot make the segment folder: {e}"))?;
+            hls_streams.insert(stream_id.clone(), stream);
+        }
+    }
+    let hls_streams = Arc::new(hls_streams);
+
     // The server (and signal handling) on a small tokio runtime.
     let server_done = Arc::new(tokio::sync::Notify::new());
     let server_thread = {
@@ -194,6 +206,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     hub,
                     images: images.clone(),
                     videos: Arc::new(videos),
+                    hls: hls_streams.clone(),
                     viewer_page: s.viewer,
                     heartbeat: s.heartbeat,
                     metrics: metrics.clone(),
@@ -288,9 +301,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             SourceSpec::Frames(f) => (loaded.resolve(&f.dir).display().to_string(), f.stream_id.clone()),
             SourceSpec::Kafka(_) => continue, // read by the workers themselves
         };
+        let hls = hls_streams.get(&stream_id).cloned();
         source_threads.push(std::thread::Builder::new().name(format!("source-{stream_id}")).spawn(move || {
             let result = match &source {
-                SourceSpec::Video(v) => sources::video::run(v, &input, &sink),
+                SourceSpec::Video(v) => sources::video::run(v, &input, &sink, hls.as_deref()),
                 SourceSpec::Frames(f) => sources::folder::run(f, std::path::Path::new(&input), &sink),
                 SourceSpec::Kafka(_) => Ok(0),
             };

@@ -282,6 +282,7 @@ fn check_files(loaded: &LoadedSpec) -> Vec<SpecProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitrine_schemas::spec::HlsSpec;
 
     const GOOD: &str = r#"
 name: t
@@ -333,6 +334,19 @@ debounce:
         let bad = GOOD.to_string() + "debounce:\n  enter_hits: 6\n  enter_window: 5\n";
         let problems = parse(&bad).unwrap_err();
         assert_eq!(problems[0].path, "debounce.enter_hits");
+    }
+
+    #[test]
+    fn hls_takes_defaults_and_its_limits_are_checked() {
+        let with_hls = GOOD.replace("    input: a.mp4\n", "    input: a.mp4\n    hls: {}\n");
+        let spec = parse(&with_hls).unwrap();
+        let SourceSpec::Video(v) = &spec.sources[0] else { panic!() };
+        assert_eq!(v.hls, Some(HlsSpec::default()));
+        let bad =
+            GOOD.replace("    input: a.mp4\n", "    input: a.mp4\n    hls:\n      segment: 100ms\n      window: 1\n");
+        let problems = parse(&bad).unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["sources[0].hls.segment", "sources[0].hls.window"], "{problems:?}");
     }
 
     #[test]

@@ -121,6 +121,35 @@ pub struct VideoSource {
     /// The ffmpeg program to run.
     #[serde(default = "default_ffmpeg")]
     pub ffmpeg: String,
+    /// Also cut the stream into HLS segments that the server plays to viewers
+    /// (`/v1/streams/{id}/hls/live.m3u8`), from the same ffmpeg run as the frames, so the
+    /// player's media time is the frames' media time.
+    #[serde(default)]
+    pub hls: Option<HlsSpec>,
+}
+
+/// Live HLS for viewers. Segments copy the input's video (and audio) without re-encoding,
+/// so they are cut at its keyframes: send keyframes at least every `segment` (live encoders
+/// send one every 1-2 s).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsSpec {
+    /// Target length of a segment.
+    #[serde(default = "default_hls_segment", with = "humantime_serde")]
+    pub segment: Duration,
+    /// Segments listed in the live playlist; players start a few seconds behind its end, so
+    /// it must cover more than their delay.
+    #[serde(default = "default_hls_window")]
+    pub window: usize,
+    /// Folder for the segments; by default a temporary folder removed when vitrine exits.
+    #[serde(default)]
+    pub dir: Option<String>,
+}
+
+impl Default for HlsSpec {
+    fn default() -> Self {
+        HlsSpec { segment: default_hls_segment(), window: default_hls_window(), dir: None }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -539,6 +568,17 @@ impl PipelineSpec {
                     problem(path, format!("stream `{id}` is listed twice"));
                 }
             }
+            if let SourceSpec::Video(VideoSource { hls: Some(hls), .. }) = source {
+                if hls.segment < Duration::from_millis(500) || hls.segment > Duration::from_secs(10) {
+                    problem(format!("sources[{i}].hls.segment"), "must be between 500ms and 10s (e.g. `1s`)".into());
+                }
+                if !(3..=1000).contains(&hls.window) {
+                    problem(
+                        format!("sources[{i}].hls.window"),
+                        format!("must be between 3 and 1000 segments, got {}", hls.window),
+                    );
+                }
+            }
             let fps = match source {
                 SourceSpec::Video(v) => v.fps,
                 SourceSpec::Frames(f) => f.fps,
@@ -662,6 +702,12 @@ fn default_epoch() -> Duration {
 }
 fn default_fps() -> f64 {
     5.0
+}
+fn default_hls_segment() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_hls_window() -> usize {
+    12
 }
 fn default_ffmpeg() -> String {
     "ffmpeg".into()

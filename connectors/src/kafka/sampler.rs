@@ -72,7 +72,7 @@ pub fn run(options: &SamplerOptions, stop: Arc<AtomicBool>) -> Result<SamplerSta
         let sink = FrameSink { frames: tx, stop: stop.clone() };
         let source = options.source.clone();
         let input = options.input.clone();
-        let reader = std::thread::spawn(move || video::run(&source, &input, &sink));
+        let reader = std::thread::spawn(move || video::run(&source, &input, &sink, None));
         let before = stats.frames;
         for mut frame in rx {
             // Continue numbering across reconnects: one gapless stream for consumers.

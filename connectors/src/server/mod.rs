@@ -3,10 +3,12 @@
 //! - `GET /v1/streams/{id}/ws`: the WebSocket protocol (`vitrine_schemas::protocol`).
 //! - `GET /`: the viewer page; `GET /v1/streams`: the streams and what is on screen.
 //! - `GET /v1/streams/{id}/video`: the source video of a file-based stream (byte ranges).
+//! - `GET /v1/streams/{id}/hls/live.m3u8` and its segments: live HLS of a stream with `hls:`.
 //! - `GET /v1/images/{hash}.{ext}`: product pictures, immutable, with ETag.
 //! - `GET /metrics` (Prometheus text), `GET /healthz`, `GET /readyz`.
 
 pub mod access;
+mod live;
 mod video;
 mod viewer;
 
@@ -28,6 +30,7 @@ use tokio::sync::broadcast::error::RecvError;
 use vitrine_schemas::now_ms;
 use vitrine_schemas::protocol::ClientMessage;
 
+use crate::hls::HlsStream;
 use crate::hub::{Hub, Subscription};
 use crate::images::ImageStore;
 use crate::ConnectorError;
@@ -42,6 +45,8 @@ pub struct ServerState {
     pub images: ImageStore,
     /// Stream id -> its video file, for streams read from a file.
     pub videos: Arc<HashMap<String, PathBuf>>,
+    /// Stream id -> its live HLS, for video sources with `hls:`.
+    pub hls: Arc<HashMap<String, Arc<HlsStream>>>,
     pub viewer_page: bool,
     pub heartbeat: Duration,
     pub metrics: Arc<crate::metrics::PipelineMetrics>,
@@ -70,6 +75,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/v1/streams", get(streams))
         .route("/v1/streams/{id}/ws", get(websocket))
         .route("/v1/streams/{id}/video", get(video::serve))
+        .route("/v1/streams/{id}/hls/{name}", get(live::serve))
+        .route(live::HLS_JS_PATH, get(live::hls_js))
         .route("/v1/images/{name}", get(image))
         .with_state(state)
 }
@@ -113,12 +120,29 @@ async fn streams(State(state): State<ServerState>) -> Json<serde_json::Value> {
             serde_json::json!({
                 "stream_id": id,
                 "media_time_ms": state.hub.media_time(&id),
-                "video": state.videos.contains_key(&id).then(|| format!("/v1/streams/{id}/video")),
+                "playback": playback(&state, &id),
                 "on_screen": state.hub.on_screen(&id),
             })
         })
         .collect();
     Json(serde_json::json!({ "streams": streams }))
+}
+
+/// How a player plays stream `id`: its live HLS (whose program date minus `media_origin_ms`
+/// is the media time), its source file, or nothing.
+fn playback(state: &ServerState, id: &str) -> serde_json::Value {
+    if let Some(hls) = state.hls.get(id) {
+        serde_json::json!({
+            "kind": "hls",
+            "url": format!("/v1/streams/{id}/hls/live.m3u8"),
+            "media_origin_ms": hls.media_origin_ms(),
+            "player": live::HLS_JS_PATH,
+        })
+    } else if state.videos.contains_key(id) {
+        serde_json::json!({ "kind": "file", "url": format!("/v1/streams/{id}/video") })
+    } else {
+        serde_json::Value::Null
+    }
 }
 
 async fn image(State(state): State<ServerState>, Path(name): Path<String>, headers: HeaderMap) -> Response {

@@ -1,5 +1,6 @@
 //! A video file or live URL sampled through ffmpeg: `fps` frames a second, as JPEG, with
-//! media time from the frame's position in the sampled stream.
+//! media time from the frame's position in the sampled stream. With HLS on, the same ffmpeg
+//! run also cuts the stream into segments for viewers (`crate::hls`), on the same media time.
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -8,10 +9,15 @@ use vitrine_schemas::spec::{Pace, VideoSource};
 use vitrine_schemas::{now_ms, Frame};
 
 use super::{pts_of, FrameSink};
+use crate::hls::HlsStream;
 use crate::ConnectorError;
 
-/// The ffmpeg command line that samples `input`.
-pub fn ffmpeg_command(spec: &VideoSource, input: &str) -> Command {
+/// How often the HLS segment list is read: a segment reaches players this much after ffmpeg closes it.
+const HLS_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The ffmpeg command line that samples `input` (after `hls_output`, the arguments of a
+/// second output: the HLS segments).
+pub fn ffmpeg_command(spec: &VideoSource, input: &str, hls_output: &[String]) -> Command {
     let mut cmd = Command::new(&spec.ffmpeg);
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
     let is_file = !input.contains("://");
@@ -22,7 +28,8 @@ pub fn ffmpeg_command(spec: &VideoSource, input: &str) -> Command {
         cmd.args(["-stream_loop", "-1"]);
     }
     cmd.args(["-i", input]);
-    cmd.args(["-an", "-vf", &format!("fps={}", spec.fps)]);
+    cmd.args(hls_output);
+    cmd.args(["-map", "0:v:0", "-an", "-vf", &format!("fps={}", spec.fps)]);
     cmd.args(["-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "-"]);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
@@ -66,11 +73,40 @@ impl JpegSplitter {
 
 /// Samples the stream into `sink` until it ends (or forever, for loops and live URLs, until
 /// the pipeline stops). Returns how many frames were sent.
-pub fn run(spec: &VideoSource, input: &str, sink: &FrameSink) -> Result<u64, ConnectorError> {
-    let mut child: Child = ffmpeg_command(spec, input)
+/// With `hls`, the segments are cut too and listed as ffmpeg finishes them.
+pub fn run(spec: &VideoSource, input: &str, sink: &FrameSink, hls: Option<&HlsStream>) -> Result<u64, ConnectorError> {
+    let hls_output = match hls {
+        Some(hls) => hls
+            .start(now_ms())
+            .map_err(|e| ConnectorError::Ffmpeg { input: input.into(), reason: format!("cannot prepare HLS: {e}") })?,
+        None => Vec::new(),
+    };
+    let mut child: Child = ffmpeg_command(spec, input, &hls_output)
         .spawn()
         .map_err(|e| ConnectorError::NoFfmpeg { program: spec.ffmpeg.clone(), reason: e.to_string() })?;
-    tracing::info!(stream = %spec.stream_id, input, fps = spec.fps, pace = ?spec.pace, "sampling with ffmpeg");
+    tracing::info!(stream = %spec.stream_id, input, fps = spec.fps, pace = ?spec.pace, hls = hls.is_some(), "sampling with ffmpeg");
+    let ffmpeg_done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if let Some(hls) = hls {
+            let done = &ffmpeg_done;
+            scope.spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Err(e) = hls.poll() {
+                        tracing::warn!(stream = %spec.stream_id, error = %e, "cannot read the HLS segment list");
+                    }
+                    std::thread::sleep(HLS_POLL);
+                }
+                hls.end();
+            });
+        }
+        let result = read_frames(spec, input, sink, &mut child);
+        ffmpeg_done.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })
+}
+
+/// Reads ffmpeg's JPEGs into `sink` until it ends or the pipeline stops.
+fn read_frames(spec: &VideoSource, input: &str, sink: &FrameSink, child: &mut Child) -> Result<u64, ConnectorError> {
     let mut stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
     let errors = std::thread::spawn(move || {
