@@ -90,9 +90,12 @@ pub fn run(spec: &VideoSource, input: &str, sink: &FrameSink, hls: Option<&HlsSt
         if let Some(hls) = hls {
             let done = &ffmpeg_done;
             scope.spawn(move || {
+                let mut warned = false; // once, not ten times a second
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     if let Err(e) = hls.poll() {
-                        tracing::warn!(stream = %spec.stream_id, error = %e, "cannot read the HLS segment list");
+                        if !std::mem::replace(&mut warned, true) {
+                            tracing::warn!(stream = %spec.stream_id, error = %e, "cannot read the HLS segment list");
+                        }
                     }
                     std::thread::sleep(HLS_POLL);
                 }
