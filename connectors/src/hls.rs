@@ -4,6 +4,11 @@
 //! playlist, stamping each segment with `EXT-X-PROGRAM-DATE-TIME` = the stream's origin +
 //! the segment's media time, so a player's position maps exactly onto the events' `pts_ms`
 //! (`media time = playing date - media_origin_ms`), whatever the player's own timeline.
+//!
+//! A live input that drops is read again by a new ffmpeg run whose media time carries on
+//! (`vitrine sample`): its segments follow an `EXT-X-DISCONTINUITY`, on the same clock. The
+//! sampler also writes the playlist into the folder ([`PLAYLIST`], with the origin in
+//! [`ORIGIN_TAG`]) for a pipeline that serves the folder.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -12,12 +17,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use vitrine_schemas::now_ms;
 use vitrine_schemas::spec::HlsSpec;
 
 use crate::time_format::rfc3339;
 
-/// The list ffmpeg appends a line to as it closes each segment: `name,start_s,end_s`.
-const SEGMENT_LIST: &str = "segments.csv";
+/// The playlist, in the folder of a stream whose HLS is published (`vitrine sample --hls-dir`).
+pub const PLAYLIST: &str = "live.m3u8";
+/// The playlist tag that gives the wall-clock time (Unix ms) of media time 0.
+pub const ORIGIN_TAG: &str = "#EXT-X-VITRINE-MEDIA-ORIGIN-MS:";
 
 /// One stream's live HLS: where ffmpeg writes it and the playlist made of it.
 #[derive(Debug)]
@@ -25,6 +33,8 @@ pub struct HlsStream {
     dir: PathBuf,
     /// A folder vitrine made for this run, removed when the stream is dropped.
     temporary: bool,
+    /// Also keep the playlist in the folder, for a server elsewhere.
+    publish: bool,
     segment: Duration,
     window: usize,
     state: RwLock<Playlist>,
@@ -32,15 +42,22 @@ pub struct HlsStream {
 
 #[derive(Debug, Default)]
 struct Playlist {
-    /// Wall-clock time (Unix ms) of media time 0; also names this run's segments, so a URL
-    /// never means two different segments (they are cached as immutable).
+    /// Wall-clock time (Unix ms) of media time 0; also names this vitrine's segments, so a
+    /// URL never means two different segments (they are cached as immutable).
     origin_ms: i64,
+    /// ffmpeg runs so far, and the media time where the current one starts.
+    runs: u32,
+    run_offset_ms: i64,
     /// Segments on disk, oldest first: the newest `window` are listed, older ones are kept as
     /// long again for players still fetching them.
     segments: VecDeque<Segment>,
-    /// How far the segment list has been read, and a line ffmpeg has not finished yet.
+    /// Discontinuities that went with old segments (`EXT-X-DISCONTINUITY-SEQUENCE`).
+    discontinuities_gone: u64,
+    /// How far the current run's segment list has been read, and a line ffmpeg has not finished.
     read_to: u64,
     partial: String,
+    /// The next segment starts a new run.
+    run_starts: bool,
     ended: bool,
     text: Option<Arc<str>>,
 }
@@ -51,36 +68,56 @@ struct Segment {
     file: String,
     start_ms: i64,
     duration_s: f64,
+    /// The first segment of a later ffmpeg run.
+    discontinuity: bool,
 }
 
 impl HlsStream {
-    /// Prepares the folder for `stream_id`'s segments: `spec.dir` (relative to `base`) or a
-    /// fresh temporary folder.
+    /// The HLS of an embedded video source: in `spec.dir/{stream_id}` (relative to `base`) or
+    /// a fresh temporary folder.
     pub fn create(stream_id: &str, spec: &HlsSpec, base: &Path) -> std::io::Result<Arc<HlsStream>> {
-        let (dir, temporary) = match &spec.dir {
-            Some(dir) => (base.join(dir).join(stream_id), false),
-            None => (std::env::temp_dir().join(format!("vitrine-hls-{}", std::process::id())).join(stream_id), true),
-        };
-        std::fs::create_dir_all(&dir)?;
-        Ok(Arc::new(HlsStream {
-            dir,
-            temporary,
-            segment: spec.segment,
-            window: spec.window,
-            state: RwLock::new(Playlist::default()),
-        }))
-    }
-
-    /// Starts a new run of ffmpeg whose media time 0 is now (`origin_ms`): clears what an
-    /// earlier run left, and returns the arguments of ffmpeg's HLS output.
-    pub fn start(&self, origin_ms: i64) -> std::io::Result<Vec<String>> {
-        for entry in std::fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "ts" || e == "csv") {
-                std::fs::remove_file(path)?;
+        match &spec.dir {
+            Some(dir) => HlsStream::new(base.join(dir).join(stream_id), false, false, spec),
+            None => {
+                let dir = std::env::temp_dir().join(format!("vitrine-hls-{}", std::process::id())).join(stream_id);
+                HlsStream::new(dir, true, false, spec)
             }
         }
-        *self.state.write().unwrap() = Playlist { origin_ms, ..Playlist::default() };
+    }
+
+    /// The HLS `vitrine sample` writes into `dir/{stream_id}`, playlist included, for a
+    /// pipeline that serves the folder (the Kafka source's `hls_dir`).
+    pub fn published(dir: &Path, stream_id: &str, spec: &HlsSpec) -> std::io::Result<Arc<HlsStream>> {
+        HlsStream::new(dir.join(stream_id), false, true, spec)
+    }
+
+    fn new(dir: PathBuf, temporary: bool, publish: bool, spec: &HlsSpec) -> std::io::Result<Arc<HlsStream>> {
+        std::fs::create_dir_all(&dir)?;
+        let state = RwLock::new(Playlist::default());
+        Ok(Arc::new(HlsStream { dir, temporary, publish, segment: spec.segment, window: spec.window, state }))
+    }
+
+    /// Prepares ffmpeg's next run, whose media time starts at `media_offset_ms`, and returns
+    /// the arguments of its HLS output. The first run clears what an earlier vitrine left and
+    /// puts media time 0 at now; a later one carries on after a discontinuity.
+    pub fn next_run(&self, media_offset_ms: i64) -> std::io::Result<Vec<String>> {
+        let mut state = self.state.write().unwrap();
+        if state.runs == 0 {
+            for entry in std::fs::read_dir(&self.dir)? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "ts" || e == "csv" || e == "m3u8") {
+                    std::fs::remove_file(path)?;
+                }
+            }
+            *state = Playlist { origin_ms: now_ms() - media_offset_ms, ..Playlist::default() };
+        } else {
+            let _ = std::fs::remove_file(self.dir.join(list_name(state.runs - 1)));
+            (state.read_to, state.partial, state.run_starts) = (0, String::new(), true);
+        }
+        state.run_offset_ms = media_offset_ms;
+        state.runs += 1;
+        let (origin_ms, run) = (state.origin_ms, state.runs - 1);
+        drop(state);
         let path = |name: String| self.dir.join(name).display().to_string();
         Ok([
             "-map",
@@ -105,8 +142,8 @@ impl HlsStream {
             "-segment_time".into(),
             format!("{:.3}", self.segment.as_secs_f64()),
             "-segment_list".into(),
-            path(SEGMENT_LIST.into()),
-            path(format!("{origin_ms}-%08d.ts")),
+            path(list_name(run)),
+            path(format!("{origin_ms}-{run}-%06d.ts")),
         ])
         .collect())
     }
@@ -114,7 +151,10 @@ impl HlsStream {
     /// Reads the segments ffmpeg has finished since the last call; true if there were any.
     pub fn poll(&self) -> std::io::Result<bool> {
         let mut state = self.state.write().unwrap();
-        let mut file = match std::fs::File::open(self.dir.join(SEGMENT_LIST)) {
+        if state.runs == 0 {
+            return Ok(false);
+        }
+        let mut file = match std::fs::File::open(self.dir.join(list_name(state.runs - 1))) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
@@ -127,32 +167,42 @@ impl HlsStream {
         let mut added = false;
         while let Some(end) = state.partial.find('\n') {
             let line: String = state.partial.drain(..=end).collect();
-            match parse_line(line.trim()) {
-                Some((file, start_s, end_s)) => {
-                    let sequence = state.segments.back().map_or(0, |s| s.sequence + 1);
-                    let start_ms = (start_s * 1000.0).round() as i64;
-                    state.segments.push_back(Segment { sequence, file, start_ms, duration_s: end_s - start_s });
-                    added = true;
-                }
-                None => tracing::warn!(line = line.trim(), "unreadable line in ffmpeg's HLS segment list"),
-            }
+            let Some((file, start_s, end_s)) = parse_line(line.trim()) else {
+                tracing::warn!(line = line.trim(), "unreadable line in ffmpeg's HLS segment list");
+                continue;
+            };
+            let segment = Segment {
+                sequence: state.segments.back().map_or(0, |s| s.sequence + 1),
+                file,
+                start_ms: state.run_offset_ms + (start_s * 1000.0).round() as i64,
+                duration_s: end_s - start_s,
+                discontinuity: std::mem::take(&mut state.run_starts) && !state.segments.is_empty(),
+            };
+            state.segments.push_back(segment);
+            added = true;
         }
         while state.segments.len() > 2 * self.window {
             let old = state.segments.pop_front().expect("not empty");
+            state.discontinuities_gone += u64::from(old.discontinuity);
             let _ = std::fs::remove_file(self.dir.join(&old.file));
         }
         if added {
-            state.text = Some(self.render(&state).into());
+            self.update(&mut state)?;
         }
         Ok(added)
     }
 
-    /// The stream ended (a file without `loop`): the playlist says no more segments come.
+    /// The stream ended (a file without `loop`, or a live input that stayed down): the
+    /// playlist says no more segments come.
     pub fn end(&self) {
         let _ = self.poll();
         let mut state = self.state.write().unwrap();
         state.ended = true;
-        state.text = (!state.segments.is_empty()).then(|| self.render(&state).into());
+        if !state.segments.is_empty() {
+            if let Err(e) = self.update(&mut state) {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the last HLS playlist");
+            }
+        }
     }
 
     /// The live playlist; none before the first segment.
@@ -173,14 +223,33 @@ impl HlsStream {
         state.segments.iter().any(|s| s.file == name).then(|| self.dir.join(name))
     }
 
+    fn update(&self, state: &mut Playlist) -> std::io::Result<()> {
+        let text: Arc<str> = self.render(state).into();
+        if self.publish {
+            // Whole, then renamed: a server reading the folder never sees half a playlist.
+            let tmp = self.dir.join(".live.m3u8.tmp");
+            std::fs::write(&tmp, text.as_bytes())?;
+            std::fs::rename(&tmp, self.dir.join(PLAYLIST))?;
+        }
+        state.text = Some(text);
+        Ok(())
+    }
+
     fn render(&self, state: &Playlist) -> String {
-        let listed: Vec<&Segment> =
-            state.segments.iter().skip(state.segments.len().saturating_sub(self.window)).collect();
+        let unlisted = state.segments.len().saturating_sub(self.window);
+        let listed: Vec<&Segment> = state.segments.iter().skip(unlisted).collect();
         let longest = listed.iter().map(|s| s.duration_s).fold(self.segment.as_secs_f64(), f64::max);
+        let discontinuities = state.discontinuities_gone
+            + state.segments.iter().take(unlisted).filter(|s| s.discontinuity).count() as u64;
         let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
         let _ = writeln!(text, "#EXT-X-TARGETDURATION:{}", longest.round().max(1.0) as u64);
         let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{}", listed.first().map_or(0, |s| s.sequence));
+        let _ = writeln!(text, "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities}");
+        let _ = writeln!(text, "{ORIGIN_TAG}{}", state.origin_ms);
         for s in listed {
+            if s.discontinuity {
+                text.push_str("#EXT-X-DISCONTINUITY\n");
+            }
             let _ = writeln!(text, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339(state.origin_ms + s.start_ms));
             let _ = writeln!(text, "#EXTINF:{:.3},\n{}", s.duration_s, s.file);
         }
@@ -202,6 +271,24 @@ impl Drop for HlsStream {
     }
 }
 
+/// The list of ffmpeg run `run`, to which it appends `name,start_s,end_s` as it closes each segment.
+fn list_name(run: u32) -> String {
+    format!("segments-{run}.csv")
+}
+
+/// The wall-clock time of media time 0 of a published playlist ([`ORIGIN_TAG`]).
+pub fn origin_of(playlist: &str) -> Option<i64> {
+    playlist.lines().find_map(|l| l.strip_prefix(ORIGIN_TAG)).and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether `name` can be a segment of ours: `{origin}-{run}-{n}.ts`, nothing that leaves the folder.
+pub fn is_segment_name(name: &str) -> bool {
+    name.strip_suffix(".ts").is_some_and(|stem| {
+        let parts: Vec<&str> = stem.split('-').collect();
+        parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 /// `name,start,end` (ffmpeg quotes names with commas; ours have none).
 fn parse_line(line: &str) -> Option<(String, f64, f64)> {
     let mut fields = line.rsplitn(3, ',');
@@ -216,52 +303,92 @@ fn parse_line(line: &str) -> Option<(String, f64, f64)> {
 mod tests {
     use super::*;
 
-    fn stream(window: usize) -> (Arc<HlsStream>, PathBuf) {
-        let base = std::env::temp_dir().join(format!("vitrine-hls-test-{}-{window}", std::process::id()));
-        let spec = HlsSpec { window, dir: Some(base.display().to_string()), ..HlsSpec::default() };
-        let hls = HlsStream::create("s", &spec, Path::new("/")).unwrap();
+    fn stream(name: &str, window: usize) -> (Arc<HlsStream>, PathBuf) {
+        let base = std::env::temp_dir().join(format!("vitrine-hls-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let spec = HlsSpec { window, ..HlsSpec::default() };
+        let hls = HlsStream::published(&base, "s", &spec).unwrap();
         (hls, base.join("s"))
+    }
+
+    /// What ffmpeg does: writes segments of `seconds` and lists them (the last line unfinished
+    /// when `partial`).
+    fn ffmpeg_writes(dir: &Path, args: &[String], seconds: &[(f64, f64)], partial: bool) {
+        let template = args.last().unwrap().rsplit('/').next().unwrap().to_string();
+        let list = args[args.iter().position(|a| a == "-segment_list").unwrap() + 1].clone();
+        let mut text = String::new();
+        for (i, (start, end)) in seconds.iter().enumerate() {
+            let name = template.replace("%06d", &format!("{i:06}"));
+            std::fs::write(dir.join(&name), b"G").unwrap();
+            text += &format!("{name},{start:.6},{end:.6}\n");
+        }
+        std::fs::write(list, if partial { &text[..text.len() - 5] } else { &text }).unwrap();
     }
 
     #[test]
     fn the_playlist_stamps_each_segment_with_its_media_time_and_slides() {
-        let (hls, dir) = stream(3);
-        let origin = 1_764_000_000_000;
-        let args = hls.start(origin).unwrap();
-        assert!(args.iter().any(|a| a.ends_with(&format!("{origin}-%08d.ts"))), "{args:?}");
+        let (hls, dir) = stream("slides", 3);
+        let args = hls.next_run(0).unwrap();
         assert!(hls.playlist().is_none() && hls.media_origin_ms().is_none());
-        let mut list = String::new();
-        for i in 0..7 {
-            let name = format!("{origin}-{i:08}.ts");
-            std::fs::write(dir.join(&name), b"ts").unwrap();
-            list += &format!("{name},{}.000000,{}.000000\n", i * 2, i * 2 + 2);
-        }
-        // ffmpeg is still writing the last line.
-        std::fs::write(dir.join(SEGMENT_LIST), &list[..list.len() - 5]).unwrap();
+        let times: Vec<(f64, f64)> = (0..7).map(|i| (i as f64 * 2.0, i as f64 * 2.0 + 2.0)).collect();
+        ffmpeg_writes(&dir, &args, &times, true); // ffmpeg is still writing the last line
         assert!(hls.poll().unwrap());
+        let origin = hls.media_origin_ms().unwrap();
+        assert!((origin - now_ms()).abs() < 5000);
         let text = hls.playlist().unwrap();
-        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:3\n"), "{text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{text}");
         assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
-        assert!(
-            text.contains(&format!(
-                "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:2.000,\n{origin}-00000005.ts",
-                rfc3339(origin + 10_000)
-            )),
-            "{text}"
-        );
-        assert!(!text.contains("00000006.ts") && !text.contains("ENDLIST"), "{text}");
+        let fifth =
+            format!("#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:2.000,\n{origin}-0-000005.ts", rfc3339(origin + 10_000));
+        assert!(text.contains(&fifth), "{text}");
+        assert!(!text.contains("000006.ts") && !text.contains("ENDLIST"), "{text}");
+        // Published: the folder holds the same playlist, with the origin for its reader.
+        let published = std::fs::read_to_string(dir.join(PLAYLIST)).unwrap();
+        assert_eq!(published, &*text);
+        assert_eq!(origin_of(&published), Some(origin));
         // Older segments than the window stay on disk a window longer, then go.
-        assert!(hls.segment_file(&format!("{origin}-00000000.ts")).is_some());
-        std::fs::write(dir.join(SEGMENT_LIST), &list).unwrap();
+        assert!(hls.segment_file(&format!("{origin}-0-000000.ts")).is_some());
+        ffmpeg_writes(&dir, &args, &times, false);
         hls.end();
         let text = hls.playlist().unwrap();
-        assert!(text.contains(&format!("{origin}-00000006.ts\n#EXT-X-ENDLIST\n")), "{text}");
-        assert!(hls.segment_file(&format!("{origin}-00000000.ts")).is_none());
-        assert!(!dir.join(format!("{origin}-00000000.ts")).exists());
+        assert!(text.contains(&format!("{origin}-0-000006.ts\n#EXT-X-ENDLIST\n")), "{text}");
+        assert!(hls.segment_file(&format!("{origin}-0-000000.ts")).is_none());
+        assert!(!dir.join(format!("{origin}-0-000000.ts")).exists());
         assert!(hls.segment_file("../../etc/passwd").is_none());
-        assert_eq!(hls.media_origin_ms(), Some(origin));
-        drop(hls);
-        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+    }
+
+    #[test]
+    fn a_reconnected_run_carries_on_after_a_discontinuity() {
+        let (hls, dir) = stream("reconnect", 4);
+        let first = hls.next_run(0).unwrap();
+        ffmpeg_writes(&dir, &first, &[(0.0, 1.0), (1.0, 2.0), (2.0, 2.6)], false);
+        hls.poll().unwrap();
+        let origin = hls.media_origin_ms().unwrap();
+        // The input dropped at 2.6 s of media; frames (and segments) carry on from there.
+        let second = hls.next_run(2600).unwrap();
+        assert!(second.last().unwrap().ends_with(&format!("{origin}-1-%06d.ts")), "{second:?}");
+        ffmpeg_writes(&dir, &second, &[(0.0, 1.0), (1.0, 2.0)], false);
+        hls.poll().unwrap();
+        let text = hls.playlist().unwrap();
+        let expected = format!(
+            "{origin}-0-000002.ts\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:1.000,\n{origin}-1-000000.ts\n",
+            rfc3339(origin + 2600)
+        );
+        assert!(text.contains(&expected), "{text}");
+        assert!(text.contains(&format!(
+            "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:1.000,\n{origin}-1-000001.ts",
+            rfc3339(origin + 3600)
+        )));
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"), "{text}");
+        assert!(!dir.join("segments-0.csv").exists(), "the first run's list is done with");
+        // Once the discontinuity slides out of the playlist, the playlist counts it.
+        ffmpeg_writes(&dir, &second, &(0..8).map(|i| (i as f64, i as f64 + 1.0)).collect::<Vec<_>>(), false);
+        hls.poll().unwrap();
+        let text = hls.playlist().unwrap();
+        assert!(
+            text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n") && !text.contains("#EXT-X-DISCONTINUITY\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -274,9 +401,13 @@ mod tests {
     }
 
     #[test]
-    fn reads_ffmpeg_list_lines() {
-        assert_eq!(parse_line("/tmp/x/1-00000001.ts,1.000000,2.040000"), Some(("1-00000001.ts".into(), 1.0, 2.04)));
+    fn reads_ffmpeg_list_lines_and_knows_its_segment_names() {
+        assert_eq!(parse_line("/tmp/x/1-0-000001.ts,1.000000,2.040000"), Some(("1-0-000001.ts".into(), 1.0, 2.04)));
         assert_eq!(parse_line("garbage"), None);
         assert_eq!(parse_line("a.ts,3.0,2.0"), None);
+        assert!(is_segment_name("1795617588920-0-000012.ts"));
+        for bad in ["live.m3u8", "../1-0-1.ts", "1-0-.ts", "1-0-1.ts/..", "a-0-1.ts", "1-0-1-2.ts"] {
+            assert!(!is_segment_name(bad), "{bad}");
+        }
     }
 }

@@ -97,6 +97,13 @@ enum Command {
         /// Folder for frames sent by reference; the pipeline reads them via its source's `frame_refs_dir`.
         #[arg(long)]
         spill_dir: Option<PathBuf>,
+        /// Also write the stream's live HLS into DIR/{stream-id}/ (a folder the pipeline serves
+        /// through its Kafka source's `hls_dir`), cut from the same ffmpeg run as the frames.
+        #[arg(long, value_name = "DIR")]
+        hls_dir: Option<PathBuf>,
+        /// Target length of an HLS segment (segments are cut at the input's keyframes).
+        #[arg(long, default_value = "1s", value_parser = humantime_serde::re::humantime::parse_duration)]
+        hls_segment: std::time::Duration,
     },
     /// Measures the pipeline against the raw model loop (and a per-frame Python peer) on the
     /// spec's first source: frames/s, their ratio, and frame-to-viewer latency.
@@ -260,6 +267,8 @@ fn main() -> ExitCode {
             ffmpeg,
             max_inline_bytes,
             spill_dir,
+            hls_dir,
+            hls_segment,
         } => {
             let source = vitrine_schemas::spec::VideoSource {
                 stream_id,
@@ -286,8 +295,25 @@ fn main() -> ExitCode {
                 eprintln!("vitrine sample: {e}");
                 return ExitCode::FAILURE;
             }
+            if hls_segment < std::time::Duration::from_millis(500) || hls_segment > std::time::Duration::from_secs(10) {
+                eprintln!("vitrine sample: --hls-segment must be between 500ms and 10s (e.g. `1s`)");
+                return ExitCode::from(2);
+            }
+            let hls = match hls_dir {
+                Some(dir) => {
+                    let spec = vitrine_schemas::spec::HlsSpec { segment: hls_segment, ..Default::default() };
+                    match vitrine_connectors::hls::HlsStream::published(&dir, &source.stream_id, &spec) {
+                        Ok(hls) => Some(hls),
+                        Err(e) => {
+                            eprintln!("vitrine sample: cannot write HLS into {}: {e}", dir.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                None => None,
+            };
             let options =
-                SamplerOptions { source, input: url, brokers, topic, max_retries, max_inline_bytes, spill_dir };
+                SamplerOptions { source, input: url, brokers, topic, max_retries, max_inline_bytes, spill_dir, hls };
             let stop = Arc::new(AtomicBool::new(false));
             stop_on_signals(stop.clone());
             match sampler::run(&options, stop) {

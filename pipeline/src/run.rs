@@ -35,6 +35,7 @@ use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::{self, ServerState};
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
 use vitrine_connectors::sinks::parquet::ParquetSink;
+use vitrine_connectors::sources::video::HlsRun;
 use vitrine_connectors::sources::{self, FrameSink};
 use vitrine_models::{find_runtime_library, Detector, Runtime};
 use vitrine_operators::{
@@ -207,6 +208,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     images: images.clone(),
                     videos: Arc::new(videos),
                     hls: hls_streams.clone(),
+                    hls_dir: kafka_source.as_ref().and_then(|k| k.hls_dir.as_ref()).map(|d| loaded.resolve(d)),
                     viewer_page: s.viewer,
                     heartbeat: s.heartbeat,
                     metrics: metrics.clone(),
@@ -304,7 +306,14 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let hls = hls_streams.get(&stream_id).cloned();
         source_threads.push(std::thread::Builder::new().name(format!("source-{stream_id}")).spawn(move || {
             let result = match &source {
-                SourceSpec::Video(v) => sources::video::run(v, &input, &sink, hls.as_deref()),
+                SourceSpec::Video(v) => {
+                    let run = hls.as_deref().map(|stream| HlsRun { stream, media_offset_ms: 0 });
+                    let result = sources::video::run(v, &input, &sink, run);
+                    if let Some(hls) = &hls {
+                        hls.end();
+                    }
+                    result
+                }
                 SourceSpec::Frames(f) => sources::folder::run(f, std::path::Path::new(&input), &sink),
                 SourceSpec::Kafka(_) => Ok(0),
             };

@@ -89,6 +89,10 @@ pub struct KafkaSource {
     /// from, e.g. the shared volume of `vitrine sample --spill-dir`. Omit to refuse references.
     #[serde(default)]
     pub frame_refs_dir: Option<String>,
+    /// Folder where `vitrine sample --hls-dir` writes each stream's live HLS (a shared
+    /// volume): the server plays it to viewers. Omit for no video in the viewer page.
+    #[serde(default)]
+    pub hls_dir: Option<String>,
 }
 
 /// How fast a source delivers frames.

@@ -14,7 +14,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use vitrine_tests::{free_port, root, temp_dir, vitrine_bin, Broker};
+use vitrine_tests::{free_port, http_get, http_get_bytes, root, temp_dir, vitrine_bin, Broker};
 
 /// A Kafka record as the test sees it: key, value, headers.
 struct Record {
@@ -440,10 +440,12 @@ fn frames_over_the_message_limit_travel_by_reference() {
     let broker = Broker::start();
     let dir = temp_dir("kafka-by-reference");
     let spill = dir.join("spill");
-    let spec = spec(&dir, &broker.address, "refs", false);
-    let text = std::fs::read_to_string(&spec)
-        .unwrap()
-        .replace("    streams: [shop1]\n", &format!("    streams: [shop1]\n    frame_refs_dir: {}\n", spill.display()));
+    let hls = dir.join("hls");
+    let spec = spec(&dir, &broker.address, "refs", true);
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "    streams: [shop1]\n",
+        &format!("    streams: [shop1]\n    frame_refs_dir: {}\n    hls_dir: {}\n", spill.display(), hls.display()),
+    );
     std::fs::write(&spec, text).unwrap();
     run_ok(Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&spec));
     // The sample's frames are 40-60 KB: with a 30 KB inline limit, the large ones go by reference.
@@ -452,6 +454,8 @@ fn frames_over_the_message_limit_travel_by_reference() {
             .args(["sample", "--stream-id", "shop1", "--fps", "5", "--fast", "--max-inline-bytes", "30000"])
             .args(["--brokers", &broker.address, "--spill-dir"])
             .arg(&spill)
+            .arg("--hls-dir")
+            .arg(&hls)
             .arg("--url")
             .arg(root().join("examples/sample/shopping.mp4")),
     );
@@ -460,9 +464,18 @@ fn frames_over_the_message_limit_travel_by_reference() {
     assert!(by_reference > 100, "only {by_reference} of {} frames went by reference", frames.len());
     assert!(frames.iter().filter(|r| r.headers.contains_key("vitrine-frame-url")).all(|r| r.value.is_empty()));
 
-    let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), free_port());
+    let port = free_port();
+    let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), port);
     let detections = consume(&broker.address, "vitrine.detections", 180, Duration::from_secs(60));
     let events = consume(&broker.address, "vitrine.product-events", 6, Duration::from_secs(30));
+    // The sampler's live HLS, served by the pipeline for the viewer page.
+    let streams: Value = serde_json::from_str(&http_get(port, "/v1/streams")).unwrap();
+    let playback = &streams["streams"][0]["playback"];
+    let playlist = http_get(port, "/v1/streams/shop1/hls/live.m3u8");
+    assert_eq!(playback["kind"], "hls", "{streams}");
+    assert_eq!(playback["media_origin_ms"].as_i64(), vitrine_connectors::hls::origin_of(&playlist), "{playlist}");
+    let segment = playlist.lines().rfind(|l| l.ends_with(".ts")).expect(&playlist);
+    assert_eq!(http_get_bytes(port, &format!("/v1/streams/shop1/hls/{segment}"))[0], 0x47, "an MPEG-TS segment");
     stop(pipeline);
     let log = std::fs::read_to_string(dir.join("vitrine.log")).unwrap();
     assert_eq!(detections.len(), 180, "{log}");
@@ -510,7 +523,15 @@ fn the_sampler_says_what_is_wrong_and_reconnects_to_a_stream_that_drops() {
         }
         // Then the stream is gone for good: connections are refused.
     });
-    let out = sampler(&["--max-retries", "1", "--url", &format!("tcp://127.0.0.1:{port}")]);
+    let hls_dir = dir.join("hls");
+    let out = sampler(&[
+        "--max-retries",
+        "1",
+        "--hls-dir",
+        hls_dir.to_str().unwrap(),
+        "--url",
+        &format!("tcp://127.0.0.1:{port}"),
+    ]);
     server.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("reconnecting"), "{stderr}");
@@ -525,4 +546,26 @@ fn the_sampler_says_what_is_wrong_and_reconnects_to_a_stream_that_drops() {
         seqs.len()
     );
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "one gapless stream across the reconnect");
+
+    // The live HLS carries on across the reconnect too: after a discontinuity, its segments
+    // are stamped from the media time of the first frame of the second connection.
+    let mut frames: Vec<(i64, i64)> = frames
+        .iter()
+        .map(|r| (r.headers["vitrine-pts-ms"].parse().unwrap(), r.headers["vitrine-captured-at-ms"].parse().unwrap()))
+        .collect();
+    frames.sort();
+    let reconnected_at = frames.windows(2).max_by_key(|w| w[1].1 - w[0].1).map(|w| w[1].0).unwrap();
+    let playlist = std::fs::read_to_string(hls_dir.join("live1/live.m3u8")).unwrap();
+    let origin = vitrine_connectors::hls::origin_of(&playlist).expect("the playlist gives its origin");
+    let after =
+        playlist.split("#EXT-X-DISCONTINUITY\n").nth(1).unwrap_or_else(|| panic!("no discontinuity:\n{playlist}"));
+    let stamp = vitrine_connectors::time_format::rfc3339(origin + reconnected_at);
+    assert!(
+        after.starts_with(&format!("#EXT-X-PROGRAM-DATE-TIME:{stamp}\n")),
+        "second run from {reconnected_at} ms:\n{playlist}"
+    );
+    assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+    for segment in playlist.lines().filter(|l| l.ends_with(".ts")) {
+        assert!(hls_dir.join("live1").join(segment).exists(), "{segment}");
+    }
 }

@@ -1,7 +1,8 @@
 //! `vitrine sample`: the frame sampler. Reads any input ffmpeg reads, keeps `fps` frames a
 //! second as JPEG and publishes each to the frames topic (key = stream id, metadata in
 //! headers). A live stream that drops is reconnected with back-off; media time and `seq`
-//! carry on where they were, so consumers see one gapless stream.
+//! carry on where they were, so consumers see one gapless stream. With `--hls-dir` it also
+//! writes the stream's live HLS there, on the frames' media time, for the pipeline to serve.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -16,6 +17,8 @@ use vitrine_schemas::Frame;
 use super::frames::frame_headers;
 use super::sink::DeliveryReports;
 use super::{client_config, describe};
+use crate::hls::HlsStream;
+use crate::sources::video::HlsRun;
 use crate::sources::{video, FrameSink};
 use crate::ConnectorError;
 
@@ -33,6 +36,8 @@ pub struct SamplerOptions {
     pub max_inline_bytes: usize,
     /// Where frames sent by reference are written (a volume the pipeline also sees).
     pub spill_dir: Option<std::path::PathBuf>,
+    /// Live HLS of the stream, written into a folder the pipeline serves.
+    pub hls: Option<Arc<HlsStream>>,
 }
 
 /// Writes a frame to the spill folder (whole, then renamed) and returns its `file://` URL.
@@ -57,6 +62,14 @@ pub struct SamplerStats {
 
 /// Samples until the input ends (a file), `stop` is set, or a live input stays down.
 pub fn run(options: &SamplerOptions, stop: Arc<AtomicBool>) -> Result<SamplerStats, String> {
+    let result = sample(options, stop);
+    if let Some(hls) = &options.hls {
+        hls.end();
+    }
+    result
+}
+
+fn sample(options: &SamplerOptions, stop: Arc<AtomicBool>) -> Result<SamplerStats, String> {
     let producer: ThreadedProducer<DeliveryReports> = client_config(&options.brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -72,8 +85,13 @@ pub fn run(options: &SamplerOptions, stop: Arc<AtomicBool>) -> Result<SamplerSta
         let sink = FrameSink { frames: tx, stop: stop.clone() };
         let source = options.source.clone();
         let input = options.input.clone();
-        let reader = std::thread::spawn(move || video::run(&source, &input, &sink, None));
         let before = stats.frames;
+        let hls = options.hls.clone();
+        let media_offset_ms = crate::sources::pts_of(before, options.source.fps);
+        let reader = std::thread::spawn(move || {
+            let run = hls.as_deref().map(|stream| HlsRun { stream, media_offset_ms });
+            video::run(&source, &input, &sink, run)
+        });
         for mut frame in rx {
             // Continue numbering across reconnects: one gapless stream for consumers.
             frame.seq += before;

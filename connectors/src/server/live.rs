@@ -18,29 +18,45 @@ pub async fn hls_js() -> Response {
         .into_response()
 }
 
-/// `GET /v1/streams/{id}/hls/{name}`: `live.m3u8` or one of its segments.
+/// The playlist a sampler published for stream `id` in the Kafka source's `hls_dir`.
+pub fn published_playlist(state: &ServerState, id: &str) -> Option<String> {
+    if !vitrine_schemas::spec::valid_stream_id(id) {
+        return None;
+    }
+    std::fs::read_to_string(state.hls_dir.as_ref()?.join(id).join(crate::hls::PLAYLIST)).ok()
+}
+
+/// `GET /v1/streams/{id}/hls/{name}`: `live.m3u8` or one of its segments, from the stream's
+/// own ffmpeg run (a video source with `hls:`) or from the folder a sampler publishes to.
 pub async fn serve(State(state): State<ServerState>, Path((id, name)): Path<(String, String)>) -> Response {
-    let Some(hls) = state.hls.get(&id).cloned() else {
+    let embedded = state.hls.get(&id).cloned();
+    let published = embedded.is_none().then(|| published_playlist(&state, &id)).flatten();
+    if embedded.is_none() && published.is_none() {
         let reason = if state.hub.has_stream(&id) {
-            format!("stream `{id}` has no HLS: set `hls:` on its video source in the spec")
+            format!("stream `{id}` has no HLS yet: set `hls:` on its video source, or the Kafka source's `hls_dir` and `vitrine sample --hls-dir`")
         } else {
             format!("unknown stream `{id}`")
         };
         return (StatusCode::NOT_FOUND, reason).into_response();
-    };
+    }
     if name == "live.m3u8" {
-        return match hls.playlist() {
+        return match embedded.as_ref().and_then(|hls| hls.playlist()).map(|text| text.to_string()).or(published) {
             // Players reload a live playlist about once a segment: a CDN may keep it a second.
             Some(text) => (
                 [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "public, max-age=1")],
-                text.to_string(),
+                text,
             )
                 .into_response(),
             None => (StatusCode::NOT_FOUND, format!("stream `{id}` has no HLS segment yet: try again in a second"))
                 .into_response(),
         };
     }
-    let Some(path) = hls.segment_file(&name) else {
+    let path = match (&embedded, &state.hls_dir) {
+        (Some(hls), _) => hls.segment_file(&name),
+        (None, Some(dir)) => crate::hls::is_segment_name(&name).then(|| dir.join(&id).join(&name)),
+        (None, None) => None,
+    };
+    let Some(path) = path else {
         return (StatusCode::NOT_FOUND, format!("stream `{id}` has no segment `{name}` (any more)")).into_response();
     };
     match tokio::fs::read(&path).await {

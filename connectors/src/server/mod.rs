@@ -47,6 +47,8 @@ pub struct ServerState {
     pub videos: Arc<HashMap<String, PathBuf>>,
     /// Stream id -> its live HLS, for video sources with `hls:`.
     pub hls: Arc<HashMap<String, Arc<HlsStream>>>,
+    /// Where samplers publish the live HLS of other streams (`{dir}/{stream_id}/live.m3u8`).
+    pub hls_dir: Option<PathBuf>,
     pub viewer_page: bool,
     pub heartbeat: Duration,
     pub metrics: Arc<crate::metrics::PipelineMetrics>,
@@ -131,13 +133,18 @@ async fn streams(State(state): State<ServerState>) -> Json<serde_json::Value> {
 /// How a player plays stream `id`: its live HLS (whose program date minus `media_origin_ms`
 /// is the media time), its source file, or nothing.
 fn playback(state: &ServerState, id: &str) -> serde_json::Value {
-    if let Some(hls) = state.hls.get(id) {
+    let hls = |origin: Option<i64>| {
         serde_json::json!({
             "kind": "hls",
             "url": format!("/v1/streams/{id}/hls/live.m3u8"),
-            "media_origin_ms": hls.media_origin_ms(),
+            "media_origin_ms": origin,
             "player": live::HLS_JS_PATH,
         })
+    };
+    if let Some(stream) = state.hls.get(id) {
+        hls(stream.media_origin_ms())
+    } else if let Some(published) = live::published_playlist(state, id) {
+        hls(crate::hls::origin_of(&published))
     } else if state.videos.contains_key(id) {
         serde_json::json!({ "kind": "file", "url": format!("/v1/streams/{id}/video") })
     } else {

@@ -71,16 +71,26 @@ impl JpegSplitter {
     }
 }
 
+/// HLS cut by one ffmpeg run: the stream's segments, and the media time the run starts at.
+#[derive(Clone, Copy, Debug)]
+pub struct HlsRun<'a> {
+    pub stream: &'a HlsStream,
+    pub media_offset_ms: i64,
+}
+
 /// Samples the stream into `sink` until it ends (or forever, for loops and live URLs, until
-/// the pipeline stops). Returns how many frames were sent.
-/// With `hls`, the segments are cut too and listed as ffmpeg finishes them.
-pub fn run(spec: &VideoSource, input: &str, sink: &FrameSink, hls: Option<&HlsStream>) -> Result<u64, ConnectorError> {
+/// the pipeline stops). Returns how many frames were sent. With `hls`, the segments are cut
+/// too and listed as ffmpeg finishes them (the caller ends the playlist: a live input that
+/// dropped may be read again).
+pub fn run(spec: &VideoSource, input: &str, sink: &FrameSink, hls: Option<HlsRun>) -> Result<u64, ConnectorError> {
     let hls_output = match hls {
-        Some(hls) => hls
-            .start(now_ms())
+        Some(run) => run
+            .stream
+            .next_run(run.media_offset_ms)
             .map_err(|e| ConnectorError::Ffmpeg { input: input.into(), reason: format!("cannot prepare HLS: {e}") })?,
         None => Vec::new(),
     };
+    let hls = hls.map(|run| run.stream);
     let mut child: Child = ffmpeg_command(spec, input, &hls_output)
         .spawn()
         .map_err(|e| ConnectorError::NoFfmpeg { program: spec.ffmpeg.clone(), reason: e.to_string() })?;
@@ -99,7 +109,7 @@ pub fn run(spec: &VideoSource, input: &str, sink: &FrameSink, hls: Option<&HlsSt
                     }
                     std::thread::sleep(HLS_POLL);
                 }
-                hls.end();
+                let _ = hls.poll(); // the segments ffmpeg closed as it exited
             });
         }
         let result = read_frames(spec, input, sink, &mut child);
