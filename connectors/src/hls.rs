@@ -58,6 +58,8 @@ struct Playlist {
     partial: String,
     /// The next segment starts a new run.
     run_starts: bool,
+    /// Whether the log already said that the input's keyframes are too far apart.
+    warned_long: bool,
     ended: bool,
     text: Option<Arc<str>>,
 }
@@ -178,6 +180,15 @@ impl HlsStream {
                 duration_s: end_s - start_s,
                 discontinuity: std::mem::take(&mut state.run_starts) && !state.segments.is_empty(),
             };
+            // Players start a few segments behind the end: long ones put them far behind live.
+            if segment.duration_s > 2.0 * self.segment.as_secs_f64() && !std::mem::replace(&mut state.warned_long, true)
+            {
+                tracing::warn!(
+                    segment_s = segment.duration_s,
+                    target_s = self.segment.as_secs_f64(),
+                    "HLS segments run long: the input's keyframes are that far apart; set the encoder's keyframe interval to the segment length (1-2 s)"
+                );
+            }
             state.segments.push_back(segment);
             added = true;
         }

@@ -65,6 +65,8 @@ pub struct Hub {
     queue: usize,
     pub stats: HubStats,
     closing: tokio::sync::watch::Sender<bool>,
+    /// When this run started: in every `hello`, so viewers notice a restart.
+    started_at_ms: i64,
 }
 
 fn encode(message: &ServerMessage) -> Utf8Bytes {
@@ -107,6 +109,7 @@ impl Hub {
             queue,
             stats: HubStats::default(),
             closing: tokio::sync::watch::Sender::new(false),
+            started_at_ms: now_ms(),
         }
     }
 
@@ -189,6 +192,7 @@ impl Hub {
             protocol: PROTOCOL_VERSION,
             stream_id: stream_id.to_string(),
             server_time_ms: now_ms(),
+            run_started_ms: self.started_at_ms,
             media_time_ms: state.media_time_ms,
         };
         Some((encode(&hello), encode(&state.snapshot()), stream.tx.subscribe()))
@@ -204,6 +208,7 @@ impl Hub {
             protocol: PROTOCOL_VERSION,
             stream_id: stream_id.to_string(),
             server_time_ms: now_ms(),
+            run_started_ms: self.started_at_ms,
             media_time_ms: state.media_time_ms,
         });
         let missed = state

@@ -21,6 +21,10 @@ pub enum ServerMessage {
         stream_id: String,
         /// Server wall clock, ms since the Unix epoch.
         server_time_ms: i64,
+        /// When this run of vitrine started (ms since the Unix epoch). A client that sees it
+        /// change after a reconnect knows the server restarted: an embedded stream's media
+        /// time, events and video started over.
+        run_started_ms: i64,
         /// Latest media time the pipeline has processed for this stream, if any.
         media_time_ms: Option<i64>,
     },

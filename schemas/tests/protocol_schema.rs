@@ -114,6 +114,7 @@ fn messages() -> Vec<Value> {
             protocol: PROTOCOL_VERSION,
             stream_id: "demo".into(),
             server_time_ms: 1,
+            run_started_ms: 1,
             media_time_ms: None,
         },
         ServerMessage::Snapshot { media_time_ms: Some(3400), products: vec![event(EventKind::Appeared, bbox)] },

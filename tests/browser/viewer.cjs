@@ -6,6 +6,8 @@
 // - late: a page opened once the mug is on screen in the pipeline: what it shows (the snapshot).
 // - resume: two pages; the network of the second drops from the mug's appearance to its exit
 //   (its WebSocket is cut, and reconnecting fails until then), and it reconnects by itself.
+// - restart: one page, sampled as in sync, while the test restarts vitrine under it; with
+//   the number of times the page loaded at each sample.
 const { chromium } = require('playwright-core');
 
 const [mode, base, seconds] = [process.argv[2], process.argv[3], Number(process.argv[4] || 40)];
@@ -115,8 +117,21 @@ const has = (timeline, kind, sku) => timeline.some((e) => e.kind === kind && e.s
       steady: await timelineOf(steady), dropped: await timelineOf(dropped),
       dropped_cards: (await look(dropped)).cards, steady_cards: (await look(steady)).cards,
     };
+  } else if (mode === 'restart') {
+    let loads = 0;
+    const page = await browser.newPage();
+    page.on('load', () => { loads += 1; });
+    await page.goto(`${base}/?stream=demo&delay=3000`);
+    const samples = [];
+    while (elapsed() < seconds * 1000) {
+      try {
+        samples.push({ ...(await look(page)), loads });
+      } catch (e) { /* the page is reloading */ }
+      await sleep(50);
+    }
+    result = { samples, loads, timeline: await timelineOf(page) };
   } else {
-    throw new Error(`unknown mode ${mode}: sync, late or resume`);
+    throw new Error(`unknown mode ${mode}: sync, late, resume or restart`);
   }
   process.stdout.write(JSON.stringify(result));
   await browser.close();

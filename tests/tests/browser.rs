@@ -4,7 +4,8 @@
 //!   enters, and goes within 0.5 s of the media time it leaves, by the page's own player
 //!   clock, and that clock is the picture's (the video shows the product then);
 //! - a page opened late shows the product already on screen (the snapshot);
-//! - a page whose WebSocket is cut while events happen gets every one of them on reconnect.
+//! - a page whose WebSocket is cut while events happen gets every one of them on reconnect;
+//! - a page open while vitrine restarts starts again with the new run's video and events.
 //!
 //! Each test plays the stream in real time beside a pipeline: they run one at a time
 //! (`.config/nextest.toml`; a lock under `cargo test`).
@@ -32,8 +33,11 @@ struct Server {
 
 impl Server {
     fn start(name: &str, hls: bool) -> Server {
+        Server::start_on(temp_dir(name), hls, free_port())
+    }
+
+    fn start_on(dir: PathBuf, hls: bool, port: u16) -> Server {
         let root = root();
-        let dir = temp_dir(name);
         let examples = root.join("examples");
         let mut spec = std::fs::read_to_string(examples.join("demo.yaml")).unwrap();
         spec = replace(&spec, "input: sample/", &format!("input: {}/sample/", examples.display()));
@@ -46,13 +50,13 @@ impl Server {
         spec = replace(&spec, "path: ../out/", &format!("path: {}/", dir.join("out").display()));
         let spec_path = dir.join("browser.yaml");
         std::fs::write(&spec_path, spec).unwrap();
-        let port = free_port();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("vitrine.log")).unwrap();
         let child = Command::new(vitrine_tests::vitrine_bin())
             .arg("run")
             .arg(&spec_path)
             .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("vitrine.log")).unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         let server = Server { child, port, dir };
@@ -65,18 +69,27 @@ impl Server {
     }
 
     /// Runs tests/browser/viewer.cjs in `mode` for at most `seconds`; what the pages saw.
-    fn browse(&self, mode: &str, seconds: u32) -> Value {
+    fn browse(&mut self, mode: &str, seconds: u32) -> Value {
+        self.browse_while(mode, seconds, |_| {})
+    }
+
+    /// As `browse`, doing `meanwhile` with the server while the browser runs.
+    fn browse_while(&mut self, mode: &str, seconds: u32, meanwhile: impl FnOnce(&mut Server)) -> Value {
         let root = root();
         assert!(
             root.join(".vitrine/node/node_modules/playwright-core").exists(),
             "playwright-core is missing: run scripts/setup.sh"
         );
-        let out = Command::new("node")
+        let browser = Command::new("node")
             .arg(root.join("tests/browser/viewer.cjs"))
             .args([mode, &format!("http://127.0.0.1:{}", self.port), &seconds.to_string()])
             .env("NODE_PATH", root.join(".vitrine/node/node_modules"))
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .unwrap();
+        meanwhile(self);
+        let out = browser.wait_with_output().unwrap();
         let log = self.dir.join("vitrine.log");
         assert!(
             out.status.success(),
@@ -168,7 +181,7 @@ fn assert_clock_is_the_pictures(samples: &[(i64, Vec<String>, Option<String>)]) 
 #[test]
 fn live_hls_cards_appear_and_go_with_the_product_in_the_picture() {
     let _one = ONE_AT_A_TIME.lock();
-    let server = Server::start("browser-sync", true);
+    let mut server = Server::start("browser-sync", true);
     // The playlist and its segments, as a CDN sees them.
     let playlist = (0..100)
         .find_map(|_| {
@@ -211,7 +224,7 @@ fn live_hls_cards_appear_and_go_with_the_product_in_the_picture() {
 fn a_late_viewer_sees_the_product_already_on_screen() {
     let _one = ONE_AT_A_TIME.lock();
     // The source video file, played by the page itself (no HLS).
-    let server = Server::start("browser-late", false);
+    let mut server = Server::start("browser-late", false);
     let seen = server.browse("late", 30);
     assert!(
         seen["on_screen_when_opened"].as_array().unwrap().iter().any(|s| s == "MUG-ESP-01"),
@@ -230,7 +243,7 @@ fn a_late_viewer_sees_the_product_already_on_screen() {
 #[test]
 fn a_viewer_whose_connection_drops_resumes_with_nothing_lost() {
     let _one = ONE_AT_A_TIME.lock();
-    let server = Server::start("browser-resume", true);
+    let mut server = Server::start("browser-resume", true);
     let seen = server.browse("resume", 40);
     assert!(seen["came_back_ms"].is_i64(), "the connection was never cut and restored: {seen}");
     // The page kept trying while the network was down, and came back with the last event it had.
@@ -245,4 +258,31 @@ fn a_viewer_whose_connection_drops_resumes_with_nothing_lost() {
     assert!(pts(&seen["dropped"], "disappeared", "MUG-ESP-01").is_some(), "{seen}");
     let missing: Vec<_> = steady.difference(&dropped).collect();
     assert!(missing.is_empty(), "the dropped page lacks events {missing:?}: {seen}");
+}
+
+#[test]
+fn a_page_open_while_vitrine_restarts_starts_over_with_the_new_run() {
+    let _one = ONE_AT_A_TIME.lock();
+    let mut server = Server::start("browser-restart", true);
+    let seen = server.browse_while("restart", 34, |server| {
+        // Once the page has played into the mug, vitrine restarts on the same address: a
+        // new run, whose media time, events and video start again from 0.
+        std::thread::sleep(std::time::Duration::from_secs(14));
+        let (dir, port) = (server.dir.clone(), server.port);
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        *server = Server::start_on(dir, true, port);
+    });
+    assert!(seen["loads"].as_u64().unwrap() >= 2, "the page did not start over: {seen}");
+    // Before and after, the player's clock is its picture's.
+    let all = samples(&seen);
+    assert!(assert_clock_is_the_pictures(&all) > 100, "{seen}");
+    // After, the cards follow the new run's events on the new run's video.
+    let after: Vec<_> =
+        seen["samples"].as_array().unwrap().iter().filter(|s| s["loads"].as_u64() >= Some(2)).cloned().collect();
+    let after = samples(&serde_json::json!({ "samples": after }));
+    let enter = pts(&seen["timeline"], "appeared", "MUG-ESP-01").expect("the new run's mug");
+    let leave = pts(&seen["timeline"], "disappeared", "MUG-ESP-01").unwrap_or(i64::MAX / 2);
+    let checked = assert_card_in_sync(&after, "MUG-ESP-01", enter, leave);
+    assert!(checked > 20, "the restarted page hardly played the mug ({checked} samples): {seen}");
 }
