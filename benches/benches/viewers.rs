@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
-use vitrine_tests::{free_port, replace, root, temp_dir, vitrine_bin};
+use vitrine_tests::{demo_spec, free_port, temp_dir, vitrine_bin};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
@@ -31,14 +31,8 @@ fn rss_kb(pid: u32) -> u64 {
 }
 
 fn start_server(port: u16) -> Child {
-    let root = root();
     let dir = temp_dir("bench-viewers");
-    let examples = root.join("examples");
-    let mut spec = std::fs::read_to_string(examples.join("demo.yaml")).unwrap();
-    spec = replace(&spec, "input: sample/", &format!("input: {}/sample/", examples.display()));
-    spec = replace(&spec, "path: ../models/", &format!("path: {}/models/", root.display()));
-    spec = replace(&spec, "path: demo-catalog.jsonl", &format!("path: {}/demo-catalog.jsonl", examples.display()));
-    spec = replace(&spec, "path: ../out/", &format!("path: {}/", dir.join("out").display()));
+    let spec = demo_spec(&dir.join("out"));
     let path = dir.join("viewers.yaml");
     std::fs::write(&path, spec).unwrap();
     Command::new(vitrine_bin())

@@ -56,6 +56,17 @@ print(json.dumps([list(r) for r in rows], default=str))
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The demo spec (examples/demo.yaml) runnable from anywhere: its video, model and catalog
+/// by absolute path, its Parquet and dead letters under `out`.
+pub fn demo_spec(out: &Path) -> String {
+    let (root, examples) = (root(), root().join("examples"));
+    let mut spec = std::fs::read_to_string(examples.join("demo.yaml")).unwrap();
+    spec = replace(&spec, "input: sample/", &format!("input: {}/sample/", examples.display()));
+    spec = replace(&spec, "path: ../models/", &format!("path: {}/models/", root.display()));
+    spec = replace(&spec, "path: demo-catalog.jsonl", &format!("path: {}/demo-catalog.jsonl", examples.display()));
+    replace(&spec, "path: ../out/", &format!("path: {}/", out.display()))
+}
+
 /// Rewrites `text`, failing loudly when a piece to replace is not there (the demo spec changed).
 pub fn replace(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "`{from}` not found in:\n{text}");

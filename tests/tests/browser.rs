@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use serde_json::Value;
-use vitrine_tests::{free_port, replace, root, temp_dir};
+use vitrine_tests::{demo_spec, free_port, replace, root, temp_dir};
 
 const SLACK_MS: i64 = 500;
 /// The sample stream's products, by media time (scripts/make-sample-stream.sh).
@@ -37,17 +37,10 @@ impl Server {
     }
 
     fn start_on(dir: PathBuf, hls: bool, port: u16) -> Server {
-        let root = root();
-        let examples = root.join("examples");
-        let mut spec = std::fs::read_to_string(examples.join("demo.yaml")).unwrap();
-        spec = replace(&spec, "input: sample/", &format!("input: {}/sample/", examples.display()));
-        spec = replace(&spec, "    loop: true\n", "");
+        let mut spec = replace(&demo_spec(&dir.join("out")), "    loop: true\n", "");
         if !hls {
             spec = replace(&spec, "    hls:\n      segment: 1s\n", "");
         }
-        spec = replace(&spec, "path: ../models/", &format!("path: {}/models/", root.display()));
-        spec = replace(&spec, "path: demo-catalog.jsonl", &format!("path: {}/demo-catalog.jsonl", examples.display()));
-        spec = replace(&spec, "path: ../out/", &format!("path: {}/", dir.join("out").display()));
         let spec_path = dir.join("browser.yaml");
         std::fs::write(&spec_path, spec).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("vitrine.log")).unwrap();

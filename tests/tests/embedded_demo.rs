@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use vitrine_tests::{duckdb, free_port, http_get, replace, root, temp_dir, vitrine_bin};
+use vitrine_tests::{demo_spec, duckdb, free_port, http_get, replace, root, temp_dir, vitrine_bin};
 
 const TOLERANCE_MS: i64 = 1000;
 
@@ -66,12 +66,9 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
     let catalog_text = std::fs::read_to_string(examples.join("demo-catalog.jsonl")).unwrap();
     let catalog_text = replace(&catalog_text, "\"sample/", &format!("\"{}/sample/", examples.display()));
     std::fs::write(&catalog, &catalog_text).unwrap();
-    let mut spec = std::fs::read_to_string(examples.join("demo.yaml")).unwrap();
-    spec = replace(&spec, "input: sample/", &format!("input: {}/sample/", examples.display()));
-    spec = replace(&spec, "loop: true", "loop: false");
-    spec = replace(&spec, "path: ../models/", &format!("path: {}/models/", root.display()));
-    spec = replace(&spec, "path: demo-catalog.jsonl", &format!("path: {}\n  poll: 200ms", catalog.display()));
-    spec = replace(&spec, "path: ../out/", &format!("path: {}/", out.display())); // parquet and dead letters
+    let mut spec = replace(&demo_spec(&out), "loop: true", "loop: false");
+    let demo_catalog = format!("path: {}/demo-catalog.jsonl", examples.display());
+    spec = replace(&spec, &demo_catalog, &format!("path: {}\n  poll: 200ms", catalog.display()));
     let spec_path = dir.join("demo.yaml");
     std::fs::write(&spec_path, spec).unwrap();
 

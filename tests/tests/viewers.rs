@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-use vitrine_tests::{free_port, replace, root, temp_dir, vitrine_bin};
+use vitrine_tests::{demo_spec, free_port, replace, temp_dir, vitrine_bin};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -36,15 +36,8 @@ fn start() -> Server {
 
 /// Like [`start`], with more `server` settings (indented lines).
 fn start_with(server_settings: &str) -> Server {
-    let root = root();
     let dir = temp_dir("viewers");
-    let examples = root.join("examples");
-    let mut spec = std::fs::read_to_string(examples.join("demo.yaml")).unwrap();
-    spec = replace(&spec, "input: sample/", &format!("input: {}/sample/", examples.display()));
-    spec = replace(&spec, "loop: true", "loop: false");
-    spec = replace(&spec, "path: ../models/", &format!("path: {}/models/", root.display()));
-    spec = replace(&spec, "path: demo-catalog.jsonl", &format!("path: {}/demo-catalog.jsonl", examples.display()));
-    spec = replace(&spec, "path: ../out/", &format!("path: {}/", dir.join("out").display()));
+    let mut spec = replace(&demo_spec(&dir.join("out")), "loop: true", "loop: false");
     spec += &format!("  allowed_origins: [\"{ORIGIN}\"]\n  token_secret_env: VITRINE_TEST_SECRET\n{server_settings}");
     let spec_path = dir.join("viewers.yaml");
     std::fs::write(&spec_path, spec).unwrap();
