@@ -30,19 +30,31 @@ fn rss_kb(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// The demo pipeline and its server on `port`, once it listens.
 fn start_server(port: u16) -> Child {
     let dir = temp_dir("bench-viewers");
     let spec = demo_spec(&dir.join("out"));
     let path = dir.join("viewers.yaml");
     std::fs::write(&path, spec).unwrap();
-    Command::new(vitrine_bin())
+    let log = dir.join("vitrine.log");
+    let mut server = Command::new(vitrine_bin())
         .arg("run")
         .arg(&path)
         .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.try_wait() {
+            let why = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("vitrine exited ({status}); is the release build current (see the command above)?\n{why}");
+        }
+        assert!(Instant::now() < deadline, "vitrine did not listen within 60 s; see {}", log.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
 }
 
 /// (event id, ms from emission to arrival) of every event every viewer got.
