@@ -8,6 +8,7 @@
 //   (its WebSocket is cut, and reconnecting fails until then), and it reconnects by itself.
 // - restart: one page, sampled as in sync, while the test restarts vitrine under it; with
 //   the number of times the page loaded at each sample.
+// - refused: a page with a bad viewer token: its status line.
 const { chromium } = require('playwright-core');
 
 const [mode, base, seconds] = [process.argv[2], process.argv[3], Number(process.argv[4] || 40)];
@@ -130,8 +131,16 @@ const has = (timeline, kind, sku) => timeline.some((e) => e.kind === kind && e.s
       await sleep(50);
     }
     result = { samples, loads, timeline: await timelineOf(page) };
+  } else if (mode === 'refused') {
+    const page = await browser.newPage();
+    await page.goto(`${base}/?stream=demo&token=not-a-token`);
+    const status = () => page.evaluate(() => document.getElementById('status').textContent);
+    // Watched for a while: the reason must stay on screen, not flash by.
+    while (elapsed() < seconds * 1000 && !(await status()).startsWith('refused')) await sleep(100);
+    await sleep(2000);
+    result = { status: await status() };
   } else {
-    throw new Error(`unknown mode ${mode}: sync, late, resume or restart`);
+    throw new Error(`unknown mode ${mode}: sync, late, resume, restart or refused`);
   }
   process.stdout.write(JSON.stringify(result));
   await browser.close();

@@ -5,7 +5,8 @@
 //!   clock, and that clock is the picture's (the video shows the product then);
 //! - a page opened late shows the product already on screen (the snapshot);
 //! - a page whose WebSocket is cut while events happen gets every one of them on reconnect;
-//! - a page open while vitrine restarts starts again with the new run's video and events.
+//! - a page open while vitrine restarts starts again with the new run's video and events;
+//! - a page refused by the server (a bad viewer token) says so.
 //!
 //! Each test plays the stream in real time beside a pipeline: they run one at a time
 //! (`.config/nextest.toml`; a lock under `cargo test`).
@@ -33,14 +34,16 @@ struct Server {
 
 impl Server {
     fn start(name: &str, hls: bool) -> Server {
-        Server::start_on(temp_dir(name), hls, free_port())
+        Server::start_on(temp_dir(name), hls, free_port(), "")
     }
 
-    fn start_on(dir: PathBuf, hls: bool, port: u16) -> Server {
+    /// With `server_settings`: more lines of the spec's `server` section.
+    fn start_on(dir: PathBuf, hls: bool, port: u16, server_settings: &str) -> Server {
         let mut spec = replace(&demo_spec(&dir.join("out")), "    loop: true\n", "");
         if !hls {
             spec = replace(&spec, "    hls:\n      segment: 1s\n", "");
         }
+        spec += server_settings;
         let spec_path = dir.join("browser.yaml");
         std::fs::write(&spec_path, spec).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("vitrine.log")).unwrap();
@@ -48,6 +51,7 @@ impl Server {
             .arg("run")
             .arg(&spec_path)
             .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("VITRINE_BROWSER_SECRET", "a secret for the browser tests")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -264,7 +268,7 @@ fn a_page_open_while_vitrine_restarts_starts_over_with_the_new_run() {
         let (dir, port) = (server.dir.clone(), server.port);
         let _ = server.child.kill();
         let _ = server.child.wait();
-        *server = Server::start_on(dir, true, port);
+        *server = Server::start_on(dir, true, port, "");
     });
     assert!(seen["loads"].as_u64().unwrap() >= 2, "the page did not start over: {seen}");
     // Before and after, the player's clock is its picture's.
@@ -278,4 +282,14 @@ fn a_page_open_while_vitrine_restarts_starts_over_with_the_new_run() {
     let leave = pts(&seen["timeline"], "disappeared", "MUG-ESP-01").unwrap_or(i64::MAX / 2);
     let checked = assert_card_in_sync(&after, "MUG-ESP-01", enter, leave);
     assert!(checked > 20, "the restarted page hardly played the mug ({checked} samples): {seen}");
+}
+
+#[test]
+fn a_refused_page_says_why() {
+    let _one = ONE_AT_A_TIME.lock();
+    let dir = temp_dir("browser-refused");
+    let mut server = Server::start_on(dir, false, free_port(), "  token_secret_env: VITRINE_BROWSER_SECRET\n");
+    let seen = server.browse("refused", 10);
+    let status = seen["status"].as_str().unwrap();
+    assert!(status.starts_with("refused: ") && status.contains("token"), "{status}");
 }
