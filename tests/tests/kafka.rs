@@ -107,15 +107,30 @@ fn run_ok(command: &mut Command) {
     assert!(out.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn start_pipeline(spec: &std::path::Path, log: &std::path::Path, port: u16) -> Child {
-    Command::new(vitrine_bin())
+/// A running `vitrine run`; killed when dropped, so a failing test leaves none behind.
+struct Pipeline {
+    child: Child,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn start_pipeline(spec: &std::path::Path, log: &std::path::Path, port: u16) -> Pipeline {
+    let child = Command::new(vitrine_bin())
         .args(["run"])
         .arg(spec)
         .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Pipeline { child }
 }
 
 type Viewer = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -136,10 +151,10 @@ async fn connect_viewer(port: u16, dir: &std::path::Path) -> Viewer {
 }
 
 /// SIGINT, then wait: the pipeline drains, flushes and commits before it exits.
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+fn stop(mut pipeline: Pipeline) {
+    let _ = Command::new("kill").args(["-INT", &pipeline.child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
+    while pipeline.child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the pipeline did not stop");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -409,8 +424,8 @@ fn a_pipeline_killed_mid_stream_resumes_with_exactly_the_events_of_an_uninterrup
         std::thread::sleep(Duration::from_millis(300));
     }
     let mut crash = crash;
-    crash.kill().unwrap(); // SIGKILL: no draining, no flushing, no committing
-    crash.wait().unwrap();
+    crash.child.kill().unwrap(); // SIGKILL: no draining, no flushing, no committing
+    crash.child.wait().unwrap();
     let at_kill = distinct_ids(&broker.address, "crash.detections", 0, Duration::from_secs(1)).len();
     assert!(at_kill < 180, "the kill came after the end of the stream ({at_kill} frames)");
     let crash = start_pipeline(&crash_spec, &dir.join("crash-2.log"), free_port());
