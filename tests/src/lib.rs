@@ -140,15 +140,21 @@ pub fn http_get(port: u16, path: &str) -> String {
     String::from_utf8(http_get_bytes(port, path)).unwrap_or_else(|_| panic!("GET {path}: the body is not text"))
 }
 
-/// `GET path` on 127.0.0.1:`port` with plain HTTP/1.0; returns the body.
+/// `GET path` on 127.0.0.1:`port` with plain HTTP/1.0; returns the body, which must come with 200.
 pub fn http_get_bytes(port: u16, path: &str) -> Vec<u8> {
+    let (head, body) = http_response(port, path);
+    assert!(head.starts_with("http/1.0 200") || head.starts_with("http/1.1 200"), "GET {path}: {head}");
+    body
+}
+
+/// `GET path` on 127.0.0.1:`port` with plain HTTP/1.0, whatever the status: the status line
+/// and headers (lowercase), and the body.
+pub fn http_response(port: u16, path: &str) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the server is listening");
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |i| i + 4);
-    let head = String::from_utf8_lossy(&response[..split]);
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    response[split..].to_vec()
+    (String::from_utf8_lossy(&response[..split]).to_lowercase(), response[split..].to_vec())
 }

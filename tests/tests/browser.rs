@@ -97,15 +97,9 @@ impl Server {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    /// `GET path`: status line and headers (lowercase names), and the body.
+    /// `GET path`: status line and headers (lowercase), and the body.
     fn get(&self, path: &str) -> (String, Vec<u8>) {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        (String::from_utf8_lossy(&response[..split]).to_lowercase(), response[split + 4..].to_vec())
+        vitrine_tests::http_response(self.port, path)
     }
 }
 

@@ -30,17 +30,21 @@ pub fn published_playlist(state: &ServerState, id: &str) -> Option<String> {
 /// own ffmpeg run (a video source with `hls:`) or from the folder a sampler publishes to.
 pub async fn serve(State(state): State<ServerState>, Path((id, name)): Path<(String, String)>) -> Response {
     let embedded = state.hls.get(&id).cloned();
-    let published = embedded.is_none().then(|| published_playlist(&state, &id)).flatten();
-    if embedded.is_none() && published.is_none() {
+    if embedded.is_none() && (state.hls_dir.is_none() || !vitrine_schemas::spec::valid_stream_id(&id)) {
         let reason = if state.hub.has_stream(&id) {
-            format!("stream `{id}` has no HLS yet: set `hls:` on its video source, or the Kafka source's `hls_dir` and `vitrine sample --hls-dir`")
+            format!("stream `{id}` has no HLS: set `hls:` on its video source, or the Kafka source's `hls_dir` and `vitrine sample --hls-dir`")
         } else {
             format!("unknown stream `{id}`")
         };
         return (StatusCode::NOT_FOUND, reason).into_response();
     }
     if name == "live.m3u8" {
-        return match embedded.as_ref().and_then(|hls| hls.playlist()).map(|text| text.to_string()).or(published) {
+        // A sampler's playlist is read from the folder; segments are not (they are named once).
+        let text = match &embedded {
+            Some(hls) => hls.playlist().map(|text| text.to_string()),
+            None => published_playlist(&state, &id),
+        };
+        return match text {
             // Players reload a live playlist about once a segment: a CDN may keep it a second.
             Some(text) => (
                 [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "public, max-age=1")],
@@ -54,7 +58,7 @@ pub async fn serve(State(state): State<ServerState>, Path((id, name)): Path<(Str
     let path = match (&embedded, &state.hls_dir) {
         (Some(hls), _) => hls.segment_file(&name),
         (None, Some(dir)) => crate::hls::is_segment_name(&name).then(|| dir.join(&id).join(&name)),
-        (None, None) => None,
+        (None, None) => None, // answered above
     };
     let Some(path) = path else {
         return (StatusCode::NOT_FOUND, format!("stream `{id}` has no segment `{name}` (any more)")).into_response();
