@@ -53,6 +53,7 @@ fn main() {
             pts_ms: seq as i64 * 200,
             captured_at_ms: 0,
             origin: None,
+            position: Default::default(),
             jpeg: payload.clone(),
         };
         let record = BaseRecord::to(TOPIC).key("bench").payload(&frame.jpeg).headers(frame_headers(&frame));

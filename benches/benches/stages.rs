@@ -102,6 +102,7 @@ fn frame(seq: u64) -> FrameDetections {
         width: 1280,
         height: 720,
         model: "bench".into(),
+        position: Default::default(),
         detections,
     }
 }

@@ -14,7 +14,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
-use vitrine_schemas::{BBox, FrameDetections};
+use vitrine_schemas::{BBox, Cause, FrameDetections};
 
 use crate::{stable_hash, Diff, ReplayPoints, Time};
 
@@ -89,15 +89,52 @@ impl OnScreen {
     }
 }
 
+/// How a product was seen while it was on screen: what its `exposures` row reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScreenStats {
+    /// Wall clock of its first sighting (the frame of `since_pts`).
+    pub since_captured_at_ms: i64,
+    /// Frames it was sighted in, from its first sighting on.
+    pub frames_seen: u64,
+    pub score_sum: f64,
+    pub score_max: f32,
+}
+
+impl ScreenStats {
+    fn sighted(&mut self, score: f32) {
+        self.frames_seen += 1;
+        self.score_sum += f64::from(score);
+        self.score_max = self.score_max.max(score);
+    }
+
+    pub fn mean_score(&self) -> f32 {
+        if self.frames_seen == 0 {
+            0.0
+        } else {
+            (self.score_sum / self.frames_seen as f64) as f32
+        }
+    }
+}
+
+impl ScreenNote {
+    /// The stream the note is about.
+    pub fn stream_id(&self) -> &str {
+        match self {
+            ScreenNote::Position { stream_id, .. } => stream_id,
+            ScreenNote::Enter { on_screen, .. } | ScreenNote::Exit { on_screen, .. } => &on_screen.stream_id,
+        }
+    }
+}
+
 /// What debounce tells the event emitter beside the on-screen collection.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ScreenNote {
     /// The stream's media time reached `pts_ms`.
     Position { stream_id: String, pts_ms: i64 },
-    /// This product just entered.
-    Enter(OnScreen),
-    /// This product left; it was first missing at `exit_pts`.
-    Exit { on_screen: OnScreen, exit_pts: i64 },
+    /// This product just entered; `stats` so far are those of its confirming sightings.
+    Enter { on_screen: OnScreen, stats: ScreenStats },
+    /// This product left; it was first missing at `exit_pts` (a frame captured at `exit_captured_at_ms`).
+    Exit { on_screen: OnScreen, exit_pts: i64, exit_captured_at_ms: i64, stats: ScreenStats },
 }
 
 /// A sighting of a product in one frame: pts, score, box, track.
@@ -120,7 +157,10 @@ struct Track {
     last_seen_pts: i64,
     /// The object track of the last sighting while on screen: its detections always count.
     track_id: Option<u64>,
-    first_missing_pts: Option<i64>,
+    /// Media time and wall clock of the first frame it was missing from, while missing.
+    first_missing: Option<(i64, i64)>,
+    /// Sightings while on screen.
+    stats: ScreenStats,
 }
 
 #[derive(Debug, Default)]
@@ -128,7 +168,10 @@ struct StreamState {
     tracks: BTreeMap<String, Track>,
     last_pts: Option<i64>,
     last_seq: Option<u64>,
+    last_captured_at_ms: i64,
     frame_gap_ms: i64,
+    /// Media time -> wall clock of the last frames, to date a product's first sighting.
+    recent_captures: VecDeque<(i64, i64)>,
 }
 
 /// Debounce state of every stream a worker owns. Feed frames of a stream in `seq` order.
@@ -173,6 +216,11 @@ impl Debouncer {
             }
         }
         state.last_pts = Some(pts);
+        state.last_captured_at_ms = frame.captured_at_ms;
+        state.recent_captures.push_back((pts, frame.captured_at_ms));
+        while state.recent_captures.len() > config.enter_window {
+            state.recent_captures.pop_front();
+        }
 
         // The best detection of each label in this frame that could count (at the lower,
         // staying threshold); whether it counts depends on the label being on screen.
@@ -223,14 +271,21 @@ impl Debouncer {
                     }
                 }
                 Some(on) => {
-                    if let Some((_, _, _, track_id)) = seen {
+                    if let Some((_, score, _, track_id)) = seen {
                         track.last_seen_pts = pts;
                         track.track_id = track_id.or(track.track_id);
-                        track.first_missing_pts = None;
+                        track.first_missing = None;
+                        track.stats.sighted(score);
                     } else {
-                        let first_missing = *track.first_missing_pts.get_or_insert(pts);
+                        let (first_missing, exit_captured_at_ms) =
+                            *track.first_missing.get_or_insert((pts, frame.captured_at_ms));
                         if pts - track.last_seen_pts >= config.hold_ms {
-                            notes.push(ScreenNote::Exit { on_screen: on.clone(), exit_pts: first_missing });
+                            notes.push(ScreenNote::Exit {
+                                on_screen: on.clone(),
+                                exit_pts: first_missing,
+                                exit_captured_at_ms,
+                                stats: track.stats,
+                            });
                             track.on_screen = None;
                             track.track_id = None;
                             track.window.clear();
@@ -261,8 +316,12 @@ impl Debouncer {
             track.on_screen = Some(on.clone());
             track.last_seen_pts = pts;
             track.track_id = hits.last().and_then(|h| h.3);
-            track.first_missing_pts = None;
-            notes.push(ScreenNote::Enter(on));
+            track.first_missing = None;
+            let since_captured_at_ms =
+                state.recent_captures.iter().find(|(p, _)| *p == first).map_or(frame.captured_at_ms, |c| c.1);
+            track.stats = ScreenStats { since_captured_at_ms, ..ScreenStats::default() };
+            hits.iter().for_each(|h| track.stats.sighted(h.1));
+            notes.push(ScreenNote::Enter { on_screen: on, stats: track.stats });
         }
         // Forget labels that are neither on screen, recently sighted, nor cooling down.
         let cooldown = config.cooldown_ms;
@@ -313,11 +372,12 @@ impl Debouncer {
         let mut streams: Vec<_> = self.streams.drain().collect();
         streams.sort_by(|a, b| a.0.cmp(&b.0));
         for (_, state) in streams {
-            let end = state.last_pts.unwrap_or(0) + state.frame_gap_ms;
+            let end =
+                (state.last_pts.unwrap_or(0) + state.frame_gap_ms, state.last_captured_at_ms + state.frame_gap_ms);
             for (_, track) in state.tracks {
                 if let Some(on) = track.on_screen {
-                    let exit_pts = track.first_missing_pts.unwrap_or(end);
-                    notes.push(ScreenNote::Exit { on_screen: on, exit_pts });
+                    let (exit_pts, exit_captured_at_ms) = track.first_missing.unwrap_or(end);
+                    notes.push(ScreenNote::Exit { on_screen: on, exit_pts, exit_captured_at_ms, stats: track.stats });
                 }
             }
         }
@@ -328,6 +388,9 @@ impl Debouncer {
 /// An update of the on-screen collection: `(label, product on screen)`.
 pub type OnScreenUpdate = ((String, OnScreen), Time, Diff);
 
+/// A note and what in the input it follows from.
+pub type CausedNote = (ScreenNote, Cause);
+
 /// The debounce stage as a timely operator. Frames are routed by stream, held until their
 /// time is complete, then taken in `(stream, seq)` order, so the result does not depend on
 /// how frames were spread over workers or batched.
@@ -336,7 +399,7 @@ pub trait Debounce<'scope> {
         self,
         config: DebounceConfig,
         replay: ReplayPoints,
-    ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<ScreenNote>>);
+    ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<CausedNote>>);
 }
 
 impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
@@ -344,9 +407,9 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
         self,
         config: DebounceConfig,
         replay: ReplayPoints,
-    ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<ScreenNote>>) {
+    ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<CausedNote>>) {
         let route = Exchange::new(|d: &FrameDetections| stable_hash(&[d.stream_id.as_bytes()]));
-        self.unary_frontier::<CapacityContainerBuilder<Vec<Result<OnScreenUpdate, ScreenNote>>>, _, _, _>(
+        self.unary_frontier::<CapacityContainerBuilder<Vec<Result<OnScreenUpdate, CausedNote>>>, _, _, _>(
             route,
             "Debounce",
             |capability, _| {
@@ -354,6 +417,8 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
                 let mut pending: BTreeMap<Time, Vec<FrameDetections>> = BTreeMap::new();
                 let closes = config.input_end_closes_streams;
                 let mut debouncer = Debouncer::new(config);
+                // Per stream, its last frame: what a note no frame caused follows from.
+                let mut last_cause: HashMap<String, Cause> = HashMap::new();
                 move |(input, frontier), output| {
                     input.for_each(|time, data| {
                         pending.entry(*time.least().expect("a totally ordered time")).or_default().append(data);
@@ -367,16 +432,23 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
                         let mut session = output.session(&at);
                         let mut positions: BTreeMap<String, i64> = BTreeMap::new();
                         for frame in &frames {
+                            let cause = Cause {
+                                position: frame.position,
+                                captured_at_ms: frame.captured_at_ms,
+                                by_frame: true,
+                            };
                             for note in debouncer.observe(frame) {
-                                session.give_iterator(outputs(note, time));
+                                session.give_iterator(outputs(note, cause, time));
                             }
                             positions.insert(frame.stream_id.clone(), frame.pts_ms);
+                            last_cause.insert(frame.stream_id.clone(), Cause { by_frame: false, ..cause });
                         }
                         for (stream_id, pts_ms) in positions {
                             if let Some((next, origins)) = debouncer.replay_point(&stream_id) {
                                 replay.record(&stream_id, time, next, origins);
                             }
-                            session.give(Err(ScreenNote::Position { stream_id, pts_ms }));
+                            let cause = last_cause[&stream_id];
+                            session.give(Err((ScreenNote::Position { stream_id, pts_ms }, cause)));
                         }
                     }
                     match frontier.frontier().first() {
@@ -388,7 +460,8 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
                             let time = *cap.time();
                             let mut session = output.session(&*cap);
                             for note in notes {
-                                session.give_iterator(outputs(note, time));
+                                let cause = last_cause.get(note.stream_id()).copied().unwrap_or_default();
+                                session.give_iterator(outputs(note, cause, time));
                             }
                             drop(session);
                             capability = None;
@@ -402,13 +475,13 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
 }
 
 /// Enter and exit become updates of the on-screen collection as well as notes.
-fn outputs(note: ScreenNote, time: Time) -> impl Iterator<Item = Result<OnScreenUpdate, ScreenNote>> {
+fn outputs(note: ScreenNote, cause: Cause, time: Time) -> impl Iterator<Item = Result<OnScreenUpdate, CausedNote>> {
     let update = match &note {
-        ScreenNote::Enter(on) => Some(Ok(((on.label.clone(), on.clone()), time, 1))),
+        ScreenNote::Enter { on_screen, .. } => Some(Ok(((on_screen.label.clone(), on_screen.clone()), time, 1))),
         ScreenNote::Exit { on_screen, .. } => Some(Ok(((on_screen.label.clone(), on_screen.clone()), time, -1))),
         ScreenNote::Position { .. } => None,
     };
-    update.into_iter().chain(std::iter::once(Err(note)))
+    update.into_iter().chain(std::iter::once(Err((note, cause))))
 }
 
 #[cfg(test)]
@@ -429,6 +502,7 @@ mod tests {
             width: 10,
             height: 10,
             model: "m".into(),
+            position: Default::default(),
             detections: labels
                 .iter()
                 .map(|(l, s)| Detection {
@@ -456,8 +530,8 @@ mod tests {
         notes.extend(d.finish());
         for n in notes {
             match n {
-                ScreenNote::Enter(on) => out.push((on.label, "enter", on.since_pts)),
-                ScreenNote::Exit { on_screen, exit_pts } => out.push((on_screen.label, "exit", exit_pts)),
+                ScreenNote::Enter { on_screen, .. } => out.push((on_screen.label, "enter", on_screen.since_pts)),
+                ScreenNote::Exit { on_screen, exit_pts, .. } => out.push((on_screen.label, "exit", exit_pts)),
                 ScreenNote::Position { .. } => {}
             }
         }
@@ -470,6 +544,30 @@ mod tests {
         let none: &[(&str, f32)] = &[];
         let out = run(&[none, cup, none, cup, cup, none]);
         assert_eq!(out[0], ("cup".into(), "enter", 200));
+    }
+
+    #[test]
+    fn an_exit_reports_every_sighting_since_the_first_with_its_capture_times() {
+        let (high, mid, none): (&[(&str, f32)], &[(&str, f32)], &[(&str, f32)]) =
+            (&[("cup", 0.9)], &[("cup", 0.6)], &[]);
+        let mut d = Debouncer::new(config());
+        let mut frames = vec![none, high, high, high, high, mid, high];
+        frames.extend([none; 6]);
+        let notes: Vec<ScreenNote> = frames
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| {
+                let frame = FrameDetections { captured_at_ms: 50_000 + i as i64 * 200, ..frame(i as u64, f) };
+                d.observe(&frame)
+            })
+            .collect();
+        let Some(ScreenNote::Exit { exit_pts, exit_captured_at_ms, stats, .. }) = notes.last() else {
+            panic!("{notes:?}")
+        };
+        // Sighted in frames 1-6 (three to enter, three more on screen), missing from frame 7.
+        assert_eq!((*exit_pts, *exit_captured_at_ms), (7 * 200, 50_000 + 7 * 200));
+        assert_eq!((stats.since_captured_at_ms, stats.frames_seen, stats.score_max), (50_200, 6, 0.9));
+        assert!((stats.mean_score() - 0.85).abs() < 1e-6, "{stats:?}");
     }
 
     #[test]

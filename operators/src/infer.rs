@@ -89,6 +89,7 @@ impl Inferencer {
                     height: prepared.frame_height,
                     model: model.clone(),
                     detections,
+                    position: frame.position,
                 }),
                 Err(e) => Err(dead_letter(&frame, "infer", e.to_string())),
             })

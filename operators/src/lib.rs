@@ -14,11 +14,11 @@ mod replay;
 mod stable_hash;
 mod track;
 
-pub use debounce::{Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote};
+pub use debounce::{CausedNote, Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote, ScreenStats};
 pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame, Tiling};
-pub use events::{EmitEvents, EventEmitter, JoinedUpdate};
+pub use events::{EmitEvents, Emitted, EventEmitter, JoinedUpdate};
 pub use fallible::MapFallible;
-pub use graph::{product_events, Catalog};
+pub use graph::{product_events, product_outputs, Catalog};
 pub use infer::{BatchConfig, InferDetections, Inferencer};
 pub use replay::ReplayPoints;
 pub use stable_hash::stable_hash;

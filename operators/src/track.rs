@@ -238,6 +238,7 @@ mod tests {
             width: 10,
             height: 10,
             model: "m".into(),
+            position: Default::default(),
             detections,
         }
     }

@@ -22,6 +22,7 @@ fn frames(scores: &[[u8; 3]]) -> Vec<FrameDetections> {
             width: 10,
             height: 10,
             model: "m".into(),
+            position: Default::default(),
             detections: LABELS
                 .iter()
                 .zip(s)
@@ -75,8 +76,8 @@ fn debounced(frames: &[FrameDetections], c: &DebounceConfig) -> Events {
     for (t, f) in frames.iter().enumerate() {
         for note in d.observe(f) {
             match note {
-                ScreenNote::Enter(on) => out.push((t, on.label, "enter", on.since_pts)),
-                ScreenNote::Exit { on_screen, exit_pts } => out.push((t, on_screen.label, "exit", exit_pts)),
+                ScreenNote::Enter { on_screen: on, .. } => out.push((t, on.label, "enter", on.since_pts)),
+                ScreenNote::Exit { on_screen, exit_pts, .. } => out.push((t, on_screen.label, "exit", exit_pts)),
                 ScreenNote::Position { .. } => {}
             }
         }

@@ -22,6 +22,7 @@ fn frame(seq: u64, present: &[bool; 2]) -> FrameDetections {
         width: 10,
         height: 10,
         model: "m".into(),
+        position: Default::default(),
         detections: LABELS
             .iter()
             .zip(present)
@@ -67,7 +68,7 @@ fn reference(
         if let Some(p) = present.get(step as usize - 1) {
             for note in debouncer.observe(&frame(step - 1, p)) {
                 match note {
-                    ScreenNote::Enter(on) => {
+                    ScreenNote::Enter { on_screen: on, .. } => {
                         on_screen.insert(on.label);
                     }
                     ScreenNote::Exit { on_screen: on, .. } => {

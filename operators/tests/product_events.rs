@@ -15,6 +15,7 @@ fn frame(seq: u64, labels: &[&str]) -> FrameDetections {
         width: 640,
         height: 360,
         model: "test".into(),
+        position: Default::default(),
         detections: labels
             .iter()
             .map(|l| Detection {

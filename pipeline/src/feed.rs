@@ -75,6 +75,7 @@ mod tests {
             pts_ms: seq as i64 * 200,
             captured_at_ms,
             origin: None,
+            position: vitrine_schemas::SourcePosition::in_stream(seq),
             jpeg: Default::default(),
         }
     }

@@ -1,5 +1,6 @@
 //! vitrine's pipeline: specs, graph assembly and the `vitrine` command.
 
+pub mod analytics;
 pub mod bench;
 pub mod feed;
 pub mod offsets;

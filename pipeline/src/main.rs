@@ -140,13 +140,19 @@ enum Command {
         #[arg(long, default_value = "4h", value_parser = humantime_serde::re::humantime::parse_duration)]
         ttl: std::time::Duration,
     },
-    /// Prints CREATE TABLE statements (Athena/Hive) for the Parquet tables under LOCATION.
+    /// Prints the Athena CREATE EXTERNAL TABLE statements for the spec's Parquet tables.
     AthenaDdl {
-        /// Where the tables are, e.g. s3://bucket/vitrine (the spec's sinks.parquet.path, uploaded or synced).
-        location: String,
+        /// The YAML pipeline spec (its sinks.parquet.path says where the tables are).
+        spec: PathBuf,
+        /// Where Athena finds the tables, when not the spec's path (a local folder synced to S3).
+        #[arg(long)]
+        location: Option<String>,
         /// The database (schema) to create them in.
         #[arg(long, default_value = "vitrine")]
         database: String,
+        /// The first day partition projection covers (YYYY-MM-DD).
+        #[arg(long, default_value = "2024-01-01")]
+        since: String,
     },
     /// Kafka topics of a spec.
     Topics {
@@ -333,9 +339,35 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::AthenaDdl { location, database } => {
+        Command::AthenaDdl { spec, location, database, since } => {
             use std::io::Write;
-            let ddl = vitrine_schemas::tables::athena_ddl(&location, &database);
+            let loaded = match load_spec(&spec) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            let location = match (location, &loaded.spec.sinks.parquet) {
+                (Some(location), _) => location,
+                (None, Some(p)) if p.path.starts_with("s3://") || p.path.starts_with("s3a://") => {
+                    p.path.replacen("s3a://", "s3://", 1)
+                }
+                (None, Some(p)) => {
+                    eprintln!(
+                        "vitrine athena-ddl: {} writes its tables to the folder `{}`; Athena reads S3: pass --location s3://bucket/prefix where they are synced, or write them there (sinks.parquet.path: s3://...)",
+                        spec.display(),
+                        p.path
+                    );
+                    return ExitCode::from(2);
+                }
+                (None, None) => {
+                    eprintln!("vitrine athena-ddl: {} has no sinks.parquet: it writes no tables", spec.display());
+                    return ExitCode::from(2);
+                }
+            };
+            if since.len() != 10 || since.split('-').count() != 3 {
+                eprintln!("vitrine athena-ddl: --since {since}: write a day as YYYY-MM-DD");
+                return ExitCode::from(2);
+            }
+            let ddl = vitrine_schemas::tables::athena_ddl(&location, &database, &since);
             if std::io::stdout().write_all(ddl.as_bytes()).is_err() {
                 return ExitCode::FAILURE;
             }

@@ -35,9 +35,15 @@ impl OffsetTracker {
         }
     }
 
-    /// The offsets to commit now, given the durable time and each stream's replay point as
-    /// of it; empty when nothing moved.
-    pub fn to_commit(&mut self, durable: Time, replay_point: impl Fn(&str) -> Option<u64>) -> BTreeMap<i32, i64> {
+    /// The offsets to commit now, given the durable time, each stream's replay point as of it
+    /// and, per partition, how far other sinks made its results durable (`cap`, none: not at
+    /// all yet); empty when nothing moved.
+    pub fn to_commit(
+        &mut self,
+        durable: Time,
+        replay_point: impl Fn(&str) -> Option<u64>,
+        cap: impl Fn(i32) -> Option<i64>,
+    ) -> BTreeMap<i32, i64> {
         while let Some(entry) = self.read.first_entry() {
             if *entry.key() >= durable {
                 break;
@@ -57,6 +63,13 @@ impl OffsetTracker {
                 *w = (*w).min(offset);
             }
         }
+        want.retain(|p, next| match cap(*p) {
+            Some(cap) => {
+                *next = (*next).min(cap);
+                true
+            }
+            None => false,
+        });
         want.retain(|p, next| self.committed.get(p).is_none_or(|c| *next > *c));
         want
     }
@@ -76,15 +89,29 @@ impl OffsetTracker {
 mod tests {
     use super::*;
 
+    fn no_cap(_: i32) -> Option<i64> {
+        Some(i64::MAX)
+    }
+
+    #[test]
+    fn commits_wait_for_the_parquet_files() {
+        let mut t = OffsetTracker::default();
+        for offset in 10..20 {
+            t.read(100, 0, offset, Some(("s", offset as u64)));
+        }
+        assert!(t.to_commit(200, |_| Some(20), |_| None).is_empty(), "no file published yet");
+        assert_eq!(t.to_commit(200, |_| Some(20), |_| Some(15)), BTreeMap::from([(0, 15)]));
+    }
+
     #[test]
     fn commits_wait_for_durability() {
         let mut t = OffsetTracker::default();
         t.read(100, 0, 10, Some(("s", 0)));
         t.read(200, 0, 11, Some(("s", 1)));
-        assert!(t.to_commit(100, |_| Some(1)).is_empty(), "nothing durable yet");
-        assert_eq!(t.to_commit(150, |_| Some(1)), BTreeMap::from([(0, 11)]));
+        assert!(t.to_commit(100, |_| Some(1), no_cap).is_empty(), "nothing durable yet");
+        assert_eq!(t.to_commit(150, |_| Some(1), no_cap), BTreeMap::from([(0, 11)]));
         t.committed(&BTreeMap::from([(0, 11)]));
-        assert_eq!(t.to_commit(300, |_| Some(2)), BTreeMap::from([(0, 12)]));
+        assert_eq!(t.to_commit(300, |_| Some(2), no_cap), BTreeMap::from([(0, 12)]));
     }
 
     #[test]
@@ -94,10 +121,10 @@ mod tests {
             t.read(100, 3, 50 + seq as i64, Some(("s", seq)));
         }
         // Everything is durable, but the stream's state depends on frames from seq 4 on.
-        assert_eq!(t.to_commit(200, |_| Some(4)), BTreeMap::from([(3, 54)]));
+        assert_eq!(t.to_commit(200, |_| Some(4), no_cap), BTreeMap::from([(3, 54)]));
         t.committed(&BTreeMap::from([(3, 54)]));
         // Later the product left: nothing is needed any more.
-        assert_eq!(t.to_commit(200, |_| Some(10)), BTreeMap::from([(3, 60)]));
+        assert_eq!(t.to_commit(200, |_| Some(10), no_cap), BTreeMap::from([(3, 60)]));
     }
 
     #[test]
@@ -105,6 +132,6 @@ mod tests {
         let mut t = OffsetTracker::default();
         t.read(100, 0, 7, None); // a dead letter: no stream state
         t.read(100, 0, 8, Some(("s", 0)));
-        assert_eq!(t.to_commit(200, |_| None), BTreeMap::from([(0, 8)]));
+        assert_eq!(t.to_commit(200, |_| None, no_cap), BTreeMap::from([(0, 8)]));
     }
 }

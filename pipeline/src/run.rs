@@ -12,8 +12,10 @@
 //! thread makes everything before that durable (Kafka flushed, Parquet published) and then
 //! raises the durable time, and the workers commit the offsets of the times below it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use differential_dataflow::input::Input;
-use timely::dataflow::operators::core::{Exchange, Inspect, Probe};
+use timely::dataflow::operators::core::{Exchange, Inspect, Map, Probe};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use vitrine_connectors::catalog::{self, CatalogChange};
@@ -31,20 +33,21 @@ use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
 use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::metrics::PipelineMetrics;
+use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll, TableStore};
 use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::{self, ServerState};
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
-use vitrine_connectors::sinks::parquet::ParquetSink;
 use vitrine_connectors::sources::video::HlsRun;
 use vitrine_connectors::sources::{self, FrameSink};
 use vitrine_models::{find_runtime_library, Detector, Runtime};
 use vitrine_operators::{
-    product_events, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, FrameDecoder, InferDetections, Inferencer,
-    ReplayPoints, Tiling, Time, TrackObjects, TrackerConfig,
+    product_outputs, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, Emitted, FrameDecoder, InferDetections,
+    Inferencer, ReplayPoints, Tiling, Time, TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, ServerSpec, SourceSpec, VideoSource};
-use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, ExposureTracker, Frame, FrameDetections, ProductEvent};
+use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
 
+use crate::analytics::{write_parquet, AnalyticsRow, ParquetWorker, ReadLog};
 use crate::feed::FeedQueue;
 use crate::offsets::OffsetTracker;
 use crate::spec::LoadedSpec;
@@ -92,6 +95,9 @@ enum Output {
 
 /// Frames taken from the embedded sources and not yet fed (live streams shed past this).
 const FEED_QUEUE_FRAMES: usize = 64;
+
+/// File sets a worker may have queued for the Parquet publisher before it takes no new frames.
+const PARQUET_QUEUE_PER_WORKER: usize = 2;
 
 /// Frames waiting in the dataflow, per worker, before worker 0 stops taking more from the
 /// sources (which then wait): memory stays bounded whatever the source's speed.
@@ -142,25 +148,26 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     };
     // The dataflow time below which every result is durable (raised by the sink thread).
     let durable = Arc::new(AtomicU64::new(0));
-    let parquet = spec
-        .sinks
-        .parquet
-        .as_ref()
-        .map(|p| ParquetSink::new(&loaded.resolve(&p.path), p.roll_after, p.roll_rows.get()));
+    // The Parquet tables: a store (a folder or s3://...) and the thread that publishes to it.
+    let publisher = match &spec.sinks.parquet {
+        Some(p) => {
+            let store = TableStore::open(&p.path, &loaded.base_dir).map_err(|e| anyhow!("{e} (sinks.parquet.path)"))?;
+            Some(Publisher::start(store, PARQUET_QUEUE_PER_WORKER * workers, p.row_group_rows.get())?)
+        }
+        None => None,
+    };
+    let run_started = now_ms();
     let dead_letter_path = match (&spec.sinks.dead_letter, &spec.sinks.parquet) {
         (Some(d), _) => Some(loaded.resolve(&d.path)),
-        (None, Some(p)) => Some(loaded.resolve(&p.path).join("dead-letter.jsonl")),
-        (None, None) => None,
+        (None, Some(p)) if !p.path.contains("://") => Some(loaded.resolve(&p.path).join("dead-letter.jsonl")),
+        _ => None,
     };
     let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
     let (out_tx, out_rx) = mpsc::channel::<Output>();
     let metrics = Arc::new(PipelineMetrics::default());
     let sink_thread = {
-        let min_dwell = spec.sinks.parquet.as_ref().map_or(0, |p| p.min_dwell.as_millis() as i64);
         let sinks = Sinks {
             metrics: metrics.clone(),
-            parquet,
-            exposures: ExposureTracker::new(min_dwell),
             dead_letters,
             kafka: kafka_sink,
             hub: hub.clone(),
@@ -337,6 +344,29 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         })
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("{e} (sources: kafka)"))?;
+    // Each worker's Parquet files, picking up from what the store holds of its partitions.
+    let min_dwell_ms = spec.sinks.parquet.as_ref().map_or(0, |p| p.min_dwell.as_millis() as i64);
+    let cutters: Vec<Option<FileCutter>> = match (&publisher, &spec.sinks.parquet) {
+        (Some(publisher), Some(p)) => kafka_feeds
+            .iter()
+            .map(|feed| {
+                let mut cutter = FileCutter::new(Roll { after: p.roll_after, rows: p.roll_rows.get() });
+                for partition in feed.iter().flat_map(|f| f.partitions()) {
+                    let input = InputKey::Partition(*partition);
+                    let progress = publisher.progress(&input).map_err(|e| anyhow!("{e} (sinks.parquet)"))?;
+                    if let Some(progress) = &progress {
+                        tracing::info!(partition, end = progress.end, redo_to = ?progress.pending_end,
+                            "parquet: resuming after the files already published");
+                    }
+                    cutter.recover(input, progress);
+                }
+                Ok(Some(cutter))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        _ => (0..workers).map(|_| None).collect(),
+    };
+    let cutters = Arc::new(Mutex::new(cutters));
+    let publisher_handle = publisher.as_ref().map(Publisher::handle);
     let kafka_feeds = Arc::new(Mutex::new(kafka_feeds));
 
     // The dataflow.
@@ -383,7 +413,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let out = Mutex::new(out_tx);
     tracing::info!(pipeline = %spec.name, workers, sources = spec.sources.len(), "pipeline running");
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let index = worker.index();
+        let (index, peers) = (worker.index(), worker.peers());
         let detector = detectors.lock().expect("detectors")[index].take().expect("one detector per worker");
         let decoder = FrameDecoder::new(limits, detector.input()).with_tiling(tiling);
         let out: Sender<Output> = out.lock().expect("output").clone();
@@ -391,6 +421,15 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let (done_d, done_x) = (done.clone(), done.clone());
         let mut frames_in = InputHandleVec::<Time, Frame>::new();
         let probe = ProbeHandle::new();
+        let parquet =
+            cutters.lock().expect("cutters")[index].take().zip(publisher_handle.clone()).map(|(cutter, publisher)| {
+                ParquetWorker {
+                    cutter: Rc::new(RefCell::new(cutter)),
+                    reads: Rc::new(RefCell::new(ReadLog::default())),
+                    publisher,
+                    waiting: Default::default(),
+                }
+            });
         let catalog_in = worker.dataflow::<Time, _, _>(|scope| {
             let frames = frames_in
                 .to_stream(scope)
@@ -409,11 +448,19 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     let _ = out_d.send(Output::Detections(d.clone()));
                 });
             let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
-            product_events(detections.clone(), catalog, debounce.clone(), replay.clone())
-                .inspect(move |e: &ProductEvent| {
-                    let _ = out_e.send(Output::Event(e.clone()));
+            let emitted = product_outputs(detections.clone(), catalog, debounce.clone(), replay.clone());
+            emitted
+                .clone()
+                .inspect(move |e: &Emitted| {
+                    if let Emitted::Event(e, _) = e {
+                        let _ = out_e.send(Output::Event(e.clone()));
+                    }
                 })
                 .probe_with(&probe);
+            if let Some(parquet) = &parquet {
+                let rows = detections.map(AnalyticsRow::Detections).concat(emitted.map(AnalyticsRow::Emitted));
+                write_parquet(rows, parquet, run_started, min_dwell_ms, peers);
+            }
             decode_failed
                 .concat(infer_failed)
                 .inspect(move |d: &DeadLetter| {
@@ -464,6 +511,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             // Other workers send and finish frames concurrently: `done` may momentarily pass our read of `sent`.
             let in_flight = sent.load(Ordering::Relaxed).saturating_sub(done.load(Ordering::Relaxed));
             let mut room = max_in_flight.saturating_sub(in_flight);
+            if let Some(parquet) = &parquet {
+                parquet.pump();
+                if !parquet.has_room() {
+                    room = 0; // the Parquet store is behind: take no new frames until it catches up
+                }
+                if let Some(failure) = parquet.publisher.failure() {
+                    if !dataflow_stop.swap(true, Ordering::Relaxed) {
+                        tracing::error!(error = %failure, "stopping: the Parquet sink cannot write");
+                    }
+                }
+            }
             // Take what the sources have into the feed queue (where live streams shed stale
             // frames), then feed the dataflow as far as the in-flight bound allows.
             while embedded_open && feed.len() < FEED_QUEUE_FRAMES {
@@ -479,6 +537,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             }
             while room > 0 {
                 let Some(frame) = feed.pop() else { break };
+                if let Some(parquet) = &parquet {
+                    let input = InputKey::of(&frame.position, &frame.stream_id, run_started);
+                    parquet.reads.borrow_mut().read(*frames_in.time(), input, frame.position.offset);
+                }
                 frames_in.send(frame);
                 sent.fetch_add(1, Ordering::Relaxed);
                 room -= 1;
@@ -489,6 +551,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     for (frame, (partition, offset)) in feed.poll(room as usize, Duration::ZERO) {
                         let id = frame.as_ref().ok().map(|f| (f.stream_id.as_str(), f.seq));
                         offsets.read(time, partition, offset, id);
+                        if let Some(parquet) = &parquet {
+                            parquet.reads.borrow_mut().read(time, InputKey::Partition(partition), offset);
+                        }
                         match frame {
                             Ok(frame) => {
                                 frames_in.send(frame);
@@ -502,7 +567,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 }
                 // Commits are round trips to the broker: at most five a second.
                 if last_commit.elapsed() >= Duration::from_millis(200) {
-                    commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed));
+                    commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
                     last_commit = Instant::now();
                 }
             }
@@ -541,14 +606,23 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             let _ = out.send(Output::Complete(Time::MAX));
         }
         drop(out);
-        // Commit what the sinks made durable; wait a little for the last flush.
+        // Commit what the sinks made durable; wait a little for the last flush and files.
+        let parquet_busy = || {
+            parquet.as_ref().is_some_and(|p| {
+                p.pump();
+                p.publisher.failure().is_none() && (!p.waiting.borrow().is_empty() || !p.publisher.idle())
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while kafka.is_none() && parquet_busy() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if let Some(feed) = kafka.as_mut() {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while offsets.waiting_for_durability() && Instant::now() < deadline {
+            while (offsets.waiting_for_durability() || parquet_busy()) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
-                commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed));
+                commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
             }
-            commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed));
+            commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
             if offsets.waiting_for_durability() {
                 tracing::warn!(
                     "sinks did not confirm the last results within 30 s; their frames will be read again on restart"
@@ -568,6 +642,12 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let _ = t.join();
     }
     let summary = sink_thread.join().map_err(|_| anyhow!("the sink thread panicked"))??;
+    if let Some(publisher) = publisher {
+        let files = publisher
+            .finish(Duration::from_secs(30))
+            .map_err(|e| anyhow!("the Parquet sink failed: {e}. Nothing past the published files was committed"))?;
+        tracing::info!(files, "parquet files published");
+    }
     let summary = RunSummary {
         seconds: started.elapsed().as_secs_f64(),
         model_runs: metrics.model_runs.load(Ordering::Relaxed),
@@ -641,8 +721,6 @@ pub async fn watch_signals(stop: Arc<AtomicBool>) {
 /// Everything the sink thread writes to.
 struct Sinks {
     metrics: Arc<PipelineMetrics>,
-    parquet: Option<ParquetSink>,
-    exposures: ExposureTracker,
     dead_letters: Option<DeadLetterFile>,
     kafka: Option<KafkaSink>,
     hub: Option<Arc<Hub>>,
@@ -667,9 +745,19 @@ pub fn viewer_access(server: &ServerSpec) -> anyhow::Result<Access> {
     Ok(Access { allowed_origins: server.allowed_origins.clone(), token_secret, max_viewers: server.max_viewers })
 }
 
-/// Commits what the durable time and the streams' replay points allow.
-fn commit(feed: &KafkaFrameSource, offsets: &mut OffsetTracker, replay: &ReplayPoints, durable: Time) {
-    let next = offsets.to_commit(durable, |stream| replay.before(stream, durable));
+/// Commits what the durable time, the Parquet files and the streams' replay points allow.
+fn commit(
+    feed: &KafkaFrameSource,
+    offsets: &mut OffsetTracker,
+    replay: &ReplayPoints,
+    durable: Time,
+    parquet: Option<&ParquetWorker>,
+) {
+    let cap = |partition: i32| match parquet {
+        Some(parquet) => parquet.durable(partition),
+        None => Some(i64::MAX),
+    };
+    let next = offsets.to_commit(durable, |stream| replay.before(stream, durable), cap);
     if next.is_empty() {
         return;
     }
@@ -686,8 +774,6 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
     let mut last_shed_warning: Option<Instant> = None;
     let mut last_report = Instant::now();
     let mut frames_at_report = 0;
-    // Completed times waiting for Parquet: (time, rows that must be published first).
-    let mut waiting: Vec<(Time, u64)> = Vec::new();
     let mut last_flush = Instant::now();
     loop {
         match outputs.recv_timeout(Duration::from_millis(250)) {
@@ -705,9 +791,6 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
                 if let Some(k) = &sinks.kafka {
                     k.detections(&d).map_err(|e| anyhow!(e))?;
                 }
-                if let Some(p) = sinks.parquet.as_mut() {
-                    p.detections.push(d).context("writing detections")?;
-                }
             }
             Ok(Output::Event(e)) => {
                 summary.events += 1;
@@ -718,12 +801,6 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
                 }
                 if let Some(k) = &sinks.kafka {
                     k.event(&e).map_err(|e| anyhow!(e))?;
-                }
-                if let Some(p) = sinks.parquet.as_mut() {
-                    if let Some(exposure) = sinks.exposures.observe(&e) {
-                        p.exposures.push(exposure).context("writing exposures")?;
-                    }
-                    p.events.push(e).context("writing product events")?;
                 }
             }
             Ok(Output::Shed { stream_id, seq }) => {
@@ -755,37 +832,18 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
                 }
             }
             Ok(Output::Complete(time)) => {
-                if time == Time::MAX {
-                    if let Some(p) = sinks.parquet.as_mut() {
-                        p.flush().context("publishing the last parquet files")?;
-                    }
-                }
                 // Throttle broker round trips: flush at most every 100 ms, and always at the end.
                 if time == Time::MAX || last_flush.elapsed() >= Duration::from_millis(100) {
                     if let Some(k) = &sinks.kafka {
                         k.flush(Duration::from_secs(30)).map_err(|e| anyhow!(e))?;
                     }
                     last_flush = Instant::now();
-                    let needed = sinks.parquet.as_ref().map_or(0, |p| p.rows_received());
-                    waiting.push((time, needed));
+                    sinks.durable.fetch_max(time, Ordering::Relaxed);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(p) = sinks.parquet.as_mut() {
-            p.tick().context("publishing parquet files")?;
-        }
-        // A completed time is durable once the Parquet rows received before it are published.
-        let published = sinks.parquet.as_ref().map_or(0, |p| p.rows_published());
-        waiting.retain(|(time, needed)| {
-            if published >= *needed {
-                sinks.durable.fetch_max(*time, Ordering::Relaxed);
-                false
-            } else {
-                true
-            }
-        });
         if last_report.elapsed() >= Duration::from_secs(5) {
             let fps = (summary.frames - frames_at_report) as f64 / last_report.elapsed().as_secs_f64();
             tracing::info!(
@@ -798,9 +856,6 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
             frames_at_report = summary.frames;
             last_report = Instant::now();
         }
-    }
-    if let Some(p) = sinks.parquet.as_mut() {
-        p.flush().context("publishing the last parquet files")?;
     }
     if let Some(k) = &sinks.kafka {
         k.flush(Duration::from_secs(30)).map_err(|e| anyhow!(e))?;

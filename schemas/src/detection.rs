@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::SourcePosition;
+
 /// A box in coordinates normalised to the frame: 0..1 from the left and from the top.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BBox {
@@ -58,4 +60,7 @@ pub struct FrameDetections {
     /// Name and version of the model that produced these detections.
     pub model: String,
     pub detections: Vec<Detection>,
+    /// Where the frame was read (for the exactly-once sinks; not part of the Kafka message).
+    #[serde(default)]
+    pub position: SourcePosition,
 }

@@ -13,7 +13,36 @@ pub struct Frame {
     pub captured_at_ms: i64,
     /// Where the bytes came from (a file path or URL), for dead-letter reports.
     pub origin: Option<String>,
+    /// Where the frame was read (Kafka partition and offset, or its place in its stream).
+    pub position: SourcePosition,
     /// The encoded image (JPEG).
     #[serde(skip)]
     pub jpeg: Vec<u8>,
+}
+
+/// Where a frame was read: the Kafka partition and offset of its message, or, for a frame
+/// read in-process (a video, a folder), no partition and the frame's `seq` as the offset.
+/// Results carry it so that the exactly-once sinks can say which input their files cover.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SourcePosition {
+    pub partition: Option<i32>,
+    pub offset: i64,
+}
+
+impl SourcePosition {
+    /// The position of frame `seq` of a stream read in-process.
+    pub fn in_stream(seq: u64) -> SourcePosition {
+        SourcePosition { partition: None, offset: seq as i64 }
+    }
+}
+
+/// What a result follows from in the input: the frame that caused it (`by_frame`), or, for a
+/// result that no frame caused (a catalog change, the end of the input), the last frame of its
+/// stream before it. `captured_at_ms` is that frame's, so a row's time partition is fixed by
+/// the input and a replay puts it in the same place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cause {
+    pub position: SourcePosition,
+    pub captured_at_ms: i64,
+    pub by_frame: bool,
 }

@@ -11,8 +11,8 @@ pub mod tables;
 
 pub use catalog::{CatalogItem, Money};
 pub use detection::{BBox, Detection, FrameDetections};
-pub use event::{DeadLetter, EventKind, Exposure, ExposureTracker, ProductEvent};
-pub use frame::Frame;
+pub use event::{DeadLetter, EventKind, Exposure, ProductEvent};
+pub use frame::{Cause, Frame, SourcePosition};
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {

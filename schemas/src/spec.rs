@@ -472,7 +472,8 @@ pub struct KafkaSinkSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSpec {
-    /// Root folder; tables go to `{path}/{table}/dt=YYYY-MM-DD/hour=HH/`.
+    /// Where the tables go: a folder, or `s3://bucket/prefix`; tables go to
+    /// `{path}/{table}/dt=YYYY-MM-DD/hour=HH/`.
     pub path: String,
     /// Publish the open file after this long, even if small.
     #[serde(default = "default_roll_after", with = "humantime_serde")]
@@ -484,6 +485,13 @@ pub struct ParquetSpec {
     /// `exposures` table. `0s`: every interval.
     #[serde(default = "default_min_dwell", with = "humantime_serde")]
     pub min_dwell: Duration,
+    /// Rows in one row group of a file at most (engines skip row groups by their statistics).
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: NonZeroUsize,
+}
+
+fn default_row_group_rows() -> NonZeroUsize {
+    NonZeroUsize::new(1 << 20).expect("non-zero")
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

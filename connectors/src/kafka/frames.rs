@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use vitrine_schemas::{now_ms, DeadLetter, Frame};
+use vitrine_schemas::{now_ms, DeadLetter, Frame, SourcePosition};
 
 use super::headers as h;
 
@@ -110,7 +110,8 @@ pub fn frame_from_message<H: Headers>(
         },
         None => (payload, origin),
     };
-    Ok(Frame { stream_id, seq, pts_ms, captured_at_ms, origin: Some(origin), jpeg })
+    let position = SourcePosition::in_stream(seq);
+    Ok(Frame { stream_id, seq, pts_ms, captured_at_ms, origin: Some(origin), position, jpeg })
 }
 
 /// Width and height from a JPEG's frame header (SOFn), without decoding it.
@@ -146,6 +147,7 @@ mod tests {
             pts_ms: 1400,
             captured_at_ms: 99,
             origin: None,
+            position: SourcePosition::in_stream(7),
             jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
         }
     }

@@ -116,6 +116,9 @@ impl KafkaSink {
 
     pub fn detections(&self, d: &FrameDetections) -> Result<(), String> {
         let mut value = serde_json::to_value(d).expect("detections encode");
+        if let Some(fields) = value.as_object_mut() {
+            fields.remove("position"); // where vitrine read the frame: not part of the message
+        }
         value["schema_version"] = SCHEMA_VERSION.into();
         let id = format!("{}:{}:{}", d.stream_id, d.seq, d.model);
         let headers = cloud_event(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use vitrine_schemas::{DeadLetter, Frame};
+use vitrine_schemas::{DeadLetter, Frame, SourcePosition};
 
 use super::frames::frame_from_message;
 use super::{client_config, describe, MAX_MESSAGE_BYTES};
@@ -91,7 +91,9 @@ impl KafkaFrameSource {
                 }
                 Some(Ok(m)) => {
                     let origin = format!("{}/{}@{}", m.topic(), m.partition(), m.offset());
-                    let frame = frame_from_message(m.key(), m.payload(), m.headers(), origin, self.refs_dir.as_deref());
+                    let position = SourcePosition { partition: Some(m.partition()), offset: m.offset() };
+                    let frame = frame_from_message(m.key(), m.payload(), m.headers(), origin, self.refs_dir.as_deref())
+                        .map(|frame| Frame { position, ..frame });
                     out.push((frame, (m.partition(), m.offset())));
                 }
             }

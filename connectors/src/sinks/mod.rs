@@ -1,4 +1,3 @@
-//! Durable outputs: Parquet tables and the dead-letter file.
+//! The dead-letter file (the Parquet tables are in [`crate::parquet`]).
 
 pub mod dead_letter;
-pub mod parquet;

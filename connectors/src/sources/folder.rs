@@ -49,6 +49,7 @@ pub fn run(spec: &FramesSource, dir: &Path, sink: &FrameSink) -> Result<u64, Con
             pts_ms,
             captured_at_ms: now_ms(),
             origin: Some(path.display().to_string()),
+            position: vitrine_schemas::SourcePosition::in_stream(seq),
             jpeg,
         };
         if !sink.send(frame) {

@@ -149,6 +149,7 @@ fn read_frames(spec: &VideoSource, input: &str, sink: &FrameSink, child: &mut Ch
                 pts_ms: pts_of(seq, spec.fps),
                 captured_at_ms: now_ms(),
                 origin: None,
+                position: vitrine_schemas::SourcePosition::in_stream(seq),
                 jpeg,
             };
             if !sink.send(frame) {
