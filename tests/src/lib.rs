@@ -38,9 +38,31 @@ pub fn free_port() -> u16 {
 /// Runs `sql` in DuckDB (the PyPI package that scripts/setup.sh installs) and returns the
 /// rows as JSON arrays.
 pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
+    duckdb_after("", sql)
+}
+
+/// Runs `sql` in DuckDB reading `s3://` from `server` (httpfs, from the PyPI package that
+/// scripts/setup.sh installs beside DuckDB).
+pub fn duckdb_s3(server: &S3Server, sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let extensions = root().join(".vitrine/python/duckdb_ext/extensions");
+    let setup = format!(
+        "SET extension_directory = '{}'; LOAD httpfs; \
+         CREATE SECRET (TYPE s3, KEY_ID '{key}', SECRET '{secret}', REGION 'us-east-1', ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false);",
+        extensions.display(),
+        key = S3Server::KEY,
+        secret = S3Server::SECRET,
+        endpoint = server.address,
+    );
+    duckdb_after(&setup, sql)
+}
+
+fn duckdb_after(setup: &str, sql: &str) -> Vec<Vec<serde_json::Value>> {
     let script = r#"
 import json, sys, duckdb
-rows = duckdb.sql(sys.argv[1]).fetchall()
+con = duckdb.connect()
+if sys.argv[2]:
+    con.execute(sys.argv[2])
+rows = con.sql(sys.argv[1]).fetchall()
 print(json.dumps([list(r) for r in rows], default=str))
 "#;
     let python_path = root().join(".vitrine/python");
@@ -49,6 +71,7 @@ print(json.dumps([list(r) for r in rows], default=str))
         .arg("-c")
         .arg(script)
         .arg(sql)
+        .arg(setup)
         .env("PYTHONPATH", &python_path)
         .output()
         .expect("python3 runs");
@@ -157,4 +180,87 @@ pub fn http_response(port: u16, path: &str) -> (String, Vec<u8>) {
     stream.read_to_end(&mut response).unwrap();
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |i| i + 4);
     (String::from_utf8_lossy(&response[..split]).to_lowercase(), response[split..].to_vec())
+}
+
+/// A throw-away S3-compatible server (SeaweedFS, from the PyPI wheel that scripts/setup.sh
+/// installs) on free loopback ports, with one bucket; killed when dropped.
+#[derive(Debug)]
+pub struct S3Server {
+    child: std::process::Child,
+    /// `127.0.0.1:port` of the S3 API.
+    pub address: String,
+    pub bucket: String,
+    dir: PathBuf,
+}
+
+impl S3Server {
+    pub const KEY: &'static str = "vitrine-test";
+    pub const SECRET: &'static str = "vitrine-test-secret";
+
+    pub fn start(bucket: &str) -> S3Server {
+        let bin = root().join(".vitrine/seaweedfs/weed");
+        assert!(bin.exists(), "SeaweedFS is missing: run scripts/setup.sh");
+        let dir = temp_dir(&format!("s3-{bucket}"));
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg("server")
+            .arg(format!("-dir={}", dir.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3"])
+            .arg(format!("-s3.port={port}"))
+            .arg(format!("-master.port={}", free_port()))
+            .arg(format!("-volume.port={}", free_port()))
+            .arg(format!("-filer.port={}", free_port()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("weed.log")).unwrap())
+            .spawn()
+            .expect("SeaweedFS starts");
+        let address = format!("127.0.0.1:{port}");
+        let server = S3Server { child, address, bucket: bucket.to_string(), dir };
+        // The S3 API answers once the filer is up; then the bucket is made (no credentials
+        // are configured, so the server takes any).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (head, _) = server.request("PUT", &format!("/{bucket}"));
+            if head.starts_with("http/1.1 200") || head.starts_with("http/1.0 200") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "SeaweedFS did not make bucket {bucket}: {head}\n{}",
+                std::fs::read_to_string(server.dir.join("weed.log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        server
+    }
+
+    /// The environment a vitrine process needs to write to this server, as the AWS SDKs read it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", Self::KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", Self::SECRET.into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", format!("http://{}", self.address)),
+        ]
+    }
+
+    fn request(&self, method: &str, path: &str) -> (String, Vec<u8>) {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(&self.address) else {
+            return ("not listening".into(), Vec::new());
+        };
+        let _ = write!(stream, "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", self.address);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+        (String::from_utf8_lossy(&response[..split]).to_lowercase(), response[split..].to_vec())
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -170,16 +170,20 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
         })
         .collect();
     assert_eq!(from_parquet, from_socket);
-    // One detections row per sampled frame (36 s at 5 frames/s), partitioned by date.
+    // A detections row per box, partitioned by date: the frames with a product in them (24 of
+    // the 36 s at 5 frames/s) have boxes, and the seq of each is one of the 180 frames.
     let frames = duckdb(&format!(
-        "SELECT count(*), count(DISTINCT dt) FROM read_parquet('{}/parquet/detections/**/*.parquet', hive_partitioning = true)",
+        "SELECT count(DISTINCT seq), max(seq), count(DISTINCT dt) FROM read_parquet('{}/parquet/detections/**/*.parquet', hive_partitioning = true)",
         out.display()
     ));
-    assert_eq!(frames[0][0], 180);
-    assert_eq!(frames[0][1], 1);
-    // One exposure per product, as long as it was on screen (about 8 s each).
+    let with_boxes = frames[0][0].as_u64().unwrap();
+    assert!((110..=180).contains(&with_boxes), "{frames:?}");
+    assert!(frames[0][1].as_u64().unwrap() < 180, "{frames:?}");
+    assert_eq!(frames[0][2], 1);
+    // One exposure per product, as long as it was on screen (about 8 s each, 40 frames).
     let exposures = duckdb(&format!(
-        "SELECT sku, duration_ms FROM read_parquet('{}/parquet/exposures/**/*.parquet', hive_partitioning = true) ORDER BY start_pts_ms",
+        "SELECT sku, duration_ms, frames_seen, mean_score <= max_score, epoch_ms(end_at) - epoch_ms(start_at) \
+         FROM read_parquet('{}/parquet/exposures/**/*.parquet', hive_partitioning = true) ORDER BY start_pts_ms",
         out.display()
     ));
     let skus: Vec<&str> = exposures.iter().map(|r| r[0].as_str().unwrap()).collect();
@@ -187,5 +191,9 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
     for row in &exposures {
         let ms = row[1].as_i64().unwrap();
         assert!((8000 - ms).abs() <= 2 * TOLERANCE_MS, "{row:?}");
+        let (seen, wall_ms) = (row[2].as_i64().unwrap(), row[4].as_i64().unwrap());
+        assert!((30..=42).contains(&seen), "sighted in about 40 frames: {row:?}");
+        assert_eq!(row[3], true, "{row:?}");
+        assert!((wall_ms - ms).abs() <= 2000, "wall time follows media time in a real-time run: {row:?}");
     }
 }
