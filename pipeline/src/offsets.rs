@@ -38,12 +38,26 @@ impl OffsetTracker {
     /// The offsets to commit now, given the durable time, each stream's replay point as of it
     /// and, per partition, how far other sinks made its results durable (`cap`, none: not at
     /// all yet); empty when nothing moved.
+    ///
+    /// The replay points are taken as of the earliest time whose frames are not all durable
+    /// (by `durable` or by `cap`): a replay from there must be able to rebuild every result
+    /// that is not durable yet.
     pub fn to_commit(
         &mut self,
         durable: Time,
-        replay_point: impl Fn(&str) -> Option<u64>,
+        replay_point: impl Fn(&str, Time) -> Option<u64>,
         cap: impl Fn(i32) -> Option<i64>,
     ) -> BTreeMap<i32, i64> {
+        let mut durable = durable;
+        for (time, read) in &self.read {
+            if *time >= durable {
+                break;
+            }
+            if read.iter().any(|(p, next)| cap(*p).is_none_or(|cap| *next > cap)) {
+                durable = *time;
+                break;
+            }
+        }
         while let Some(entry) = self.read.first_entry() {
             if *entry.key() >= durable {
                 break;
@@ -55,7 +69,7 @@ impl OffsetTracker {
         }
         let mut want = self.durable_next.clone();
         for (stream, (partition, log)) in self.frames.iter_mut() {
-            if let Some(point) = replay_point(stream) {
+            if let Some(point) = replay_point(stream, durable) {
                 *log = log.split_off(&point);
             }
             // Without a replay point yet, hold at the stream's first frame read.
@@ -97,10 +111,25 @@ mod tests {
     fn commits_wait_for_the_parquet_files() {
         let mut t = OffsetTracker::default();
         for offset in 10..20 {
-            t.read(100, 0, offset, Some(("s", offset as u64)));
+            let time = if offset < 15 { 100 } else { 150 };
+            t.read(time, 0, offset, Some(("s", offset as u64)));
         }
-        assert!(t.to_commit(200, |_| Some(20), |_| None).is_empty(), "no file published yet");
-        assert_eq!(t.to_commit(200, |_| Some(20), |_| Some(15)), BTreeMap::from([(0, 15)]));
+        assert!(t.to_commit(200, |_, _| Some(20), |_| None).is_empty(), "no file published yet");
+        assert_eq!(t.to_commit(200, |_, _| Some(20), |_| Some(15)), BTreeMap::from([(0, 15)]));
+    }
+
+    #[test]
+    fn the_replay_point_is_the_one_before_the_first_result_not_yet_in_a_file() {
+        // Found by the Parquet crash test: a product left at offset 62; everything was durable
+        // by time, but the file holding its exit was not published. Committing 62 (the replay
+        // point after the exit) would lose the exit: the replay must start where the product
+        // was first seen.
+        let mut t = OffsetTracker::default();
+        t.read(100, 0, 15, Some(("s", 15)));
+        t.read(200, 0, 62, Some(("s", 62)));
+        let point = |_: &str, as_of: Time| Some(if as_of <= 200 { 15 } else { 63 });
+        assert_eq!(t.to_commit(300, point, |_| Some(62)), BTreeMap::from([(0, 15)]));
+        assert_eq!(t.to_commit(300, point, |_| Some(63)), BTreeMap::from([(0, 63)]));
     }
 
     #[test]
@@ -108,10 +137,10 @@ mod tests {
         let mut t = OffsetTracker::default();
         t.read(100, 0, 10, Some(("s", 0)));
         t.read(200, 0, 11, Some(("s", 1)));
-        assert!(t.to_commit(100, |_| Some(1), no_cap).is_empty(), "nothing durable yet");
-        assert_eq!(t.to_commit(150, |_| Some(1), no_cap), BTreeMap::from([(0, 11)]));
+        assert!(t.to_commit(100, |_, _| Some(1), no_cap).is_empty(), "nothing durable yet");
+        assert_eq!(t.to_commit(150, |_, _| Some(1), no_cap), BTreeMap::from([(0, 11)]));
         t.committed(&BTreeMap::from([(0, 11)]));
-        assert_eq!(t.to_commit(300, |_| Some(2), no_cap), BTreeMap::from([(0, 12)]));
+        assert_eq!(t.to_commit(300, |_, _| Some(2), no_cap), BTreeMap::from([(0, 12)]));
     }
 
     #[test]
@@ -121,10 +150,10 @@ mod tests {
             t.read(100, 3, 50 + seq as i64, Some(("s", seq)));
         }
         // Everything is durable, but the stream's state depends on frames from seq 4 on.
-        assert_eq!(t.to_commit(200, |_| Some(4), no_cap), BTreeMap::from([(3, 54)]));
+        assert_eq!(t.to_commit(200, |_, _| Some(4), no_cap), BTreeMap::from([(3, 54)]));
         t.committed(&BTreeMap::from([(3, 54)]));
         // Later the product left: nothing is needed any more.
-        assert_eq!(t.to_commit(200, |_| Some(10), no_cap), BTreeMap::from([(3, 60)]));
+        assert_eq!(t.to_commit(200, |_, _| Some(10), no_cap), BTreeMap::from([(3, 60)]));
     }
 
     #[test]
@@ -132,6 +161,6 @@ mod tests {
         let mut t = OffsetTracker::default();
         t.read(100, 0, 7, None); // a dead letter: no stream state
         t.read(100, 0, 8, Some(("s", 0)));
-        assert_eq!(t.to_commit(200, |_| None, no_cap), BTreeMap::from([(0, 8)]));
+        assert_eq!(t.to_commit(200, |_, _| None, no_cap), BTreeMap::from([(0, 8)]));
     }
 }

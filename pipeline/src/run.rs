@@ -757,10 +757,11 @@ fn commit(
         Some(parquet) => parquet.durable(partition),
         None => Some(i64::MAX),
     };
-    let next = offsets.to_commit(durable, |stream| replay.before(stream, durable), cap);
+    let next = offsets.to_commit(durable, |stream, as_of| replay.before(stream, as_of), cap);
     if next.is_empty() {
         return;
     }
+    tracing::debug!(?next, durable, "committing offsets");
     match feed.commit(&next) {
         Ok(()) => offsets.committed(&next),
         Err(e) => tracing::warn!(error = %e, "committing Kafka offsets failed; will retry"),

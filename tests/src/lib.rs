@@ -207,9 +207,22 @@ impl S3Server {
             .arg(format!("-dir={}", dir.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3"])
             .arg(format!("-s3.port={port}"))
-            .arg(format!("-master.port={}", free_port()))
-            .arg(format!("-volume.port={}", free_port()))
-            .arg(format!("-filer.port={}", free_port()))
+            // Every port its own free one (the defaults are fixed, or port + 10000 for gRPC);
+            // no Iceberg or Lance listeners, no telemetry.
+            .args(
+                [
+                    "master.port",
+                    "volume.port",
+                    "filer.port",
+                    "master.port.grpc",
+                    "volume.port.grpc",
+                    "filer.port.grpc",
+                    "s3.port.grpc",
+                ]
+                .iter()
+                .map(|name| format!("-{name}={}", free_port())),
+            )
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"])
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("weed.log")).unwrap())
             .spawn()

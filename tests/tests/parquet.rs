@@ -72,31 +72,43 @@ fn start(spec: &Path, env: &[(&'static str, String)], log: &Path) -> Pipeline {
 }
 
 /// Whether `group` committed every partition of the frames topic up to its end: every frame's
-/// rows are in published files (commits wait for them).
-fn caught_up(brokers: &str, group: &str) -> bool {
+/// rows are in published files (commits wait for them). Err says how far it is.
+fn caught_up(brokers: &str, group: &str) -> Result<(), String> {
     let consumer: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
-    let Ok(metadata) = consumer.fetch_metadata(Some("vitrine.frames"), Duration::from_secs(5)) else { return false };
+    let metadata =
+        consumer.fetch_metadata(Some("vitrine.frames"), Duration::from_secs(5)).map_err(|e| e.to_string())?;
     let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
     let mut list = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         list.add_partition("vitrine.frames", p);
     }
-    let Ok(committed) = consumer.committed_offsets(list, Duration::from_secs(5)) else { return false };
-    (0..partitions).all(|p| {
-        let high = consumer.fetch_watermarks("vitrine.frames", p, Duration::from_secs(5)).map_or(-1, |w| w.1);
+    let committed = consumer.committed_offsets(list, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let mut behind = Vec::new();
+    for p in 0..partitions {
+        let (_, high) =
+            consumer.fetch_watermarks("vitrine.frames", p, Duration::from_secs(5)).map_err(|e| e.to_string())?;
         let at = committed.find_partition("vitrine.frames", p).map(|e| e.offset());
-        high == 0 || at == Some(rdkafka::Offset::Offset(high))
-    })
+        // (Tansu's high watermark can lag the last offset by a few: at or past it is the end.)
+        let done = matches!(at, Some(rdkafka::Offset::Offset(at)) if at >= high);
+        if high > 0 && !done {
+            behind.push(format!("partition {p}: committed {at:?}, end {high}"));
+        }
+    }
+    if behind.is_empty() {
+        Ok(())
+    } else {
+        Err(behind.join("; "))
+    }
 }
 
 /// Runs the pipeline until everything is committed, then stops it with SIGINT.
 fn run_to_the_end(spec: &Path, env: &[(&'static str, String)], log: &Path, brokers: &str, group: &str) {
     let mut pipeline = start(spec, env, log);
     let deadline = Instant::now() + Duration::from_secs(240);
-    while !caught_up(brokers, group) {
+    while let Err(behind) = caught_up(brokers, group) {
         let log_text = || std::fs::read_to_string(log).unwrap_or_default();
-        assert!(Instant::now() < deadline, "{group} did not catch up:\n{}", log_text());
+        assert!(Instant::now() < deadline, "{group} did not catch up ({behind}):\n{}", log_text());
         assert!(pipeline.0.try_wait().unwrap().is_none(), "{group} exited:\n{}", log_text());
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -118,7 +130,7 @@ fn crash_and_finish(spec: &Path, env: &[(&'static str, String)], dir: &Path, bro
         assert!(pipeline.0.try_wait().unwrap().is_none(), "{group} run {run} exited before its kill");
         pipeline.0.kill().unwrap(); // SIGKILL: no draining, no publishing, no committing
         pipeline.0.wait().unwrap();
-        if !caught_up(brokers, group) {
+        if caught_up(brokers, group).is_err() {
             killed_mid_stream += 1;
         }
     }
@@ -138,7 +150,10 @@ fn tables(location: &str, query: impl Fn(&str) -> Vec<Vec<Value>>) -> Tables {
     let table = |t: &str| format!("read_parquet('{location}/{t}/**/*.parquet', hive_partitioning = true)");
     Tables {
         detections: query(&format!(
-            "SELECT stream_id, seq, box_index, label, round(score, 4), track_id, dt, hour FROM {} ORDER BY ALL",
+            // Track ids are replayed exactly for catalogued labels only: the replay point does
+            // not hold the Kafka commit back for a person in view (README, Offsets).
+            "SELECT stream_id, seq, box_index, label, round(score, 4), \
+             CASE WHEN label IN ('cup', 'apple', 'orange') THEN track_id END, dt, hour FROM {} ORDER BY ALL",
             table("detections")
         )),
         events: query(&format!(
@@ -250,7 +265,8 @@ fn killed_at_random_and_restarted_every_row_is_in_the_tables_exactly_once_locall
     check("S3", &remote, &clean);
 
     let local_files = files_under(&dir.join("crash-local"));
-    let stray: Vec<&String> = local_files.iter().filter(|f| !published_name(f)).collect();
+    // (The folder also holds the dead-letter file, beside the tables.)
+    let stray: Vec<&String> = local_files.iter().filter(|f| !published_name(f) && *f != "dead-letter.jsonl").collect();
     assert!(stray.is_empty(), "partial or temporary files are visible: {stray:?}");
     let objects = duckdb_s3(&s3, &format!("SELECT file FROM glob('{s3_location}/**') ORDER BY 1"));
     let prefix = format!("{s3_location}/");

@@ -246,6 +246,10 @@ impl FileCutter {
                 complete
             }
         };
+        // A replay reads from before the published end: nothing to cut until it passes it.
+        if files.start.is_some_and(|start| end <= start) {
+            return None;
+        }
         let rows = files.rows.take_before(end);
         let start = files.start.or(rows.min_offset()).unwrap_or(end).min(end);
         files.start = Some(end);
@@ -374,6 +378,36 @@ mod tests {
         assert_eq!((set.start, set.end, offsets(&set)), (12, 15, vec![12, 13, 14]));
         let next = c.complete(&P, 18, Instant::now()).expect("due again");
         assert_eq!((next.start, next.end, offsets(&next)), (15, 18, vec![15, 16, 17]));
+    }
+
+    #[test]
+    fn a_replay_behind_the_published_end_cuts_nothing() {
+        // Found by the crash test: a set cut before the published end moved the progress back.
+        let mut c = cutter(1);
+        c.recover(P.clone(), Some(Progress { end: 62, pending_end: None }));
+        let follow =
+            Cause { position: SourcePosition { partition: Some(3), offset: 40 }, captured_at_ms: 0, by_frame: false };
+        c.exposure(exposure(), follow, 0);
+        assert!(c.complete(&P, 59, Instant::now()).is_none());
+        let set = c.complete(&P, 70, Instant::now()).expect("past the published end");
+        assert_eq!((set.start, set.end), (62, 70));
+    }
+
+    fn exposure() -> Exposure {
+        Exposure {
+            stream_id: "s".into(),
+            sku: "A".into(),
+            label: "cup".into(),
+            title: "Mug".into(),
+            start_pts_ms: 0,
+            end_pts_ms: 4000,
+            start_at_ms: 0,
+            end_at_ms: 4000,
+            frames_seen: 20,
+            max_score: 0.9,
+            mean_score: 0.8,
+            appeared_event_id: "e".into(),
+        }
     }
 
     #[test]
