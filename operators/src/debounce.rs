@@ -548,8 +548,9 @@ mod tests {
 
     #[test]
     fn an_exit_reports_every_sighting_since_the_first_with_its_capture_times() {
-        let (high, mid, none): (&[(&str, f32)], &[(&str, f32)], &[(&str, f32)]) =
-            (&[("cup", 0.9)], &[("cup", 0.6)], &[]);
+        let high: &[(&str, f32)] = &[("cup", 0.9)];
+        let mid: &[(&str, f32)] = &[("cup", 0.6)];
+        let none: &[(&str, f32)] = &[];
         let mut d = Debouncer::new(config());
         let mut frames = vec![none, high, high, high, high, mid, high];
         frames.extend([none; 6]);
