@@ -4,13 +4,15 @@
 //! embedded sources (threads) --frames (bounded)--> worker 0 input ----+
 //! Kafka partitions p (p mod W == w) ----------------> worker w input --+--exchange--> decode -> infer -> debounce
 //! catalog thread --changes--> worker 0 catalog collection --------------------------------> join -> events
-//! dataflow outputs --channel--> sink thread: Parquet, dead letters, Kafka topics, WebSocket hub
+//! dataflow outputs --channel--> sink thread: dead letters, Kafka topics, WebSocket hub
+//! detections, events, exposures --exchange to the partition's reader--> Parquet sink (crate::analytics)
 //! ```
 //!
 //! Kafka offsets: each worker remembers, per dataflow time, the next offset of each of its
 //! partitions. Worker 0 tells the sink thread how far the dataflow has completed; the sink
-//! thread makes everything before that durable (Kafka flushed, Parquet published) and then
-//! raises the durable time, and the workers commit the offsets of the times below it.
+//! thread flushes Kafka and then raises the durable time. Each worker commits the offsets of
+//! the times below it, no further than its Parquet files are published (see
+//! [`crate::offsets`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
