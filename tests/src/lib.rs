@@ -44,16 +44,34 @@ pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
 /// Runs `sql` in DuckDB reading `s3://` from `server` (httpfs, from the PyPI package that
 /// scripts/setup.sh installs beside DuckDB).
 pub fn duckdb_s3(server: &S3Server, sql: &str) -> Vec<Vec<serde_json::Value>> {
+    duckdb_after(&s3_setup(server), sql)
+}
+
+/// Runs `sql` in DuckDB over views named after vitrine's three tables, read from `location`
+/// (a folder, or `s3://...` on `s3`), as docs/analytics.md sets them up.
+pub fn duckdb_tables(location: &str, s3: Option<&S3Server>, sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let views: String = ["detections", "product_events", "exposures"]
+        .iter()
+        .map(|t| {
+            format!("CREATE VIEW {t} AS SELECT * FROM read_parquet('{location}/{t}/**/*.parquet', hive_partitioning = true);")
+        })
+        .collect();
+    match s3 {
+        Some(server) => duckdb_after(&format!("{}{views}", s3_setup(server)), sql),
+        None => duckdb_after(&views, sql),
+    }
+}
+
+fn s3_setup(server: &S3Server) -> String {
     let extensions = root().join(".vitrine/python/duckdb_ext/extensions");
-    let setup = format!(
+    format!(
         "SET extension_directory = '{}'; LOAD httpfs; \
          CREATE SECRET (TYPE s3, KEY_ID '{key}', SECRET '{secret}', REGION 'us-east-1', ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false);",
         extensions.display(),
         key = S3Server::KEY,
         secret = S3Server::SECRET,
         endpoint = server.address,
-    );
-    duckdb_after(&setup, sql)
+    )
 }
 
 fn duckdb_after(setup: &str, sql: &str) -> Vec<Vec<serde_json::Value>> {
