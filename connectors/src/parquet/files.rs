@@ -128,15 +128,15 @@ impl FileSet {
         Ok(files)
     }
 
-    fn encode_table<R: TableRow + Clone>(
+    fn encode_table<R: TableRow>(
         &self,
         rows: &[Row<R>],
         row_group_rows: usize,
         files: &mut Vec<(String, Vec<u8>)>,
     ) -> Result<(), String> {
-        let mut by_partition: BTreeMap<(String, u32), Vec<Row<R>>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<(String, u32), Vec<&Row<R>>> = BTreeMap::new();
         for row in rows.iter().filter(|r| r.row.table_rows() > 0) {
-            by_partition.entry(partition_of(row.captured_at_ms)).or_default().push(row.clone());
+            by_partition.entry(partition_of(row.captured_at_ms)).or_default().push(row);
         }
         for ((dt, hour), rows) in by_partition {
             let path = format!(

@@ -30,7 +30,7 @@ pub trait TableRow: Sized {
     fn table_rows(&self) -> usize {
         1
     }
-    fn to_batch(rows: &[Row<Self>]) -> Result<RecordBatch, ArrowError>;
+    fn to_batch(rows: &[&Row<Self>]) -> Result<RecordBatch, ArrowError>;
 }
 
 fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
@@ -78,7 +78,7 @@ impl TableRow for FrameDetections {
     fn table_rows(&self) -> usize {
         self.detections.len()
     }
-    fn to_batch(rows: &[Row<Self>]) -> Result<RecordBatch, ArrowError> {
+    fn to_batch(rows: &[&Row<Self>]) -> Result<RecordBatch, ArrowError> {
         let frames = || rows.iter().flat_map(|r| r.row.detections.iter().map(move |_| &r.row));
         let boxes = || rows.iter().flat_map(|r| r.row.detections.iter().enumerate());
         let mut track = Int64Builder::new();
@@ -112,7 +112,7 @@ impl TableRow for ProductEvent {
     fn schema() -> SchemaRef {
         product_events_schema()
     }
-    fn to_batch(rows: &[Row<Self>]) -> Result<RecordBatch, ArrowError> {
+    fn to_batch(rows: &[&Row<Self>]) -> Result<RecordBatch, ArrowError> {
         let events = || rows.iter().map(|r| &r.row);
         let mut price = Float64Builder::new();
         let mut in_stock = BooleanBuilder::new();
@@ -146,7 +146,7 @@ impl TableRow for Exposure {
     fn schema() -> SchemaRef {
         exposures_schema()
     }
-    fn to_batch(rows: &[Row<Self>]) -> Result<RecordBatch, ArrowError> {
+    fn to_batch(rows: &[&Row<Self>]) -> Result<RecordBatch, ArrowError> {
         let xs = || rows.iter().map(|r| &r.row);
         RecordBatch::try_new(
             Self::schema(),
@@ -181,7 +181,7 @@ pub fn writer_properties(row_group_rows: usize) -> WriterProperties {
 }
 
 /// One Parquet file holding `rows`.
-pub fn encode<R: TableRow>(rows: &[Row<R>], properties: WriterProperties) -> Result<Vec<u8>, String> {
+pub fn encode<R: TableRow>(rows: &[&Row<R>], properties: WriterProperties) -> Result<Vec<u8>, String> {
     let batch = R::to_batch(rows).map_err(|e| format!("{}: {e}", R::TABLE))?;
     let mut writer =
         ArrowWriter::try_new(Vec::new(), R::schema(), Some(properties)).map_err(|e| format!("{}: {e}", R::TABLE))?;
@@ -236,7 +236,7 @@ mod tests {
             .into_iter()
             .map(|f| Row { captured_at_ms: f.captured_at_ms, offset: Some(f.seq as i64), row: f })
             .collect();
-        let bytes = encode(&rows, writer_properties(1000)).unwrap();
+        let bytes = encode(&rows.iter().collect::<Vec<_>>(), writer_properties(1000)).unwrap();
         let path = std::env::temp_dir().join(format!("vitrine-tables-{}.parquet", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
         let file = std::fs::File::open(&path).unwrap();
