@@ -12,6 +12,8 @@
 //!
 //! Then it prints rows/s a core and the ratios against the baseline, best of 5 rounds each.
 
+#![allow(clippy::print_stdout)] // a benchmark's report
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
