@@ -259,6 +259,37 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
+/// Decides when a changed catalog file is read again: only once it has kept the same size and
+/// modification time for a whole poll. Most writers (`std::fs::write`, `>` in a shell, editors
+/// saving in place) truncate first and write after; reading between the two would take every
+/// product off screen for one poll and put it back.
+#[derive(Debug)]
+struct Settle {
+    loaded: Option<(SystemTime, u64)>,
+    changed: Option<Option<(SystemTime, u64)>>,
+}
+
+impl Settle {
+    fn new(loaded: Option<(SystemTime, u64)>) -> Self {
+        Self { loaded, changed: None }
+    }
+
+    /// Takes the file's stamp at one poll; true when it should be read now.
+    fn ready(&mut self, now: Option<(SystemTime, u64)>) -> bool {
+        if now == self.loaded {
+            self.changed = None;
+            return false;
+        }
+        if self.changed == Some(now) {
+            self.loaded = now;
+            self.changed = None;
+            return true;
+        }
+        self.changed = Some(now);
+        false
+    }
+}
+
 /// Loads the catalog, sends it as additions, then (if `watch`) polls the file and sends
 /// what changed until `stop`. Problems go to `on_problem`.
 pub fn run(
@@ -270,20 +301,19 @@ pub fn run(
     stop: &Arc<AtomicBool>,
     on_problem: &dyn Fn(CatalogProblem),
 ) -> Result<(), String> {
-    let mut seen = stamp(path);
+    let seen = stamp(path);
     let (mut current, problems) = load(path, images)?;
     problems.into_iter().for_each(on_problem);
     tracing::info!(catalog = %path.display(), products = current.len(), "catalog loaded");
     if changes.send(current.iter().map(|i| (i.clone(), 1)).collect()).is_err() || !watch {
         return Ok(());
     }
+    let mut settle = Settle::new(seen);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(poll);
-        let now = stamp(path);
-        if now == seen {
+        if !settle.ready(stamp(path)) {
             continue;
         }
-        seen = now;
         match load(path, images) {
             Ok((next, problems)) => {
                 problems.into_iter().for_each(on_problem);
@@ -305,6 +335,24 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_is_read_once_the_file_has_settled_for_a_poll() {
+        let t = |s: u64| Some((SystemTime::UNIX_EPOCH + Duration::from_secs(s), 100 + s));
+        let mut settle = Settle::new(t(0));
+        assert!(!settle.ready(t(0)), "nothing changed");
+        // Truncated, then written: neither the empty file nor the half-written one is read.
+        assert!(!settle.ready(Some((SystemTime::UNIX_EPOCH, 0))));
+        assert!(!settle.ready(t(1)));
+        assert!(settle.ready(t(1)), "the same stamp on two polls in a row");
+        assert!(!settle.ready(t(1)), "read once");
+        // A file that goes away is a change too, read (and refused) once it stays away.
+        assert!(!settle.ready(None));
+        assert!(settle.ready(None));
+        // Put back as it was before it went away: read again.
+        assert!(!settle.ready(t(1)));
+        assert!(settle.ready(t(1)));
+    }
 
     #[test]
     fn bad_lines_are_reported_and_the_rest_is_kept() {
