@@ -16,7 +16,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use vitrine_schemas::{BBox, Cause, FrameDetections};
 
-use crate::{stable_hash, Diff, ReplayPoints, Time};
+use crate::{stream_route, Diff, ReplayPoints, Time};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DebounceConfig {
@@ -76,6 +76,9 @@ pub struct OnScreen {
     pub score_milli: u32,
     /// Box of the best confirming frame, in ten-thousandths of the frame (x0, y0, x1, y1).
     pub bbox: [u16; 4],
+    /// The Kafka partition the stream is read from (none in-process): routes the join's
+    /// changes back to the stream's worker.
+    pub partition: Option<i32>,
 }
 
 impl OnScreen {
@@ -311,6 +314,7 @@ impl Debouncer {
                 since_pts: first,
                 score_milli: (best.1 * 1000.0).round() as u32,
                 bbox: quantize(best.2),
+                partition: frame.position.partition,
             };
             track.since_seq = track.window.iter().find(|(_, hit)| hit.is_some()).map_or(frame.seq, |w| w.0);
             track.on_screen = Some(on.clone());
@@ -408,7 +412,7 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
         config: DebounceConfig,
         replay: ReplayPoints,
     ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<CausedNote>>) {
-        let route = Exchange::new(|d: &FrameDetections| stable_hash(&[d.stream_id.as_bytes()]));
+        let route = Exchange::new(|d: &FrameDetections| stream_route(&d.stream_id, d.position.partition));
         self.unary_frontier::<CapacityContainerBuilder<Vec<Result<OnScreenUpdate, CausedNote>>>, _, _, _>(
             route,
             "Debounce",

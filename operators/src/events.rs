@@ -16,7 +16,7 @@ use timely::dataflow::Stream;
 use vitrine_schemas::{now_ms, CatalogItem, Cause, EventKind, Exposure, ProductEvent};
 
 use crate::debounce::CausedNote;
-use crate::{stable_hash, Diff, OnScreen, ScreenNote, ScreenStats, Time};
+use crate::{stable_hash, stream_route, Diff, OnScreen, ScreenNote, ScreenStats, Time};
 
 /// A change of the joined collection: `(label, (product on screen, catalog item))`.
 pub type JoinedUpdate = ((String, (OnScreen, CatalogItem)), Time, Diff);
@@ -209,8 +209,11 @@ pub trait EmitEvents<'scope> {
 
 impl<'scope> EmitEvents<'scope> for Stream<'scope, Time, Vec<JoinedUpdate>> {
     fn emit_events(self, notes: Stream<'scope, Time, Vec<CausedNote>>) -> Stream<'scope, Time, Vec<Emitted>> {
-        let by_change = Exchange::new(|u: &JoinedUpdate| stable_hash(&[(u.0).1 .0.stream_id.as_bytes()]));
-        let by_note = Exchange::new(|n: &CausedNote| stable_hash(&[n.0.stream_id().as_bytes()]));
+        let by_change = Exchange::new(|u: &JoinedUpdate| {
+            let on = &(u.0).1 .0;
+            stream_route(&on.stream_id, on.partition)
+        });
+        let by_note = Exchange::new(|n: &CausedNote| stream_route(n.0.stream_id(), n.1.position.partition));
         self.binary_frontier::<_, CapacityContainerBuilder<Vec<Emitted>>, _, _, _, _>(
             notes,
             by_change,
@@ -263,6 +266,7 @@ mod tests {
             since_pts: since,
             score_milli: 900,
             bbox: [0, 0, 5000, 5000],
+            partition: None,
         }
     }
 

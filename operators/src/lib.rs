@@ -11,6 +11,7 @@ mod fallible;
 mod graph;
 mod infer;
 mod replay;
+mod route;
 mod stable_hash;
 mod track;
 
@@ -21,6 +22,7 @@ pub use fallible::MapFallible;
 pub use graph::{product_events, product_outputs, Catalog};
 pub use infer::{BatchConfig, InferDetections, Inferencer};
 pub use replay::ReplayPoints;
+pub use route::stream_route;
 pub use stable_hash::stable_hash;
 pub use track::{track_origin, TrackObjects, Tracker, TrackerConfig};
 

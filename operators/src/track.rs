@@ -19,7 +19,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use vitrine_schemas::{BBox, Detection, FrameDetections};
 
-use crate::{stable_hash, ReplayPoints, Time};
+use crate::{stream_route, ReplayPoints, Time};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrackerConfig {
@@ -181,7 +181,7 @@ pub trait TrackObjects<'scope> {
 
 impl<'scope> TrackObjects<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
     fn track_objects(self, config: TrackerConfig, replay: ReplayPoints) -> Stream<'scope, Time, Vec<FrameDetections>> {
-        let route = Exchange::new(|d: &FrameDetections| stable_hash(&[d.stream_id.as_bytes()]));
+        let route = Exchange::new(|d: &FrameDetections| stream_route(&d.stream_id, d.position.partition));
         self.unary_frontier::<CapacityContainerBuilder<Vec<FrameDetections>>, _, _, _>(route, "Track", |_, _| {
             let mut pending: BTreeMap<Time, (timely::dataflow::operators::Capability<Time>, Vec<FrameDetections>)> =
                 BTreeMap::new();

@@ -53,7 +53,8 @@ pub struct CatalogItem {
     /// The streams (shows) whose rundown has this product: only there does its label match
     /// it. Empty: every stream. So one label can stand for different products on different
     /// shows (the red mug on one, the blue one on another).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// (Always written: the catalog join crosses timely processes as bincode.)
+    #[serde(default)]
     pub streams: Vec<String>,
 }
 

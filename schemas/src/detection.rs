@@ -42,8 +42,9 @@ pub struct Detection {
     /// Where, normalised to the frame.
     pub bbox: BBox,
     /// The object's track in its stream (the same object keeps its id from frame to frame);
-    /// none for a weak detection that continues no track.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// none for a weak detection that continues no track. Always written (as `null` when
+    /// none): records crossing timely processes are bincode, which cannot skip a field.
+    #[serde(default)]
     pub track_id: Option<u64>,
 }
 

@@ -16,7 +16,6 @@ pub struct Frame {
     /// Where the frame was read (Kafka partition and offset, or its place in its stream).
     pub position: SourcePosition,
     /// The encoded image (JPEG).
-    #[serde(skip)]
     pub jpeg: Vec<u8>,
 }
 
