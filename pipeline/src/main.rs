@@ -10,7 +10,7 @@ use vitrine_connectors::kafka::admin::{create_topics, TopicSpec};
 use vitrine_connectors::kafka::sampler::{self, SamplerOptions};
 use vitrine_pipeline::bench::{bench, BenchOptions};
 use vitrine_pipeline::run::{run, RunOptions};
-use vitrine_pipeline::spec;
+use vitrine_pipeline::{cluster, spec};
 use vitrine_schemas::spec::{Pace, SourceSpec};
 
 /// Runs a future to completion on a small runtime (the CLI is otherwise synchronous).
@@ -47,9 +47,19 @@ enum Command {
     Run {
         /// The YAML pipeline spec.
         spec: PathBuf,
-        /// Timely worker threads (overrides the spec's `workers`).
-        #[arg(long)]
+        /// Timely worker threads of this process (overrides the spec's `workers`).
+        #[arg(long, env = "VITRINE_WORKERS")]
         workers: Option<usize>,
+        /// Processes of the timely cluster (each runs `--workers` threads; Kafka partitions are
+        /// spread over all of them).
+        #[arg(long, env = "VITRINE_PROCESSES")]
+        processes: Option<usize>,
+        /// This process's index in the cluster, from 0.
+        #[arg(long, env = "VITRINE_PROCESS_ID")]
+        process_id: Option<usize>,
+        /// The cluster's addresses: one host:port a line, process 0 first.
+        #[arg(long, env = "VITRINE_HOSTFILE")]
+        hostfile: Option<PathBuf>,
         /// Exit when every stream has ended, even while serving viewers.
         #[arg(long)]
         exit_when_done: bool,
@@ -408,13 +418,27 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { spec, workers, exit_when_done } => {
+        Command::Run { spec, workers, processes, process_id, hostfile, exit_when_done } => {
             let loaded = match load_spec(&spec) {
                 Ok(l) => l,
                 Err(code) => return code,
             };
+            let threads = workers.unwrap_or(loaded.spec.workers.get());
+            let shape = match cluster::shape(threads, processes, process_id, hostfile.as_deref()) {
+                Ok(shape) => shape,
+                Err(e) => {
+                    eprintln!("vitrine: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             let stop = Arc::new(AtomicBool::new(false));
-            match run(loaded, RunOptions { workers, exit_when_done, record_latencies: false }, stop) {
+            let options = RunOptions {
+                workers: Some(shape.workers),
+                cluster: shape.cluster,
+                exit_when_done,
+                record_latencies: false,
+            };
+            match run(loaded, options, stop) {
                 Ok(summary) => {
                     let shed = match summary.frames_shed {
                         0 => String::new(),

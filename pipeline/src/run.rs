@@ -50,6 +50,7 @@ use vitrine_schemas::spec::{KafkaSource, Pace, ServerSpec, SourceSpec, VideoSour
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
 
 use crate::analytics::{write_parquet, AnalyticsRow, ParquetWorker, ReadLog};
+use crate::cluster::{Cluster, Shape};
 use crate::feed::FeedQueue;
 use crate::offsets::OffsetTracker;
 use crate::spec::LoadedSpec;
@@ -57,8 +58,10 @@ use crate::spec::LoadedSpec;
 /// Command-line settings of a run.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// Overrides the spec's `workers`.
+    /// Overrides the spec's `workers` (worker threads of this process).
     pub workers: Option<usize>,
+    /// This process's place in a timely cluster (none: a single process).
+    pub cluster: Option<Cluster>,
     /// Exit once every source has ended, even when serving viewers.
     pub exit_when_done: bool,
     /// Keep every frame's capture-to-sink latency in the summary (benchmarks).
@@ -109,6 +112,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let started = Instant::now();
     let spec = loaded.spec.clone();
     let workers = options.workers.unwrap_or(spec.workers.get()).max(1);
+    let shape = Shape { workers, cluster: options.cluster.clone() };
+    // Cluster-wide: every process's workers, and this one's first.
+    let (peers, first_worker) = (shape.peers(), shape.first_worker());
+    // Embedded sources run in process 0 only; Kafka partitions are spread over every worker.
+    let runs_embedded = shape.process() == 0;
 
     // The model first: the most likely thing to be missing on a fresh machine.
     let configured = spec.model.runtime_library.as_ref().map(|p| loaded.resolve(p));
@@ -274,11 +282,18 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let catalog_path = loaded.resolve(path);
         // Read once now, so a missing or unreadable catalog fails the run at once.
         let (_, problems) = catalog::load(&catalog_path, &images).map_err(|e| anyhow!("{e} (catalog.path)"))?;
-        report_catalog_problems(&out_tx, problems);
+        if runs_embedded {
+            report_catalog_problems(&out_tx, problems);
+        }
         let (stop, images, out_tx, catalog_tx) = (stop.clone(), images.clone(), out_tx.clone(), catalog_tx.clone());
         let (watch, poll) = (spec.catalog.watch, spec.catalog.poll);
         catalog_threads.push(std::thread::Builder::new().name("vitrine-catalog".into()).spawn(move || {
-            let on_problem = |p: catalog::CatalogProblem| report_catalog_problems(&out_tx, vec![p]);
+            // Every process reads the catalog (it serves the pictures); process 0 reports its bad rows.
+            let on_problem = |p: catalog::CatalogProblem| {
+                if runs_embedded {
+                    report_catalog_problems(&out_tx, vec![p])
+                }
+            };
             if let Err(e) = catalog::run(&catalog_path, watch, poll, &images, &catalog_tx, &stop, &on_problem) {
                 tracing::error!(error = %e, "catalog file source stopped");
             }
@@ -288,7 +303,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let (stop, images, out_tx, catalog_tx) = (stop.clone(), images.clone(), out_tx.clone(), catalog_tx.clone());
         let base_dir = loaded.base_dir.clone();
         catalog_threads.push(std::thread::Builder::new().name("vitrine-catalog-topic".into()).spawn(move || {
-            let on_problem = |p: catalog::CatalogProblem| report_catalog_problems(&out_tx, vec![p]);
+            let on_problem = |p: catalog::CatalogProblem| {
+                if runs_embedded {
+                    report_catalog_problems(&out_tx, vec![p])
+                }
+            };
             if let Err(e) = vitrine_connectors::kafka::catalog::run(
                 &topic.brokers,
                 &topic.topic,
@@ -305,7 +324,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     drop(catalog_tx);
     let (frames_tx, frames_rx) = mpsc::sync_channel::<Frame>(16);
     let mut source_threads = Vec::new();
-    for source in spec.sources.clone() {
+    let embedded_sources = if runs_embedded { spec.sources.clone() } else { Vec::new() };
+    for source in embedded_sources {
         let sink = FrameSink { frames: frames_tx.clone(), stop: stop.clone() };
         let (input, stream_id) = match &source {
             SourceSpec::Video(v) => (loaded.resolve_input(&v.input), v.stream_id.clone()),
@@ -333,13 +353,13 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     }
     drop(frames_tx);
     // Each worker connects to its own Kafka partitions up front, so a bad broker fails the run now.
-    let kafka_feeds: Vec<Option<KafkaFrameSource>> = (0..workers)
+    let kafka_feeds: Vec<Option<KafkaFrameSource>> = (first_worker..first_worker + workers)
         .map(|w| {
             kafka_source
                 .as_ref()
                 .map(|k| {
                     let refs = k.frame_refs_dir.as_ref().map(|d| loaded.resolve(d));
-                    KafkaFrameSource::connect(&k.brokers, &k.topic, &k.group_id, w, workers)
+                    KafkaFrameSource::connect(&k.brokers, &k.topic, &k.group_id, w, peers)
                         .map(|s| s.with_refs_dir(refs))
                 })
                 .transpose()
@@ -413,10 +433,16 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let epoch_ms = spec.epoch.as_millis().max(1) as u64;
     let dataflow_stop = stop.clone();
     let out = Mutex::new(out_tx);
-    tracing::info!(pipeline = %spec.name, workers, sources = spec.sources.len(), "pipeline running");
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+    let frames_route = shape.clone();
+    if shape.cluster.is_some() {
+        tracing::info!(shape = %shape.describe(), "connecting to the other processes of the cluster");
+    }
+    tracing::info!(pipeline = %spec.name, shape = %shape.describe(), sources = spec.sources.len(), "pipeline running");
+    let guards = timely::execute(shape.timely_config(), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let detector = detectors.lock().expect("detectors")[index].take().expect("one detector per worker");
+        // This worker's index among its process's workers: what its per-worker parts are kept by.
+        let local = index - first_worker;
+        let detector = detectors.lock().expect("detectors")[local].take().expect("one detector per worker");
         let decoder = FrameDecoder::new(limits, detector.input()).with_tiling(tiling);
         let out: Sender<Output> = out.lock().expect("output").clone();
         let (out_d, out_e, out_x) = (out.clone(), out.clone(), out.clone());
@@ -424,7 +450,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let mut frames_in = InputHandleVec::<Time, Frame>::new();
         let probe = ProbeHandle::new();
         let parquet =
-            cutters.lock().expect("cutters")[index].take().zip(publisher_handle.clone()).map(|(cutter, publisher)| {
+            cutters.lock().expect("cutters")[local].take().zip(publisher_handle.clone()).map(|(cutter, publisher)| {
                 ParquetWorker {
                     cutter: Rc::new(RefCell::new(cutter)),
                     reads: Rc::new(RefCell::new(ReadLog::default())),
@@ -432,10 +458,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     waiting: Default::default(),
                 }
             });
+        let frames_route = frames_route.clone();
         let catalog_in = worker.dataflow::<Time, _, _>(|scope| {
-            let frames = frames_in
-                .to_stream(scope)
-                .exchange(|f: &Frame| stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]));
+            let frames = frames_in.to_stream(scope).exchange(move |f: &Frame| {
+                frames_route.local_route(stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]))
+            });
             let (prepared, decode_failed) = frames.decode_frames(decoder);
             let inferencer = Inferencer::new(detector).counting_runs(model_runs.clone());
             let (detections, infer_failed) = prepared.infer_detections(inferencer, batch);
@@ -473,13 +500,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             catalog_in
         });
 
-        // What this worker feeds: its Kafka partitions, and on worker 0 the embedded sources and the catalog.
-        let mut kafka = kafka_feeds.lock().expect("kafka").get_mut(index).and_then(Option::take);
-        let (embedded, catalog_changes) = if index == 0 {
-            (frames_rx.lock().expect("frames").take(), catalog_rx.lock().expect("catalog").take())
-        } else {
-            (None, None)
-        };
+        // What this worker feeds: its Kafka partitions, and on worker 0 the embedded sources and
+        // the catalog. The first worker of every process follows the catalog's labels (replay points).
+        let mut kafka = kafka_feeds.lock().expect("kafka").get_mut(local).and_then(Option::take);
+        let embedded = if index == 0 { frames_rx.lock().expect("frames").take() } else { None };
+        let catalog_changes = if local == 0 { catalog_rx.lock().expect("catalog").take() } else { None };
         let mut embedded_open = embedded.is_some();
         let mut feed = FeedQueue::new(live_streams.clone(), shed_after_ms);
         // Only worker 0 feeds the catalog; the others must drop their handle, or it holds the join's time back.
@@ -496,17 +521,20 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             while worker.step_or_park(Some(Duration::from_millis(50))) {}
             return;
         }
-        let max_in_flight = IN_FLIGHT_PER_WORKER * worker.peers() as u64;
+        // Frames stay in the process that read them until inferred: the bound is per process.
+        let max_in_flight = IN_FLIGHT_PER_WORKER * workers as u64;
         let epoch = |ms: i64| (ms.max(0) as u64 / epoch_ms) * epoch_ms;
         let mut offsets = OffsetTracker::default();
         let mut last_commit = Instant::now();
         let mut reported: Time = 0;
         loop {
-            if let (Some(changes), Some(input)) = (&catalog_changes, catalog_in.as_mut()) {
+            if let Some(changes) = &catalog_changes {
                 for batch in changes.try_iter() {
                     for (item, diff) in batch {
                         replay.catalog_changed(&item.label, diff);
-                        input.update((item.label.clone(), item), diff);
+                        if let Some(input) = catalog_in.as_mut() {
+                            input.update((item.label.clone(), item), diff);
+                        }
                     }
                 }
             }
@@ -582,7 +610,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     input.flush();
                 }
             }
-            if index == 0 {
+            if local == 0 {
                 let complete = probe.with_frontier(|f| f.first().copied().unwrap_or(Time::MAX));
                 if complete > reported {
                     reported = complete;
@@ -597,14 +625,14 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             }
             worker.step_or_park(Some(Duration::from_millis(2)));
         }
-        if index == 0 {
+        if local == 0 {
             tracing::info!(frames = sent.load(Ordering::Relaxed), "inputs ended; draining the dataflow");
             dataflow_stop.store(true, Ordering::Relaxed); // also stops the catalog watcher
         }
         drop(frames_in);
         drop(catalog_in);
         while worker.step_or_park(Some(Duration::from_millis(10))) {}
-        if index == 0 {
+        if local == 0 {
             let _ = out.send(Output::Complete(Time::MAX));
         }
         drop(out);
@@ -632,10 +660,25 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             }
         }
     })
-    .map_err(|e| anyhow!("could not start the dataflow: {e}"))?;
-    let results = guards.join();
+    .map_err(|e| match &shape.cluster {
+        Some(c) => anyhow!(
+            "could not start the cluster ({}): {e}. Is {} free and are the other processes' addresses right?",
+            shape.describe(),
+            c.addresses[c.process]
+        ),
+        None => anyhow!("could not start the dataflow: {e}"),
+    })?;
+    // Joining also joins the cluster's network threads, which panic when a peer process dies.
+    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guards.join())).map_err(|_| {
+        anyhow!("the connection to another process of the cluster broke (did it die?). Restart every process of the cluster: they resume from the committed offsets")
+    })?;
     for r in results {
-        r.map_err(|e| anyhow!("a dataflow worker failed: {e}"))?;
+        r.map_err(|e| match &shape.cluster {
+            Some(_) if e.contains("timely communication error") || e.contains("MergeQueue") => anyhow!(
+                "the connection to another process of the cluster broke ({e}). Restart every process of the cluster: they resume from the committed offsets"
+            ),
+            _ => anyhow!("a dataflow worker failed: {e}"),
+        })?;
     }
     for t in source_threads {
         let _ = t.join();

@@ -5,14 +5,11 @@
 //! there exactly once and equal to an uninterrupted run, and no partial or temporary object
 //! is visible.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
-use serde_json::Value;
+use vitrine_tests::kafka_runs::{caught_up, check_tables, tables, wait_caught_up, Pipeline};
 use vitrine_tests::{duckdb, duckdb_s3, root, temp_dir, vitrine_bin, Broker, S3Server};
 
 const STREAMS: [&str; 3] = ["shop1", "shop2", "shop3"];
@@ -49,70 +46,11 @@ workers: 2
     path
 }
 
-/// A running `vitrine run`, killed when dropped.
-struct Pipeline(Child);
-
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(spec: &Path, env: &[(&'static str, String)], log: &Path) -> Pipeline {
-    let child = Command::new(vitrine_bin())
-        .arg("run")
-        .arg(spec)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    Pipeline(child)
-}
-
-/// Whether `group` committed every partition of the frames topic up to its end: every frame's
-/// rows are in published files (commits wait for them). Err says how far it is.
-fn caught_up(brokers: &str, group: &str) -> Result<(), String> {
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
-    let metadata =
-        consumer.fetch_metadata(Some("vitrine.frames"), Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-    let mut list = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        list.add_partition("vitrine.frames", p);
-    }
-    let committed = consumer.committed_offsets(list, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    let mut behind = Vec::new();
-    for p in 0..partitions {
-        let (_, high) =
-            consumer.fetch_watermarks("vitrine.frames", p, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-        let at = committed.find_partition("vitrine.frames", p).map(|e| e.offset());
-        // (Tansu's high watermark can lag the last offset by a few: at or past it is the end.)
-        let done = matches!(at, Some(rdkafka::Offset::Offset(at)) if at >= high);
-        if high > 0 && !done {
-            behind.push(format!("partition {p}: committed {at:?}, end {high}"));
-        }
-    }
-    if behind.is_empty() {
-        Ok(())
-    } else {
-        Err(behind.join("; "))
-    }
-}
-
 /// Runs the pipeline until everything is committed, then stops it with SIGINT.
 fn run_to_the_end(spec: &Path, env: &[(&'static str, String)], log: &Path, brokers: &str, group: &str) {
-    let mut pipeline = start(spec, env, log);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while let Err(behind) = caught_up(brokers, group) {
-        let log_text = || std::fs::read_to_string(log).unwrap_or_default();
-        assert!(Instant::now() < deadline, "{group} did not catch up ({behind}):\n{}", log_text());
-        assert!(pipeline.0.try_wait().unwrap().is_none(), "{group} exited:\n{}", log_text());
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let _ = Command::new("kill").args(["-INT", &pipeline.0.id().to_string()]).status();
+    let mut pipeline = Pipeline::start(spec, &[], env, log);
+    wait_caught_up(&mut [&mut pipeline], &[log], brokers, group);
+    pipeline.signal("INT");
     let status = pipeline.0.wait().unwrap();
     assert!(status.success(), "{group}: {status}\n{}", std::fs::read_to_string(log).unwrap_or_default());
 }
@@ -125,7 +63,7 @@ fn crash_and_finish(spec: &Path, env: &[(&'static str, String)], dir: &Path, bro
     for run in 0..KILLS {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let after = Duration::from_millis(800 + (seed >> 33) % 3200);
-        let mut pipeline = start(spec, env, &dir.join(format!("{group}-{run}.log")));
+        let mut pipeline = Pipeline::start(spec, &[], env, &dir.join(format!("{group}-{run}.log")));
         std::thread::sleep(after);
         assert!(pipeline.0.try_wait().unwrap().is_none(), "{group} run {run} exited before its kill");
         pipeline.0.kill().unwrap(); // SIGKILL: no draining, no publishing, no committing
@@ -136,63 +74,6 @@ fn crash_and_finish(spec: &Path, env: &[(&'static str, String)], dir: &Path, bro
     }
     run_to_the_end(spec, env, &dir.join(format!("{group}-last.log")), brokers, group);
     killed_mid_stream
-}
-
-/// The three tables, keyed as the issue says, with the columns a replay must reproduce.
-#[derive(Debug, PartialEq)]
-struct Tables {
-    detections: Vec<Vec<Value>>,
-    events: Vec<Vec<Value>>,
-    exposures: Vec<Vec<Value>>,
-}
-
-fn tables(location: &str, query: impl Fn(&str) -> Vec<Vec<Value>>) -> Tables {
-    let table = |t: &str| format!("read_parquet('{location}/{t}/**/*.parquet', hive_partitioning = true)");
-    Tables {
-        detections: query(&format!(
-            // Track ids are replayed exactly for catalogued labels only: the replay point does
-            // not hold the Kafka commit back for a person in view (README, Offsets).
-            "SELECT stream_id, seq, box_index, label, round(score, 4), \
-             CASE WHEN label IN ('cup', 'apple', 'orange') THEN track_id END, dt, hour FROM {} ORDER BY ALL",
-            table("detections")
-        )),
-        events: query(&format!(
-            "SELECT event_id, kind, stream_id, sku, pts_ms, epoch_ms(captured_at) FROM {} ORDER BY ALL",
-            table("product_events")
-        )),
-        exposures: query(&format!(
-            "SELECT stream_id, sku, start_pts_ms, end_pts_ms, frames_seen, round(max_score, 4), appeared_event_id FROM {} ORDER BY ALL",
-            table("exposures")
-        )),
-    }
-}
-
-/// Rows whose key (the first `key` columns) appears more than once.
-fn repeated(rows: &[Vec<Value>], key: usize) -> Vec<Vec<Value>> {
-    let mut seen = BTreeSet::new();
-    rows.iter().filter(|r| !seen.insert(format!("{:?}", &r[..key]))).cloned().collect()
-}
-
-fn check(name: &str, got: &Tables, clean: &Tables) {
-    assert!(repeated(&got.detections, 3).is_empty(), "{name}: repeated detections {:?}", repeated(&got.detections, 3));
-    assert!(repeated(&got.events, 1).is_empty(), "{name}: repeated events {:?}", repeated(&got.events, 1));
-    assert!(repeated(&got.exposures, 3).is_empty(), "{name}: repeated exposures {:?}", repeated(&got.exposures, 3));
-    let missing = |a: &[Vec<Value>], b: &[Vec<Value>]| a.iter().filter(|r| !b.contains(r)).count();
-    assert_eq!(
-        got.events,
-        clean.events,
-        "{name}: product events differ ({} missing, {} extra)",
-        missing(&clean.events, &got.events),
-        missing(&got.events, &clean.events)
-    );
-    assert_eq!(got.exposures, clean.exposures, "{name}: exposures differ");
-    assert!(
-        got.detections == clean.detections,
-        "{name}: detections differ ({} of {} missing, {} extra)",
-        missing(&clean.detections, &got.detections),
-        clean.detections.len(),
-        missing(&got.detections, &clean.detections)
-    );
 }
 
 /// Every file under `dir`, relative to it.
@@ -260,9 +141,9 @@ fn killed_at_random_and_restarted_every_row_is_in_the_tables_exactly_once_locall
     assert!(local_kills >= KILLS / 2 && s3_kills >= KILLS / 2, "most kills must land mid-stream");
 
     let local = tables(&dir.join("crash-local").display().to_string(), duckdb);
-    check("local folder", &local, &clean);
+    check_tables("local folder", &local, &clean);
     let remote = tables(&s3_location, |sql| duckdb_s3(&s3, sql));
-    check("S3", &remote, &clean);
+    check_tables("S3", &remote, &clean);
 
     let local_files = files_under(&dir.join("crash-local"));
     // (The folder also holds the dead-letter file, beside the tables.)

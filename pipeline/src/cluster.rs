@@ -1,0 +1,177 @@
+//! The shape of a run: worker threads per process, and the processes of a timely cluster.
+//!
+//! Workers are numbered across the cluster: process `i` runs workers `i*W .. (i+1)*W`. Kafka
+//! partition `p` is read by worker `p mod (W*P)`, and a stream's state lives with the worker
+//! that reads its partition (see `vitrine_operators::stream_route`), so the only records that
+//! cross processes are those of the catalog join (keyed by label).
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context};
+
+/// Where this process stands in its cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// This process's index, 0-based.
+    pub process: usize,
+    /// `host:port` of every process, in process order; this process listens on its own.
+    pub addresses: Vec<String>,
+}
+
+impl Cluster {
+    /// A cluster of `processes` from a hostfile: one `host:port` a line, process 0 first (blank
+    /// lines and `#` comments are skipped; lines past `processes` are ignored).
+    pub fn from_hostfile(processes: usize, process: usize, hostfile: &Path) -> anyhow::Result<Cluster> {
+        let text = std::fs::read_to_string(hostfile)
+            .with_context(|| format!("cannot read the hostfile {}", hostfile.display()))?;
+        Cluster::from_hosts(processes, process, &text)
+            .with_context(|| format!("in the hostfile {}", hostfile.display()))
+    }
+
+    /// As [`Cluster::from_hostfile`], from the file's text.
+    pub fn from_hosts(processes: usize, process: usize, text: &str) -> anyhow::Result<Cluster> {
+        if processes < 2 {
+            bail!("a cluster has at least 2 processes, got {processes}");
+        }
+        if process >= processes {
+            bail!("process id {process} is not below the number of processes ({processes}); ids run from 0");
+        }
+        let addresses: Vec<String> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter(|l| !l.is_empty())
+            .take(processes)
+            .map(str::to_owned)
+            .collect();
+        if addresses.len() < processes {
+            bail!("{} address(es) for {processes} processes: give one host:port a line", addresses.len());
+        }
+        for (i, a) in addresses.iter().enumerate() {
+            let port = a.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+            if !matches!(port, Some(Ok(_))) {
+                bail!("line {} (process {i}): `{a}` is not host:port", i + 1);
+            }
+        }
+        Ok(Cluster { process, addresses })
+    }
+}
+
+/// Worker threads per process and, for a cluster, this process's place in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Worker threads of this process.
+    pub workers: usize,
+    pub cluster: Option<Cluster>,
+}
+
+impl Shape {
+    pub fn processes(&self) -> usize {
+        self.cluster.as_ref().map_or(1, |c| c.addresses.len())
+    }
+
+    pub fn process(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.process)
+    }
+
+    /// Workers of the whole cluster.
+    pub fn peers(&self) -> usize {
+        self.workers * self.processes()
+    }
+
+    /// The cluster-wide index of this process's first worker.
+    pub fn first_worker(&self) -> usize {
+        self.process() * self.workers
+    }
+
+    /// A worker of this process, chosen by `hash`: frames are decoded and inferred where they
+    /// were read, so JPEG bytes never cross the network and the in-flight bound is per process.
+    pub fn local_route(&self, hash: u64) -> u64 {
+        (self.first_worker() as u64) + hash % self.workers.max(1) as u64
+    }
+
+    pub fn timely_config(&self) -> timely::Config {
+        match &self.cluster {
+            None => timely::Config::process(self.workers),
+            Some(c) => timely::Config {
+                communication: timely::CommunicationConfig::Cluster {
+                    threads: self.workers,
+                    process: c.process,
+                    addresses: c.addresses.clone(),
+                    report: false,
+                    zerocopy: false,
+                },
+                worker: timely::WorkerConfig::default(),
+            },
+        }
+    }
+
+    /// One line for logs and `--dry-run`.
+    pub fn describe(&self) -> String {
+        match &self.cluster {
+            None => format!("1 process x {} worker(s)", self.workers),
+            Some(c) => format!(
+                "process {} of {} x {} worker(s) (workers {}..{}), listening on {}",
+                c.process,
+                c.addresses.len(),
+                self.workers,
+                self.first_worker(),
+                self.first_worker() + self.workers,
+                c.addresses[c.process]
+            ),
+        }
+    }
+}
+
+/// Reads the cluster settings given on the command line (or their environment variables).
+pub fn shape(
+    workers: usize,
+    processes: Option<usize>,
+    process: Option<usize>,
+    hostfile: Option<&Path>,
+) -> anyhow::Result<Shape> {
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let cluster = match (processes.unwrap_or(1), hostfile) {
+        (1, _) => {
+            if process.is_some_and(|p| p != 0) {
+                bail!("--process-id {} needs --processes (or VITRINE_PROCESSES) above 1", process.unwrap_or(0));
+            }
+            None
+        }
+        (0, _) => bail!("--processes must be at least 1"),
+        (n, Some(hostfile)) => Some(Cluster::from_hostfile(n, process.unwrap_or(0), hostfile)?),
+        (n, None) => {
+            return Err(anyhow!(
+                "--processes {n} needs --hostfile (or VITRINE_HOSTFILE): a file with the host:port of each process"
+            ))
+        }
+    };
+    Ok(Shape { workers, cluster })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostfile_gives_every_process_its_address() {
+        let c = Cluster::from_hosts(2, 1, "# the cluster\nvitrine-0.vitrine:2101\n\nvitrine-1.vitrine:2101\nextra:1\n")
+            .unwrap();
+        assert_eq!(c.addresses, ["vitrine-0.vitrine:2101", "vitrine-1.vitrine:2101"]);
+        let shape = Shape { workers: 3, cluster: Some(c) };
+        assert_eq!((shape.peers(), shape.first_worker()), (6, 3));
+        assert!((0..50).all(|h| (3..6).contains(&shape.local_route(h))));
+    }
+
+    #[test]
+    fn a_bad_cluster_setting_says_what_to_fix() {
+        let err = |r: anyhow::Result<Cluster>| format!("{:#}", r.unwrap_err());
+        assert!(err(Cluster::from_hosts(3, 0, "a:1\nb:2\n")).contains("2 address(es) for 3 processes"));
+        assert!(err(Cluster::from_hosts(2, 2, "a:1\nb:2\n")).contains("process id 2"));
+        assert!(err(Cluster::from_hosts(2, 0, "a:1\nb\n")).contains("`b` is not host:port"));
+        let e = shape(1, Some(2), Some(0), None).unwrap_err().to_string();
+        assert!(e.contains("--hostfile"), "{e}");
+        assert_eq!(shape(2, None, None, None).unwrap().describe(), "1 process x 2 worker(s)");
+    }
+}
