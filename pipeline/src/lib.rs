@@ -7,3 +7,4 @@ pub mod feed;
 pub mod offsets;
 pub mod run;
 pub mod spec;
+pub mod supervise;

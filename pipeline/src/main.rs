@@ -207,6 +207,7 @@ fn load_spec(path: &std::path::Path) -> Result<spec::LoadedSpec, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    vitrine_pipeline::supervise::log_panics();
     match cli.command {
         Command::Bench { spec, streams, fps, workers, seconds, peer_python, json } => {
             let loaded = match load_spec(&spec) {

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,7 @@ use crate::cluster::{Cluster, Shape};
 use crate::feed::FeedQueue;
 use crate::offsets::OffsetTracker;
 use crate::spec::LoadedSpec;
+use crate::supervise::Supervisor;
 
 /// Command-line settings of a run.
 #[derive(Clone, Debug, Default)]
@@ -98,6 +99,9 @@ enum Output {
     Complete(Time),
 }
 
+/// Results waiting for the sink thread before the workers wait for it.
+const OUTPUT_QUEUE: usize = 4096;
+
 /// Frames taken from the embedded sources and not yet fed (live streams shed past this).
 const FEED_QUEUE_FRAMES: usize = 64;
 
@@ -111,6 +115,7 @@ const IN_FLIGHT_PER_WORKER: u64 = 8;
 pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let spec = loaded.spec.clone();
+    let supervisor = Supervisor::new(stop.clone());
     let workers = options.workers.unwrap_or(spec.workers.get()).max(1);
     let shape = Shape { workers, cluster: options.cluster.clone() };
     // Cluster-wide: every process's workers, and this one's first.
@@ -173,7 +178,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         _ => None,
     };
     let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
-    let (out_tx, out_rx) = mpsc::channel::<Output>();
+    // Bounded: a slow sink (Kafka, a full dead-letter disk) holds the workers back, and so the sources.
+    let (out_tx, out_rx) = mpsc::sync_channel::<Output>(OUTPUT_QUEUE);
     let metrics = Arc::new(PipelineMetrics::default());
     let sink_thread = {
         let sinks = Sinks {
@@ -184,7 +190,18 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             durable: durable.clone(),
             record_latencies: options.record_latencies,
         };
-        std::thread::Builder::new().name("vitrine-sinks".into()).spawn(move || sink_loop(out_rx, sinks))?
+        {
+            let supervisor = supervisor.clone();
+            std::thread::Builder::new().name("vitrine-sinks".into()).spawn(move || {
+                let result = sink_loop(out_rx, sinks);
+                if let Err(e) = &result {
+                    supervisor.fail(format!(
+                        "the sinks stopped: {e:#}. Nothing past what they made durable was committed; fix the sink and restart"
+                    ));
+                }
+                result
+            })?
+        }
     };
 
     // Live HLS folders, for the sources that cut segments and the server that serves them.
@@ -203,6 +220,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let server_thread = {
         let stop = stop.clone();
         let server_done = server_done.clone();
+        let supervisor = supervisor.clone();
         let access = match &spec.server {
             Some(s) => viewer_access(s)?,
             None => Access::default(),
@@ -259,7 +277,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                                 let _ = ready_tx.send(Ok(()));
                                 let shutdown = async move { server_done.notified().await };
                                 if let Err(e) = server::serve(addr, state, shutdown).await {
-                                    tracing::error!(error = %e, "server stopped");
+                                    supervisor.fail(format!("the viewer server on {addr} stopped: {e}"));
                                 }
                             }
                         }
@@ -287,6 +305,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         }
         let (stop, images, out_tx, catalog_tx) = (stop.clone(), images.clone(), out_tx.clone(), catalog_tx.clone());
         let (watch, poll) = (spec.catalog.watch, spec.catalog.poll);
+        let supervisor = supervisor.clone();
         catalog_threads.push(std::thread::Builder::new().name("vitrine-catalog".into()).spawn(move || {
             // Every process reads the catalog (it serves the pictures); process 0 reports its bad rows.
             let on_problem = |p: catalog::CatalogProblem| {
@@ -295,13 +314,14 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 }
             };
             if let Err(e) = catalog::run(&catalog_path, watch, poll, &images, &catalog_tx, &stop, &on_problem) {
-                tracing::error!(error = %e, "catalog file source stopped");
+                supervisor.fail(format!("the catalog file {} stopped: {e} (catalog.path)", catalog_path.display()));
             }
         })?);
     }
     if let Some(topic) = spec.catalog.kafka.clone() {
         let (stop, images, out_tx, catalog_tx) = (stop.clone(), images.clone(), out_tx.clone(), catalog_tx.clone());
         let base_dir = loaded.base_dir.clone();
+        let supervisor = supervisor.clone();
         catalog_threads.push(std::thread::Builder::new().name("vitrine-catalog-topic".into()).spawn(move || {
             let on_problem = |p: catalog::CatalogProblem| {
                 if runs_embedded {
@@ -317,7 +337,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 &stop,
                 &on_problem,
             ) {
-                tracing::error!(error = %e, "catalog topic source stopped");
+                supervisor.fail(format!(
+                    "the catalog topic {} stopped: {e}. Check catalog.kafka and that the broker is up",
+                    topic.topic
+                ));
             }
         })?);
     }
@@ -333,6 +356,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             SourceSpec::Kafka(_) => continue, // read by the workers themselves
         };
         let hls = hls_streams.get(&stream_id).cloned();
+        let supervisor = supervisor.clone();
         source_threads.push(std::thread::Builder::new().name(format!("source-{stream_id}")).spawn(move || {
             let result = match &source {
                 SourceSpec::Video(v) => {
@@ -347,7 +371,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 SourceSpec::Kafka(_) => Ok(0),
             };
             if let Err(e) = result {
-                tracing::error!(stream = %stream_id, error = %e, "source failed");
+                supervisor.fail(format!(
+                    "source `{stream_id}` failed: {e}. Check that its input exists and that ffmpeg can read it (sources[].input)"
+                ));
             }
         })?);
     }
@@ -432,6 +458,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let shed_after_ms = spec.infer.shed_after.map(|d| d.as_millis() as i64);
     let epoch_ms = spec.epoch.as_millis().max(1) as u64;
     let dataflow_stop = stop.clone();
+    let dataflow_supervisor = supervisor.clone();
     let out = Mutex::new(out_tx);
     let frames_route = shape.clone();
     if shape.cluster.is_some() {
@@ -444,7 +471,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let local = index - first_worker;
         let detector = detectors.lock().expect("detectors")[local].take().expect("one detector per worker");
         let decoder = FrameDecoder::new(limits, detector.input()).with_tiling(tiling);
-        let out: Sender<Output> = out.lock().expect("output").clone();
+        let out: SyncSender<Output> = out.lock().expect("output").clone();
         let (out_d, out_e, out_x) = (out.clone(), out.clone(), out.clone());
         let (done_d, done_x) = (done.clone(), done.clone());
         let mut frames_in = InputHandleVec::<Time, Frame>::new();
@@ -527,6 +554,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let mut offsets = OffsetTracker::default();
         let mut last_commit = Instant::now();
         let mut reported: Time = 0;
+        let mut parquet_failed = false;
         loop {
             if let Some(changes) = &catalog_changes {
                 for batch in changes.try_iter() {
@@ -547,8 +575,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     room = 0; // the Parquet store is behind: take no new frames until it catches up
                 }
                 if let Some(failure) = parquet.publisher.failure() {
-                    if !dataflow_stop.swap(true, Ordering::Relaxed) {
-                        tracing::error!(error = %failure, "stopping: the Parquet sink cannot write");
+                    if !std::mem::replace(&mut parquet_failed, true) {
+                        dataflow_supervisor.fail(format!(
+                            "the Parquet sink cannot write: {failure}. Nothing past the published files was committed"
+                        ));
                     }
                 }
             }
@@ -686,7 +716,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     for t in catalog_threads {
         let _ = t.join();
     }
-    let summary = sink_thread.join().map_err(|_| anyhow!("the sink thread panicked"))??;
+    let summary = sink_thread.join().map_err(|_| anyhow!("the sink thread panicked"))?;
+    if let Some(failure) = supervisor.failure() {
+        return Err(anyhow!(failure));
+    }
+    let summary = summary?;
     if let Some(publisher) = publisher {
         let files = publisher
             .finish(Duration::from_secs(30))
@@ -722,7 +756,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     Ok(summary)
 }
 
-fn report_catalog_problems(out: &Sender<Output>, problems: Vec<catalog::CatalogProblem>) {
+fn report_catalog_problems(out: &SyncSender<Output>, problems: Vec<catalog::CatalogProblem>) {
     for p in problems {
         let letter = DeadLetter {
             stream_id: String::new(),
