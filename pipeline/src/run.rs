@@ -15,7 +15,7 @@
 //! [`crate::offsets`]).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,7 +47,7 @@ use vitrine_operators::{
     Inferencer, ReplayPoints, Tiling, Time, TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, ServerSpec, SourceSpec, VideoSource};
-use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
+use vitrine_schemas::{now_ms, CatalogItem, Cause, DeadLetter, Frame, FrameDetections, ProductEvent, SourcePosition};
 
 use crate::analytics::{write_parquet, AnalyticsRow, ParquetWorker, ReadLog};
 use crate::cluster::{Cluster, Shape};
@@ -88,7 +88,7 @@ pub struct RunSummary {
 /// What the dataflow hands to the sink thread.
 enum Output {
     Detections(FrameDetections),
-    Event(ProductEvent),
+    Event(ProductEvent, Cause),
     DeadLetter(DeadLetter),
     /// A live stream's frame shed unprocessed (the model fell behind).
     Shed {
@@ -178,6 +178,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         _ => None,
     };
     let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
+    let sent_before = Arc::new(Mutex::new(BTreeMap::new()));
     // Bounded: a slow sink (Kafka, a full dead-letter disk) holds the workers back, and so the sources.
     let (out_tx, out_rx) = mpsc::sync_channel::<Output>(OUTPUT_QUEUE);
     let metrics = Arc::new(PipelineMetrics::default());
@@ -189,6 +190,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             hub: hub.clone(),
             durable: durable.clone(),
             record_latencies: options.record_latencies,
+            sent_before: sent_before.clone(),
         };
         {
             let supervisor = supervisor.clone();
@@ -414,6 +416,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         _ => (0..workers).map(|_| None).collect(),
     };
     let cutters = Arc::new(Mutex::new(cutters));
+    // Set before any frame is read, so the sinks know every replayed result.
+    sent_before.lock().expect("sent marks").extend(kafka_feeds.iter().flatten().flat_map(|f| f.sent_before().clone()));
     let publisher_handle = publisher.as_ref().map(Publisher::handle);
     let kafka_feeds = Arc::new(Mutex::new(kafka_feeds));
 
@@ -508,8 +512,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             emitted
                 .clone()
                 .inspect(move |e: &Emitted| {
-                    if let Emitted::Event(e, _) = e {
-                        let _ = out_e.send(Output::Event(e.clone()));
+                    if let Emitted::Event(e, cause) = e {
+                        let _ = out_e.send(Output::Event(e.clone(), *cause));
                     }
                 })
                 .probe_with(&probe);
@@ -551,7 +555,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         // Frames stay in the process that read them until inferred: the bound is per process.
         let max_in_flight = IN_FLIGHT_PER_WORKER * workers as u64;
         let epoch = |ms: i64| (ms.max(0) as u64 / epoch_ms) * epoch_ms;
-        let mut offsets = OffsetTracker::default();
+        let mut offsets =
+            kafka.as_ref().map_or_else(OffsetTracker::default, |k| OffsetTracker::resuming(k.sent_before()));
         let mut last_commit = Instant::now();
         let mut reported: Time = 0;
         let mut parquet_failed = false;
@@ -620,7 +625,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                                 sent.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(letter) => {
-                                let _ = out.send(Output::DeadLetter(letter));
+                                if feed.sent_before().get(&partition).is_none_or(|sent| offset >= *sent) {
+                                    let _ = out.send(Output::DeadLetter(letter));
+                                }
                             }
                         }
                     }
@@ -678,11 +685,16 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             std::thread::sleep(Duration::from_millis(20));
         }
         if let Some(feed) = kafka.as_mut() {
-            while (offsets.waiting_for_durability() || parquet_busy()) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
+            // parquet_busy() also notes what the publisher published: call it before every commit
+            // (a drain once waited 30 s here and committed too little, `||` skipping it).
+            loop {
+                let busy = parquet_busy();
                 commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
+                if (!busy && !offsets.waiting_for_durability()) || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
             if offsets.waiting_for_durability() {
                 tracing::warn!(
                     "sinks did not confirm the last results within 30 s; their frames will be read again on restart"
@@ -805,6 +817,16 @@ struct Sinks {
     hub: Option<Arc<Hub>>,
     durable: Arc<AtomicU64>,
     record_latencies: bool,
+    /// Per Kafka partition, the offset before which the last run already sent the results
+    /// (frames before it are replayed only to rebuild state).
+    sent_before: Arc<Mutex<BTreeMap<i32, i64>>>,
+}
+
+impl Sinks {
+    fn already_sent(&self, position: &SourcePosition) -> bool {
+        let sent = self.sent_before.lock().expect("sent marks");
+        position.partition.and_then(|p| sent.get(&p)).is_some_and(|sent| position.offset < *sent)
+    }
 }
 
 /// The server's access rules; the token secret comes from the environment variable the spec names.
@@ -841,7 +863,8 @@ fn commit(
         return;
     }
     tracing::debug!(?next, durable, "committing offsets");
-    match feed.commit(&next) {
+    let wire = next.iter().map(|(p, c)| (*p, (c.offset, c.sent))).collect();
+    match feed.commit(&wire) {
         Ok(()) => offsets.committed(&next),
         Err(e) => tracing::warn!(error = %e, "committing Kafka offsets failed; will retry"),
     }
@@ -868,18 +891,20 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
                 if let Some(hub) = &sinks.hub {
                     hub.set_media_time(&d.stream_id, d.pts_ms);
                 }
-                if let Some(k) = &sinks.kafka {
+                if let Some(k) = sinks.kafka.as_ref().filter(|_| !sinks.already_sent(&d.position)) {
                     k.detections(&d).map_err(|e| anyhow!(e))?;
                 }
             }
-            Ok(Output::Event(e)) => {
+            Ok(Output::Event(e, cause)) => {
                 summary.events += 1;
                 PipelineMetrics::add(&sinks.metrics.events, 1);
                 tracing::info!(stream = %e.stream_id, kind = e.kind.as_str(), sku = %e.sku, pts_ms = e.pts_ms, price = e.price.as_f64(), "product event");
                 if let Some(hub) = &sinks.hub {
                     hub.publish(&e);
                 }
-                if let Some(k) = &sinks.kafka {
+                // The viewers' hub rebuilds its state from a replay; Kafka consumers had these already.
+                let resent = cause.by_frame && sinks.already_sent(&cause.position);
+                if let Some(k) = sinks.kafka.as_ref().filter(|_| !resent) {
                     k.event(&e).map_err(|e| anyhow!(e))?;
                 }
             }

@@ -24,6 +24,16 @@ pub struct KafkaFrameSource {
     topic: String,
     partitions: Vec<i32>,
     brokers: String,
+    /// Commits, as the offsets of group `{group_id}.sent`, how far results were sent. (Commit
+    /// metadata could carry it, but not every Kafka-protocol broker keeps metadata: Tansu drops it.)
+    sent_group: BaseConsumer,
+    /// Per partition, the offset before which the last run already sent every frame's results.
+    sent_before: BTreeMap<i32, i64>,
+}
+
+/// The consumer group whose committed offsets say how far `group_id`'s results were sent.
+pub fn sent_group(group_id: &str) -> String {
+    format!("{group_id}.sent")
 }
 
 impl std::fmt::Debug for KafkaFrameSource {
@@ -64,8 +74,42 @@ impl KafkaFrameSource {
             assignment.add_partition_offset(topic, *p, Offset::Stored).map_err(|e| describe(&e, brokers))?;
         }
         consumer.assign(&assignment).map_err(|e| describe(&e, brokers))?;
+        let sent_group: BaseConsumer =
+            consumer_config(brokers, &sent_group(group_id)).create().map_err(|e| describe(&e, brokers))?;
+        let mut sent_before = BTreeMap::new();
+        if !partitions.is_empty() {
+            let timeout = Duration::from_secs(10);
+            let from = consumer.committed_offsets(assignment.clone(), timeout).map_err(|e| describe(&e, brokers))?;
+            let sent = sent_group.committed_offsets(assignment, timeout).map_err(|e| describe(&e, brokers))?;
+            for e in sent.elements() {
+                let Offset::Offset(sent) = e.offset() else { continue };
+                // (No committed offset: read from the beginning.)
+                let from = match from.find_partition(topic, e.partition()).map(|f| f.offset()) {
+                    Some(Offset::Offset(from)) => from,
+                    _ => 0,
+                };
+                if from < sent {
+                    tracing::info!(
+                        topic,
+                        partition = e.partition(),
+                        from,
+                        sent,
+                        "replaying frames to rebuild tracking state; their results were already sent"
+                    );
+                }
+                sent_before.insert(e.partition(), sent);
+            }
+        }
         tracing::info!(topic, worker, ?partitions, "reading frames from Kafka");
-        Ok(KafkaFrameSource { consumer, refs_dir: None, topic: topic.into(), partitions, brokers: brokers.into() })
+        Ok(KafkaFrameSource {
+            consumer,
+            refs_dir: None,
+            topic: topic.into(),
+            partitions,
+            brokers: brokers.into(),
+            sent_group,
+            sent_before,
+        })
     }
 
     /// Where frames sent by reference may be read from (none: references are refused).
@@ -102,15 +146,25 @@ impl KafkaFrameSource {
         out
     }
 
-    /// Commits that everything before these offsets (per partition: the next one to read) is done.
-    pub fn commit(&self, next: &BTreeMap<i32, i64>) -> Result<(), String> {
+    /// Per partition, the offset before which the last run already sent every frame's results:
+    /// frames before it are read again only to rebuild state.
+    pub fn sent_before(&self) -> &BTreeMap<i32, i64> {
+        &self.sent_before
+    }
+
+    /// Commits, per partition, where a restart reads from (the next offset to read) and the
+    /// offset before which every frame's results were sent.
+    pub fn commit(&self, next: &BTreeMap<i32, (i64, i64)>) -> Result<(), String> {
         if next.is_empty() {
             return Ok(());
         }
-        let mut list = TopicPartitionList::new();
-        for (p, offset) in next {
+        let (mut list, mut sent_list) = (TopicPartitionList::new(), TopicPartitionList::new());
+        for (p, (offset, sent)) in next {
             list.add_partition_offset(&self.topic, *p, Offset::Offset(*offset)).map_err(|e| e.to_string())?;
+            sent_list.add_partition_offset(&self.topic, *p, Offset::Offset(*sent)).map_err(|e| e.to_string())?;
         }
+        // Each is true on its own (results sent up to here; state rebuilt from there): no order needed.
+        self.sent_group.commit(&sent_list, CommitMode::Sync).map_err(|e| describe(&e, &self.brokers))?;
         self.consumer.commit(&list, CommitMode::Sync).map_err(|e| describe(&e, &self.brokers))
     }
 }
