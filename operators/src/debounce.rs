@@ -16,7 +16,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use vitrine_schemas::{BBox, Cause, FrameDetections};
 
-use crate::{stream_route, Diff, ReplayPoints, Time};
+use crate::{stream_route, Diff, ReplayPoints, Stage, StageTimer, Time};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DebounceConfig {
@@ -403,6 +403,7 @@ pub trait Debounce<'scope> {
         self,
         config: DebounceConfig,
         replay: ReplayPoints,
+        timer: StageTimer,
     ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<CausedNote>>);
 }
 
@@ -411,6 +412,7 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
         self,
         config: DebounceConfig,
         replay: ReplayPoints,
+        timer: StageTimer,
     ) -> (Stream<'scope, Time, Vec<OnScreenUpdate>>, Stream<'scope, Time, Vec<CausedNote>>) {
         let route = Exchange::new(|d: &FrameDetections| stream_route(&d.stream_id, d.position.partition));
         self.unary_frontier::<CapacityContainerBuilder<Vec<Result<OnScreenUpdate, CausedNote>>>, _, _, _>(
@@ -435,18 +437,20 @@ impl<'scope> Debounce<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
                         let at = cap.delayed(&time);
                         let mut session = output.session(&at);
                         let mut positions: BTreeMap<String, i64> = BTreeMap::new();
-                        for frame in &frames {
-                            let cause = Cause {
-                                position: frame.position,
-                                captured_at_ms: frame.captured_at_ms,
-                                by_frame: true,
-                            };
-                            for note in debouncer.observe(frame) {
-                                session.give_iterator(outputs(note, cause, time));
+                        timer.time(Stage::Debounce, frames.len(), || {
+                            for frame in &frames {
+                                let cause = Cause {
+                                    position: frame.position,
+                                    captured_at_ms: frame.captured_at_ms,
+                                    by_frame: true,
+                                };
+                                for note in debouncer.observe(frame) {
+                                    session.give_iterator(outputs(note, cause, time));
+                                }
+                                positions.insert(frame.stream_id.clone(), frame.pts_ms);
+                                last_cause.insert(frame.stream_id.clone(), Cause { by_frame: false, ..cause });
                             }
-                            positions.insert(frame.stream_id.clone(), frame.pts_ms);
-                            last_cause.insert(frame.stream_id.clone(), Cause { by_frame: false, ..cause });
-                        }
+                        });
                         for (stream_id, pts_ms) in positions {
                             if let Some((next, origins)) = debouncer.replay_point(&stream_id) {
                                 replay.record(&stream_id, time, next, origins);

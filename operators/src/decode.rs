@@ -4,7 +4,7 @@ use timely::dataflow::Stream;
 use vitrine_models::{DecodeLimits, InputSpec, Prepared, Preparer};
 use vitrine_schemas::{now_ms, DeadLetter, Frame};
 
-use crate::{MapFallible, Time};
+use crate::{MapFallible, Stage, StageTimer, Time};
 
 /// A decoded frame: its metadata (the JPEG bytes are dropped) and its model-ready pixels.
 #[derive(Clone, Debug)]
@@ -29,11 +29,17 @@ pub struct FrameDecoder {
     preparer: Preparer,
     input: InputSpec,
     tiling: Option<Tiling>,
+    timer: StageTimer,
 }
 
 impl FrameDecoder {
     pub fn new(limits: DecodeLimits, input: InputSpec) -> FrameDecoder {
-        FrameDecoder { preparer: Preparer::new(limits), input, tiling: None }
+        FrameDecoder { preparer: Preparer::new(limits), input, tiling: None, timer: StageTimer::default() }
+    }
+
+    /// Reports each frame's decode time to `timer`.
+    pub fn timed(self, timer: StageTimer) -> FrameDecoder {
+        FrameDecoder { timer, ..self }
     }
 
     /// Also cut each frame into tiles (`grid` 2 or more).
@@ -89,6 +95,7 @@ impl<'scope> DecodeFrames<'scope> for Stream<'scope, Time, Vec<Frame>> {
         self,
         mut decoder: FrameDecoder,
     ) -> (Stream<'scope, Time, Vec<PreparedFrame>>, Stream<'scope, Time, Vec<DeadLetter>>) {
-        self.map_fallible("Decode", move |frame| decoder.decode(frame))
+        let timer = decoder.timer.clone();
+        self.map_fallible("Decode", move |frame| timer.time(Stage::Decode, 1, || decoder.decode(frame)))
     }
 }

@@ -16,7 +16,7 @@ use timely::dataflow::Stream;
 use vitrine_schemas::{now_ms, CatalogItem, Cause, EventKind, Exposure, ProductEvent};
 
 use crate::debounce::CausedNote;
-use crate::{stable_hash, stream_route, Diff, OnScreen, ScreenNote, ScreenStats, Time};
+use crate::{stable_hash, stream_route, Diff, OnScreen, ScreenNote, ScreenStats, Stage, StageTimer, Time};
 
 /// A change of the joined collection: `(label, (product on screen, catalog item))`.
 pub type JoinedUpdate = ((String, (OnScreen, CatalogItem)), Time, Diff);
@@ -204,11 +204,19 @@ fn event(kind: EventKind, on: &OnScreen, item: CatalogItem, pts_ms: i64) -> Prod
 /// The event stage as a timely operator over the join's changes and debounce's notes,
 /// both routed by stream and taken once their time is complete.
 pub trait EmitEvents<'scope> {
-    fn emit_events(self, notes: Stream<'scope, Time, Vec<CausedNote>>) -> Stream<'scope, Time, Vec<Emitted>>;
+    fn emit_events(
+        self,
+        notes: Stream<'scope, Time, Vec<CausedNote>>,
+        timer: StageTimer,
+    ) -> Stream<'scope, Time, Vec<Emitted>>;
 }
 
 impl<'scope> EmitEvents<'scope> for Stream<'scope, Time, Vec<JoinedUpdate>> {
-    fn emit_events(self, notes: Stream<'scope, Time, Vec<CausedNote>>) -> Stream<'scope, Time, Vec<Emitted>> {
+    fn emit_events(
+        self,
+        notes: Stream<'scope, Time, Vec<CausedNote>>,
+        timer: StageTimer,
+    ) -> Stream<'scope, Time, Vec<Emitted>> {
         let by_change = Exchange::new(|u: &JoinedUpdate| {
             let on = &(u.0).1 .0;
             stream_route(&on.stream_id, on.partition)
@@ -245,7 +253,8 @@ impl<'scope> EmitEvents<'scope> for Stream<'scope, Time, Vec<JoinedUpdate>> {
                     for time in ready {
                         let (notes, changes) = pending.remove(&time).unwrap();
                         let cap = stash.remove(&time).expect("a capability for every pending time");
-                        let events = emitter.apply(notes, changes);
+                        let items = notes.len() + changes.len();
+                        let events = timer.time(Stage::Join, items, || emitter.apply(notes, changes));
                         output.session(&cap).give_iterator(events.into_iter());
                     }
                 }

@@ -6,7 +6,7 @@ use timely::dataflow::operators::core::Map;
 use timely::dataflow::Stream;
 use vitrine_schemas::{CatalogItem, FrameDetections, ProductEvent};
 
-use crate::{Debounce, DebounceConfig, Diff, EmitEvents, Emitted, ReplayPoints, Time};
+use crate::{Debounce, DebounceConfig, Diff, EmitEvents, Emitted, ReplayPoints, StageTimer, Time};
 
 /// The catalog as a differential collection keyed by detector label.
 pub type Catalog<'scope> = VecCollection<'scope, Time, (String, CatalogItem), Diff>;
@@ -20,14 +20,15 @@ pub fn product_outputs<'scope>(
     catalog: Catalog<'scope>,
     config: DebounceConfig,
     replay: ReplayPoints,
+    timer: StageTimer,
 ) -> Stream<'scope, Time, Vec<Emitted>> {
-    let (on_screen, notes) = detections.debounce(config, replay);
+    let (on_screen, notes) = detections.debounce(config, replay, timer.clone());
     on_screen
         .as_collection()
         .join(catalog)
         .filter(|(_, (on, item))| item.on_rundown_of(&on.stream_id))
         .inner
-        .emit_events(notes)
+        .emit_events(notes, timer)
 }
 
 /// The product events of [`product_outputs`] alone.
@@ -37,5 +38,5 @@ pub fn product_events<'scope>(
     config: DebounceConfig,
     replay: ReplayPoints,
 ) -> Stream<'scope, Time, Vec<ProductEvent>> {
-    product_outputs(detections, catalog, config, replay).flat_map(Emitted::into_event)
+    product_outputs(detections, catalog, config, replay, StageTimer::default()).flat_map(Emitted::into_event)
 }

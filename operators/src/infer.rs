@@ -19,7 +19,7 @@ use vitrine_models::{merge_detections, Detector};
 use vitrine_schemas::{DeadLetter, FrameDetections};
 
 use crate::decode::{dead_letter, PreparedFrame};
-use crate::Time;
+use crate::{Stage, StageTimer, Time};
 
 /// How frames are grouped into model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,16 +41,22 @@ impl Default for BatchConfig {
 pub struct Inferencer {
     detector: Detector,
     runs: Arc<AtomicU64>,
+    timer: StageTimer,
 }
 
 impl Inferencer {
     pub fn new(detector: Detector) -> Inferencer {
-        Inferencer { detector, runs: Arc::default() }
+        Inferencer { detector, runs: Arc::default(), timer: StageTimer::default() }
     }
 
     /// Counts model runs into `runs` (a batch is one run).
     pub fn counting_runs(self, runs: Arc<AtomicU64>) -> Inferencer {
         Inferencer { runs, ..self }
+    }
+
+    /// Reports each model run (its frames and time) to `timer`.
+    pub fn timed(self, timer: StageTimer) -> Inferencer {
+        Inferencer { timer, ..self }
     }
 
     pub fn infer(&mut self, frame: PreparedFrame) -> Result<FrameDetections, DeadLetter> {
@@ -137,7 +143,9 @@ impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<PreparedFrame>
                         let take = waiting.len().min(max_frames);
                         let (caps, frames): (Vec<_>, Vec<_>) =
                             waiting.drain(..take).map(|(cap, frame, _)| (cap, frame)).unzip();
-                        for (cap, result) in caps.iter().zip(inferencer.infer_batch(frames)) {
+                        let timer = inferencer.timer.clone();
+                        let results = timer.time(Stage::Infer, frames.len(), || inferencer.infer_batch(frames));
+                        for (cap, result) in caps.iter().zip(results) {
                             output.session(cap).give(result);
                         }
                     }

@@ -13,6 +13,7 @@ mod infer;
 mod replay;
 mod route;
 mod stable_hash;
+mod timer;
 mod track;
 
 pub use debounce::{CausedNote, Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote, ScreenStats};
@@ -24,6 +25,7 @@ pub use infer::{BatchConfig, InferDetections, Inferencer};
 pub use replay::ReplayPoints;
 pub use route::stream_route;
 pub use stable_hash::stable_hash;
+pub use timer::{Stage, StageObserver, StageTimer};
 pub use track::{track_origin, TrackObjects, Tracker, TrackerConfig};
 
 /// The dataflow's timestamp: wall-clock milliseconds, rounded down to the spec's epoch.

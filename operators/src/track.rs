@@ -19,7 +19,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 use vitrine_schemas::{BBox, Detection, FrameDetections};
 
-use crate::{stream_route, ReplayPoints, Time};
+use crate::{stream_route, ReplayPoints, Stage, StageTimer, Time};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrackerConfig {
@@ -176,11 +176,21 @@ fn greedy_match(
 /// time is complete and taken in `(stream, seq)` order (like debounce), and come out with
 /// track ids.
 pub trait TrackObjects<'scope> {
-    fn track_objects(self, config: TrackerConfig, replay: ReplayPoints) -> Stream<'scope, Time, Vec<FrameDetections>>;
+    fn track_objects(
+        self,
+        config: TrackerConfig,
+        replay: ReplayPoints,
+        timer: StageTimer,
+    ) -> Stream<'scope, Time, Vec<FrameDetections>>;
 }
 
 impl<'scope> TrackObjects<'scope> for Stream<'scope, Time, Vec<FrameDetections>> {
-    fn track_objects(self, config: TrackerConfig, replay: ReplayPoints) -> Stream<'scope, Time, Vec<FrameDetections>> {
+    fn track_objects(
+        self,
+        config: TrackerConfig,
+        replay: ReplayPoints,
+        timer: StageTimer,
+    ) -> Stream<'scope, Time, Vec<FrameDetections>> {
         let route = Exchange::new(|d: &FrameDetections| stream_route(&d.stream_id, d.position.partition));
         self.unary_frontier::<CapacityContainerBuilder<Vec<FrameDetections>>, _, _, _>(route, "Track", |_, _| {
             let mut pending: BTreeMap<Time, (timely::dataflow::operators::Capability<Time>, Vec<FrameDetections>)> =
@@ -200,9 +210,7 @@ impl<'scope> TrackObjects<'scope> for Stream<'scope, Time, Vec<FrameDetections>>
                     let time = *entry.key();
                     let (cap, mut frames) = entry.remove();
                     frames.sort_by(|a, b| (&a.stream_id, a.seq).cmp(&(&b.stream_id, b.seq)));
-                    for frame in frames.iter_mut() {
-                        tracker.track(frame);
-                    }
+                    timer.time(Stage::Track, frames.len(), || frames.iter_mut().for_each(|f| tracker.track(f)));
                     let streams: std::collections::BTreeSet<&str> =
                         frames.iter().map(|f| f.stream_id.as_str()).collect();
                     for stream_id in streams {

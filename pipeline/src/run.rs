@@ -34,7 +34,7 @@ use vitrine_connectors::hub::Hub;
 use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
 use vitrine_connectors::kafka::source::KafkaFrameSource;
-use vitrine_connectors::metrics::PipelineMetrics;
+use vitrine_connectors::metrics::{Health, Metrics};
 use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll, TableStore};
 use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::{self, ServerState};
@@ -44,7 +44,7 @@ use vitrine_connectors::sources::{self, FrameSink};
 use vitrine_models::{find_runtime_library, Detector, Runtime};
 use vitrine_operators::{
     product_outputs, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, Emitted, FrameDecoder, InferDetections,
-    Inferencer, ReplayPoints, Tiling, Time, TrackObjects, TrackerConfig,
+    Inferencer, ReplayPoints, Stage, StageObserver, StageTimer, Tiling, Time, TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, ServerSpec, SourceSpec, VideoSource};
 use vitrine_schemas::{now_ms, CatalogItem, Cause, DeadLetter, Frame, FrameDetections, ProductEvent, SourcePosition};
@@ -115,7 +115,9 @@ const IN_FLIGHT_PER_WORKER: u64 = 8;
 pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let spec = loaded.spec.clone();
-    let supervisor = Supervisor::new(stop.clone());
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let supervisor = Supervisor::new(stop.clone(), health.clone());
     let workers = options.workers.unwrap_or(spec.workers.get()).max(1);
     let shape = Shape { workers, cluster: options.cluster.clone() };
     // Cluster-wide: every process's workers, and this one's first.
@@ -167,7 +169,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let publisher = match &spec.sinks.parquet {
         Some(p) => {
             let store = TableStore::open(&p.path, &loaded.base_dir).map_err(|e| anyhow!("{e} (sinks.parquet.path)"))?;
-            Some(Publisher::start(store, PARQUET_QUEUE_PER_WORKER * workers, p.row_group_rows.get())?)
+            let timer = metrics.sink_seconds.with_label_values(&["parquet"]);
+            Some(Publisher::start(store, PARQUET_QUEUE_PER_WORKER * workers, p.row_group_rows.get(), timer)?)
         }
         None => None,
     };
@@ -178,10 +181,13 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         _ => None,
     };
     let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
+    let streams = spec.sources.iter().filter_map(|s| s.stream_id().map(str::to_owned));
+    for stream in streams.chain(kafka_source.iter().flat_map(|k| k.streams.iter().cloned())) {
+        metrics.known_stream(&stream);
+    }
     let sent_before = Arc::new(Mutex::new(BTreeMap::new()));
     // Bounded: a slow sink (Kafka, a full dead-letter disk) holds the workers back, and so the sources.
     let (out_tx, out_rx) = mpsc::sync_channel::<Output>(OUTPUT_QUEUE);
-    let metrics = Arc::new(PipelineMetrics::default());
     let sink_thread = {
         let sinks = Sinks {
             metrics: metrics.clone(),
@@ -249,6 +255,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     viewer_page: s.viewer,
                     heartbeat: s.heartbeat,
                     metrics: metrics.clone(),
+                    health: health.clone(),
                     access,
                 },
             )
@@ -445,7 +452,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         low_match_iou: spec.tracker.low_match_iou,
         lost_ms: spec.tracker.lost_after.as_millis() as i64,
     };
-    let model_runs = metrics.model_runs.clone();
+    let timer = StageTimer::new(Arc::new(StageMetrics(metrics.clone())));
+    let worker_metrics = metrics.clone();
+    let worker_health = health.clone();
     let tiling = Some(Tiling { grid: spec.infer.tiles.get() as u32, overlap: spec.infer.tile_overlap });
     let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
     let replay = ReplayPoints::default();
@@ -469,12 +478,16 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         tracing::info!(shape = %shape.describe(), "connecting to the other processes of the cluster");
     }
     tracing::info!(pipeline = %spec.name, shape = %shape.describe(), sources = spec.sources.len(), "pipeline running");
+    // The model is loaded, the partitions are assigned, the sinks are open: /readyz says so.
+    health.set_ready(true);
     let guards = timely::execute(shape.timely_config(), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         // This worker's index among its process's workers: what its per-worker parts are kept by.
         let local = index - first_worker;
         let detector = detectors.lock().expect("detectors")[local].take().expect("one detector per worker");
-        let decoder = FrameDecoder::new(limits, detector.input()).with_tiling(tiling);
+        let decoder = FrameDecoder::new(limits, detector.input()).with_tiling(tiling).timed(timer.clone());
+        let metrics = worker_metrics.clone();
+        let health = worker_health.clone();
         let out: SyncSender<Output> = out.lock().expect("output").clone();
         let (out_d, out_e, out_x) = (out.clone(), out.clone(), out.clone());
         let (done_d, done_x) = (done.clone(), done.clone());
@@ -495,7 +508,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 frames_route.local_route(stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]))
             });
             let (prepared, decode_failed) = frames.decode_frames(decoder);
-            let inferencer = Inferencer::new(detector).counting_runs(model_runs.clone());
+            let inferencer = Inferencer::new(detector).counting_runs(metrics.model_runs.clone()).timed(timer.clone());
             let (detections, infer_failed) = prepared.infer_detections(inferencer, batch);
             // A frame stops counting against the in-flight bound once inferred: tracking holds
             // it until its time is complete, and counting that wait would starve the model.
@@ -503,12 +516,12 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .inspect(move |_: &FrameDetections| {
                     done_d.fetch_add(1, Ordering::Relaxed);
                 })
-                .track_objects(tracker.clone(), replay.clone())
+                .track_objects(tracker.clone(), replay.clone(), timer.clone())
                 .inspect(move |d: &FrameDetections| {
                     let _ = out_d.send(Output::Detections(d.clone()));
                 });
             let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
-            let emitted = product_outputs(detections.clone(), catalog, debounce.clone(), replay.clone());
+            let emitted = product_outputs(detections.clone(), catalog, debounce.clone(), replay.clone(), timer.clone());
             emitted
                 .clone()
                 .inspect(move |e: &Emitted| {
@@ -606,6 +619,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     let input = InputKey::of(&frame.position, &frame.stream_id, run_started);
                     parquet.reads.borrow_mut().read(*frames_in.time(), input, frame.position.offset);
                 }
+                metrics.frames_read.with_label_values(&[frame.stream_id.as_str()]).inc();
                 frames_in.send(frame);
                 sent.fetch_add(1, Ordering::Relaxed);
                 room -= 1;
@@ -621,6 +635,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                         }
                         match frame {
                             Ok(frame) => {
+                                metrics.frames_read.with_label_values(&[frame.stream_id.as_str()]).inc();
                                 frames_in.send(frame);
                                 sent.fetch_add(1, Ordering::Relaxed);
                             }
@@ -634,6 +649,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 }
                 // Commits are round trips to the broker: at most five a second.
                 if last_commit.elapsed() >= Duration::from_millis(200) {
+                    for (partition, lag) in feed.lag() {
+                        metrics.kafka_lag.with_label_values(&[partition.to_string().as_str()]).set(lag);
+                    }
                     commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
                     last_commit = Instant::now();
                 }
@@ -662,6 +680,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             }
             worker.step_or_park(Some(Duration::from_millis(2)));
         }
+        health.set_ready(false);
         if local == 0 {
             tracing::info!(frames = sent.load(Ordering::Relaxed), "inputs ended; draining the dataflow");
             dataflow_stop.store(true, Ordering::Relaxed); // also stops the catalog watcher
@@ -811,7 +830,7 @@ pub async fn watch_signals(stop: Arc<AtomicBool>) {
 
 /// Everything the sink thread writes to.
 struct Sinks {
-    metrics: Arc<PipelineMetrics>,
+    metrics: Arc<Metrics>,
     dead_letters: Option<DeadLetterFile>,
     kafka: Option<KafkaSink>,
     hub: Option<Arc<Hub>>,
@@ -844,6 +863,15 @@ pub fn viewer_access(server: &ServerSpec) -> anyhow::Result<Access> {
         None => None,
     };
     Ok(Access { allowed_origins: server.allowed_origins.clone(), token_secret, max_viewers: server.max_viewers })
+}
+
+/// The dataflow stages' timings, into the run's Prometheus histograms.
+struct StageMetrics(Arc<Metrics>);
+
+impl StageObserver for StageMetrics {
+    fn observe(&self, stage: Stage, took: Duration, frames: usize) {
+        self.0.observe_stage(stage.as_str(), took, frames);
+    }
 }
 
 /// Commits what the durable time, the Parquet files and the streams' replay points allow.
@@ -882,9 +910,10 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
         match outputs.recv_timeout(Duration::from_millis(250)) {
             Ok(Output::Detections(d)) => {
                 summary.frames += 1;
-                PipelineMetrics::add(&sinks.metrics.frames, 1);
+                let m = &sinks.metrics;
+                m.frames_processed.with_label_values(&[d.stream_id.as_str()]).inc();
                 let latency = (now_ms() - d.captured_at_ms).max(0) as u64;
-                PipelineMetrics::add(&sinks.metrics.latency_ms_sum, latency);
+                m.capture_to_sink_seconds.observe(latency as f64 / 1000.0);
                 if sinks.record_latencies {
                     summary.latencies_ms.push(latency.min(u32::MAX as u64) as u32);
                 }
@@ -892,25 +921,27 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
                     hub.set_media_time(&d.stream_id, d.pts_ms);
                 }
                 if let Some(k) = sinks.kafka.as_ref().filter(|_| !sinks.already_sent(&d.position)) {
-                    k.detections(&d).map_err(|e| anyhow!(e))?;
+                    m.time_sink("kafka", || k.detections(&d)).map_err(|e| anyhow!(e))?;
                 }
             }
             Ok(Output::Event(e, cause)) => {
                 summary.events += 1;
-                PipelineMetrics::add(&sinks.metrics.events, 1);
+                let m = &sinks.metrics;
+                m.events.with_label_values(&[e.stream_id.as_str(), e.kind.as_str()]).inc();
                 tracing::info!(stream = %e.stream_id, kind = e.kind.as_str(), sku = %e.sku, pts_ms = e.pts_ms, price = e.price.as_f64(), "product event");
                 if let Some(hub) = &sinks.hub {
-                    hub.publish(&e);
+                    m.time_sink("viewers", || hub.publish(&e));
+                    m.capture_to_viewer_seconds.observe((now_ms() - cause.captured_at_ms).max(0) as f64 / 1000.0);
                 }
                 // The viewers' hub rebuilds its state from a replay; Kafka consumers had these already.
                 let resent = cause.by_frame && sinks.already_sent(&cause.position);
                 if let Some(k) = sinks.kafka.as_ref().filter(|_| !resent) {
-                    k.event(&e).map_err(|e| anyhow!(e))?;
+                    m.time_sink("kafka", || k.event(&e)).map_err(|e| anyhow!(e))?;
                 }
             }
             Ok(Output::Shed { stream_id, seq }) => {
                 summary.frames_shed += 1;
-                PipelineMetrics::add(&sinks.metrics.frames_shed, 1);
+                sinks.metrics.frames_shed.with_label_values(&[stream_id.as_str()]).inc();
                 // One warning a second at most: shedding comes in runs.
                 if last_shed_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
                     tracing::warn!(stream = %stream_id, seq, shed_so_far = summary.frames_shed,
@@ -920,10 +951,9 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
             }
             Ok(Output::DeadLetter(d)) => {
                 summary.dead_letters += 1;
-                PipelineMetrics::add(&sinks.metrics.dead_letters, 1);
+                sinks.metrics.dead_letters.with_label_values(&[d.stream_id.as_str(), d.stage.as_str()]).inc();
                 if d.stage != "catalog" {
                     summary.frames += 1;
-                    PipelineMetrics::add(&sinks.metrics.frames, 1);
                 }
                 if let Some(k) = &sinks.kafka {
                     k.dead_letter(&d).map_err(|e| anyhow!(e))?;
@@ -940,7 +970,10 @@ fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunS
                 // Throttle broker round trips: flush at most every 100 ms, and always at the end.
                 if time == Time::MAX || last_flush.elapsed() >= Duration::from_millis(100) {
                     if let Some(k) = &sinks.kafka {
-                        k.flush(Duration::from_secs(30)).map_err(|e| anyhow!(e))?;
+                        sinks
+                            .metrics
+                            .time_sink("kafka", || k.flush(Duration::from_secs(30)))
+                            .map_err(|e| anyhow!(e))?;
                     }
                     last_flush = Instant::now();
                     sinks.durable.fetch_max(time, Ordering::Relaxed);

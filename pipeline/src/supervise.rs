@@ -4,16 +4,19 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use vitrine_connectors::metrics::Health;
+
 /// Shared by every thread of a run: who failed first, and the run's stop flag.
 #[derive(Clone, Debug)]
 pub struct Supervisor {
     stop: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<String>>>,
+    health: Arc<Health>,
 }
 
 impl Supervisor {
-    pub fn new(stop: Arc<AtomicBool>) -> Supervisor {
-        Supervisor { stop, failure: Arc::default() }
+    pub fn new(stop: Arc<AtomicBool>, health: Arc<Health>) -> Supervisor {
+        Supervisor { stop, failure: Arc::default(), health }
     }
 
     /// A part of the run failed: `what` says which, why, and what to do. The first failure is
@@ -23,6 +26,7 @@ impl Supervisor {
         tracing::error!(failure = %what, "stopping the run");
         let mut failure = self.failure.lock().expect("failure");
         if failure.is_none() {
+            self.health.set_failed(&what);
             *failure = Some(what);
         }
         self.stop.store(true, Ordering::Relaxed);
@@ -63,11 +67,13 @@ mod tests {
 
     #[test]
     fn the_first_failure_is_reported_and_stops_the_run() {
-        let supervisor = Supervisor::new(Arc::default());
+        let health = Arc::new(Health::default());
+        let supervisor = Supervisor::new(Arc::default(), health.clone());
         assert_eq!(supervisor.failure(), None);
         supervisor.fail("source `demo` failed");
         supervisor.fail("the sink thread stopped");
         assert_eq!(supervisor.failure().as_deref(), Some("source `demo` failed"));
         assert!(supervisor.stop_flag().load(Ordering::Relaxed));
+        assert_eq!(health.failure().as_deref(), Some("source `demo` failed"), "/healthz fails");
     }
 }

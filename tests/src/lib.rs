@@ -99,6 +99,35 @@ print(json.dumps([list(r) for r in rows], default=str))
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Parses a Prometheus text exposition with the reference parser (PyPI prometheus-client,
+/// which scripts/setup.sh installs): per family, its type and samples `[name, labels, value]`.
+pub fn prometheus_families(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+print(json.dumps(out))
+"#;
+    let python_path = root().join(".vitrine/python");
+    assert!(python_path.join("prometheus_client").exists(), "prometheus-client is missing: run scripts/setup.sh");
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("PYTHONPATH", &python_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not Prometheus text: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The demo spec (examples/demo.yaml) runnable from anywhere: its video, model and catalog
 /// by absolute path, its Parquet and dead letters under `out`.
 pub fn demo_spec(out: &Path) -> String {

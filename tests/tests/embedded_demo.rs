@@ -111,7 +111,7 @@ async fn the_demo_shows_products_in_sync_and_writes_the_same_events_to_parquet()
                     metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
                 line.rsplit(' ').next().unwrap().parse().unwrap()
             };
-            assert!(value("vitrine_frames_total") >= 15.0, "{metrics}");
+            assert!(value("vitrine_frames_processed_total{stream=\"demo\"}") >= 15.0, "{metrics}");
             assert!(value("vitrine_product_events_total") >= 1.0, "{metrics}");
             assert_eq!(value("vitrine_viewers"), 2.0, "{metrics}");
             assert!(value("vitrine_media_time_ms{stream=\"demo\"}") >= 3000.0, "{metrics}");

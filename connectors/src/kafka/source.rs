@@ -6,8 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use std::sync::Mutex;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use vitrine_schemas::{DeadLetter, Frame, SourcePosition};
 
@@ -17,9 +21,32 @@ use super::{client_config, describe, MAX_MESSAGE_BYTES};
 /// Where a frame came from: partition and offset.
 pub type Position = (i32, i64);
 
+/// Keeps, from librdkafka's statistics, how far each partition is behind its end.
+#[derive(Debug, Default)]
+pub struct LagContext {
+    lag: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = self.lag.lock().expect("lag");
+        for topic in statistics.topics.values() {
+            for (p, s) in topic.partitions.iter().filter(|(p, s)| **p >= 0 && s.desired) {
+                // app_offset: the next message the pipeline takes (-1 before the first).
+                let next = if s.app_offset >= 0 { s.app_offset } else { s.committed_offset.max(s.lo_offset) };
+                if s.hi_offset >= 0 && next >= 0 {
+                    lag.insert(*p, (s.hi_offset - next).max(0));
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 /// One worker's share of the frames topic.
 pub struct KafkaFrameSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LagContext>,
     refs_dir: Option<std::path::PathBuf>,
     topic: String,
     partitions: Vec<i32>,
@@ -59,7 +86,10 @@ pub fn consumer_config(brokers: &str, group_id: &str) -> rdkafka::ClientConfig {
 impl KafkaFrameSource {
     /// Connects and takes the partitions of `topic` that belong to `worker` of `workers`.
     pub fn connect(brokers: &str, topic: &str, group_id: &str, worker: usize, workers: usize) -> Result<Self, String> {
-        let consumer: BaseConsumer = consumer_config(brokers, group_id).create().map_err(|e| describe(&e, brokers))?;
+        let consumer: BaseConsumer<LagContext> = consumer_config(brokers, group_id)
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(LagContext::default())
+            .map_err(|e| describe(&e, brokers))?;
         let metadata =
             consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| describe(&e, brokers))?;
         let count = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
@@ -144,6 +174,12 @@ impl KafkaFrameSource {
             timeout = Duration::ZERO;
         }
         out
+    }
+
+    /// Per partition of this worker, the messages not read yet, as of the consumer's last
+    /// statistics (once a second, no round trip of its own).
+    pub fn lag(&self) -> Vec<(i32, i64)> {
+        self.consumer.context().lag.lock().expect("lag").iter().map(|(p, lag)| (*p, *lag)).collect()
     }
 
     /// Per partition, the offset before which the last run already sent every frame's results:

@@ -77,14 +77,20 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts publishing to `store`, with room for `capacity` sets in the queue.
-    pub fn start(store: TableStore, capacity: usize, row_group_rows: usize) -> std::io::Result<Publisher> {
+    /// Starts the publisher thread; `timer` gets the time of each file set's publication.
+    pub fn start(
+        store: TableStore,
+        capacity: usize,
+        row_group_rows: usize,
+        timer: prometheus::Histogram,
+    ) -> std::io::Result<Publisher> {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
         let shared = Arc::new(Shared::default());
         let thread = {
             let (store, shared) = (store.clone(), shared.clone());
             std::thread::Builder::new()
                 .name("vitrine-parquet".into())
-                .spawn(move || publish_loop(rx, store, shared, row_group_rows))?
+                .spawn(move || publish_loop(rx, store, shared, row_group_rows, timer))?
         };
         let handle = PublisherHandle { tx, shared, capacity: capacity.max(1) };
         Ok(Publisher { handle, store, thread: Some(thread) })
@@ -146,7 +152,13 @@ impl Publisher {
     }
 }
 
-fn publish_loop(rx: Receiver<FileSet>, store: TableStore, shared: Arc<Shared>, row_group_rows: usize) {
+fn publish_loop(
+    rx: Receiver<FileSet>,
+    store: TableStore,
+    shared: Arc<Shared>,
+    row_group_rows: usize,
+    timer: prometheus::Histogram,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -155,7 +167,10 @@ fn publish_loop(rx: Receiver<FileSet>, store: TableStore, shared: Arc<Shared>, r
         }
     };
     while let Ok(set) = rx.recv() {
-        match rt.block_on(publish(&store, &set, row_group_rows, &shared)) {
+        let started = timer.start_timer();
+        let published = rt.block_on(publish(&store, &set, row_group_rows, &shared));
+        started.observe_duration();
+        match published {
             Ok(files) => {
                 shared.files.fetch_add(files, Ordering::Relaxed);
                 shared.published.lock().expect("published").insert(set.input.clone(), set.end);

@@ -51,7 +51,8 @@ pub struct ServerState {
     pub hls_dir: Option<PathBuf>,
     pub viewer_page: bool,
     pub heartbeat: Duration,
-    pub metrics: Arc<crate::metrics::PipelineMetrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub health: Arc<crate::metrics::Health>,
     pub access: access::Access,
 }
 
@@ -71,8 +72,8 @@ pub const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/", get(index))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/streams", get(streams))
         .route("/v1/streams/{id}/ws", get(websocket))
@@ -101,8 +102,26 @@ pub async fn serve(
 }
 
 async fn metrics(State(state): State<ServerState>) -> Response {
-    let body = crate::metrics::render(&state.metrics, &state.hub);
+    let body = state.metrics.render(Some(&state.hub));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// 503 once a part of the run died (the process is about to exit 1): restart it.
+async fn healthz(State(state): State<ServerState>) -> Response {
+    match state.health.failure() {
+        None => "ok".into_response(),
+        Some(failure) => (StatusCode::SERVICE_UNAVAILABLE, format!("failed: {failure}")).into_response(),
+    }
+}
+
+/// 200 once the model is loaded, the partitions assigned and the sinks open; 503 before, while
+/// draining, and after a failure.
+async fn readyz(State(state): State<ServerState>) -> Response {
+    if state.health.is_ready() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting, draining or failed").into_response()
+    }
 }
 
 async fn index(State(state): State<ServerState>) -> Response {

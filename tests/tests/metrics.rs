@@ -1,0 +1,152 @@
+//! `/metrics`, `/healthz` and `/readyz` of a pipeline reading two streams from a real broker:
+//! the exposition parses with the reference Prometheus parser and every family says what
+//! the run did (histogram counts equal to the frames processed, consumer lag down to 0).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use vitrine_tests::kafka_runs::{wait_caught_up, Pipeline};
+use vitrine_tests::{free_port, http_get, http_response, prometheus_families, root, temp_dir, vitrine_bin, Broker};
+
+/// On partitions 1 and 0 of the 2-partition frames topic.
+const STREAMS: [&str; 2] = ["shop1", "kitchen"];
+const FRAMES: f64 = 180.0;
+
+/// The value of the sample `name` with exactly `labels`, if any.
+fn sample(families: &Map<String, Value>, family: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let samples = families.get(family)?["samples"].as_array()?;
+    samples.iter().find_map(|s| {
+        let got = s[1].as_object()?;
+        let same =
+            got.len() == labels.len() && labels.iter().all(|(k, v)| got.get(*k).and_then(Value::as_str) == Some(*v));
+        (s[0] == name && same).then(|| s[2].as_f64()).flatten()
+    })
+}
+
+#[test]
+fn metrics_say_what_the_run_did_and_the_lag_goes_to_zero() {
+    let broker = Broker::start();
+    let brokers = broker.address.clone();
+    let dir = temp_dir("metrics");
+    let spec = dir.join("metrics.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+name: metrics
+sources:
+  - kind: kafka
+    brokers: {brokers}
+    group_id: metrics
+    streams: [shop1, kitchen]
+model:
+  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx
+catalog:
+  path: {root}/examples/demo-catalog.jsonl
+  watch: false
+debounce:
+  hold: 1500ms
+sinks:
+  kafka:
+    brokers: {brokers}
+    partitions: 2
+  parquet:
+    path: {dir}/tables
+    roll_after: 1s
+server:
+  viewer: false
+workers: 2
+"#,
+            root = root().display(),
+            dir = dir.display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&spec).status();
+    assert!(status.unwrap().success());
+    for stream in STREAMS {
+        let out = Command::new(vitrine_bin())
+            .args(["sample", "--stream-id", stream, "--fps", "5", "--fast", "--brokers", &brokers, "--url"])
+            .arg(root().join("examples/sample/shopping.mp4"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let (port, log) = (free_port(), dir.join("vitrine.log"));
+    let mut pipeline = Pipeline::start(&spec, &[], &[("VITRINE_LISTEN", format!("127.0.0.1:{port}"))], &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && http_response(port, "/readyz").0.starts_with("http/1.0 200");
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready:\n{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_caught_up(&mut [&mut pipeline], &[&log], &brokers, "metrics");
+    // librdkafka reports the lag once a second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let families = loop {
+        let families = prometheus_families(&http_get(port, "/metrics"));
+        let lag: Vec<Option<f64>> = ["0", "1"]
+            .iter()
+            .map(|p| {
+                sample(
+                    &families,
+                    "vitrine_kafka_consumer_lag_messages",
+                    "vitrine_kafka_consumer_lag_messages",
+                    &[("partition", p)],
+                )
+            })
+            .collect();
+        if lag.iter().all(|l| *l == Some(0.0)) || Instant::now() > deadline {
+            assert_eq!(lag, [Some(0.0), Some(0.0)], "the consumer lag of both partitions goes to 0");
+            break families;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(http_get(port, "/healthz"), "ok");
+    let get = |family: &str, name: &str, labels: &[(&str, &str)]| {
+        sample(&families, family, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in {families:#?}"))
+    };
+    for stream in STREAMS {
+        let s = [("stream", stream)];
+        assert_eq!(get("vitrine_frames_read", "vitrine_frames_read_total", &s), FRAMES);
+        assert_eq!(get("vitrine_frames_processed", "vitrine_frames_processed_total", &s), FRAMES);
+        assert_eq!(get("vitrine_frames_shed", "vitrine_frames_shed_total", &s), 0.0);
+        assert_eq!(
+            get("vitrine_dead_letters", "vitrine_dead_letters_total", &[("stream", stream), ("stage", "decode")]),
+            0.0
+        );
+        for kind in ["appeared", "disappeared"] {
+            let events =
+                get("vitrine_product_events", "vitrine_product_events_total", &[("stream", stream), ("kind", kind)]);
+            assert_eq!(events, 3.0, "{stream}: three products {kind}");
+        }
+    }
+    let all_frames = FRAMES * STREAMS.len() as f64;
+    let stage = |s: &str| get("vitrine_stage_seconds", "vitrine_stage_seconds_count", &[("stage", s)]);
+    assert_eq!(stage("decode"), all_frames, "one decode a frame");
+    for s in ["infer", "track", "debounce", "join"] {
+        assert!(stage(s) > 0.0, "{s} is timed");
+    }
+    assert!(get("vitrine_stage_seconds", "vitrine_stage_seconds_sum", &[("stage", "infer")]) > 0.0);
+    assert_eq!(get("vitrine_model_batch_frames", "vitrine_model_batch_frames_sum", &[]), all_frames);
+    assert_eq!(get("vitrine_model_batch_frames", "vitrine_model_batch_frames_count", &[]), stage("infer"));
+    assert_eq!(get("vitrine_model_runs", "vitrine_model_runs_total", &[]), stage("infer"));
+    assert_eq!(get("vitrine_capture_to_sink_seconds", "vitrine_capture_to_sink_seconds_count", &[]), all_frames);
+    assert_eq!(get("vitrine_capture_to_viewer_seconds", "vitrine_capture_to_viewer_seconds_count", &[]), 12.0);
+    assert_eq!(get("vitrine_sink_seconds", "vitrine_sink_seconds_count", &[("sink", "viewers")]), 12.0);
+    assert!(get("vitrine_sink_seconds", "vitrine_sink_seconds_count", &[("sink", "kafka")]) >= all_frames);
+    assert!(get("vitrine_sink_seconds", "vitrine_sink_seconds_count", &[("sink", "parquet")]) > 0.0);
+    assert_eq!(get("vitrine_viewers", "vitrine_viewers", &[]), 0.0);
+    assert_eq!(get("vitrine_viewer_resnapshots", "vitrine_viewer_resnapshots_total", &[]), 0.0);
+    assert!(get("vitrine_media_time_ms", "vitrine_media_time_ms", &[("stream", "shop1")]) > 30_000.0);
+
+    pipeline.signal("INT");
+    let status = pipeline.wait_for_exit(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{}", std::fs::read_to_string(&log).unwrap());
+}
