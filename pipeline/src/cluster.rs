@@ -28,6 +28,25 @@ impl Cluster {
             .with_context(|| format!("in the hostfile {}", hostfile.display()))
     }
 
+    /// A cluster of the pods of a Kubernetes StatefulSet behind a headless Service: this pod
+    /// is `{set}-{ordinal}` (its hostname) and process `ordinal`; process `i` is
+    /// `{set}-{i}.{service}:{port}` (the pods' stable DNS names), with `service` given as
+    /// `name.namespace.svc.cluster.local:port` (or any suffix the pods resolve).
+    pub fn from_stateful_set(processes: usize, pod_name: &str, service: &str) -> anyhow::Result<Cluster> {
+        let (set, ordinal) = pod_name.rsplit_once('-').ok_or_else(|| {
+            anyhow!("the pod name `{pod_name}` is not a StatefulSet pod's (`name-ordinal`): set VITRINE_PROCESS_ID and a hostfile instead")
+        })?;
+        let process: usize = ordinal
+            .parse()
+            .map_err(|_| anyhow!("the pod name `{pod_name}` does not end with an ordinal (`name-0`, `name-1`, ...)"))?;
+        let (host, port) = service
+            .rsplit_once(':')
+            .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            .ok_or_else(|| anyhow!("VITRINE_CLUSTER_SERVICE `{service}` is not service-host:port"))?;
+        let hosts: String = (0..processes).map(|i| format!("{set}-{i}.{host}:{port}\n")).collect();
+        Cluster::from_hosts(processes, process, &hosts)
+    }
+
     /// As [`Cluster::from_hostfile`], from the file's text.
     pub fn from_hosts(processes: usize, process: usize, text: &str) -> anyhow::Result<Cluster> {
         if processes < 2 {
@@ -122,17 +141,24 @@ impl Shape {
     }
 }
 
+/// Where the other processes are: a hostfile, or the pods of a StatefulSet.
+#[derive(Clone, Copy, Debug)]
+pub enum Peers<'a> {
+    None,
+    Hostfile(&'a Path),
+    /// This pod's name and the headless Service's `host:port`.
+    StatefulSet {
+        pod_name: &'a str,
+        service: &'a str,
+    },
+}
+
 /// Reads the cluster settings given on the command line (or their environment variables).
-pub fn shape(
-    workers: usize,
-    processes: Option<usize>,
-    process: Option<usize>,
-    hostfile: Option<&Path>,
-) -> anyhow::Result<Shape> {
+pub fn shape(workers: usize, processes: Option<usize>, process: Option<usize>, peers: Peers) -> anyhow::Result<Shape> {
     if workers == 0 {
         bail!("--workers must be at least 1");
     }
-    let cluster = match (processes.unwrap_or(1), hostfile) {
+    let cluster = match (processes.unwrap_or(1), peers) {
         (1, _) => {
             if process.is_some_and(|p| p != 0) {
                 bail!("--process-id {} needs --processes (or VITRINE_PROCESSES) above 1", process.unwrap_or(0));
@@ -140,10 +166,17 @@ pub fn shape(
             None
         }
         (0, _) => bail!("--processes must be at least 1"),
-        (n, Some(hostfile)) => Some(Cluster::from_hostfile(n, process.unwrap_or(0), hostfile)?),
-        (n, None) => {
+        (n, Peers::Hostfile(hostfile)) => Some(Cluster::from_hostfile(n, process.unwrap_or(0), hostfile)?),
+        (n, Peers::StatefulSet { pod_name, service }) => {
+            let cluster = Cluster::from_stateful_set(n, pod_name, service)?;
+            if process.is_some_and(|p| p != cluster.process) {
+                bail!("--process-id {} differs from the pod's ordinal ({pod_name}); leave it out", process.unwrap_or(0));
+            }
+            Some(cluster)
+        }
+        (n, Peers::None) => {
             return Err(anyhow!(
-                "--processes {n} needs --hostfile (or VITRINE_HOSTFILE): a file with the host:port of each process"
+                "--processes {n} needs --hostfile (or VITRINE_HOSTFILE): a file with the host:port of each process, or VITRINE_CLUSTER_SERVICE in a StatefulSet"
             ))
         }
     };
@@ -165,13 +198,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stateful_set_pod_finds_itself_and_its_peers() {
+        let service = "vitrine-cluster.shop.svc.cluster.local:2101";
+        let c = Cluster::from_stateful_set(3, "vitrine-2", service).unwrap();
+        assert_eq!(c.process, 2);
+        assert_eq!(
+            c.addresses,
+            [
+                "vitrine-0.vitrine-cluster.shop.svc.cluster.local:2101",
+                "vitrine-1.vitrine-cluster.shop.svc.cluster.local:2101",
+                "vitrine-2.vitrine-cluster.shop.svc.cluster.local:2101",
+            ]
+        );
+        let err = |r: anyhow::Result<Cluster>| format!("{:#}", r.unwrap_err());
+        assert!(err(Cluster::from_stateful_set(2, "vitrine-2", service)).contains("process id 2"));
+        assert!(err(Cluster::from_stateful_set(2, "laptop", service)).contains("not a StatefulSet pod"));
+        assert!(err(Cluster::from_stateful_set(2, "vitrine-0", "vitrine-cluster")).contains("host:port"));
+    }
+
+    #[test]
     fn a_bad_cluster_setting_says_what_to_fix() {
         let err = |r: anyhow::Result<Cluster>| format!("{:#}", r.unwrap_err());
         assert!(err(Cluster::from_hosts(3, 0, "a:1\nb:2\n")).contains("2 address(es) for 3 processes"));
         assert!(err(Cluster::from_hosts(2, 2, "a:1\nb:2\n")).contains("process id 2"));
         assert!(err(Cluster::from_hosts(2, 0, "a:1\nb\n")).contains("`b` is not host:port"));
-        let e = shape(1, Some(2), Some(0), None).unwrap_err().to_string();
+        let e = shape(1, Some(2), Some(0), Peers::None).unwrap_err().to_string();
         assert!(e.contains("--hostfile"), "{e}");
-        assert_eq!(shape(2, None, None, None).unwrap().describe(), "1 process x 2 worker(s)");
+        assert_eq!(shape(2, None, None, Peers::None).unwrap().describe(), "1 process x 2 worker(s)");
     }
 }

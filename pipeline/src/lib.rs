@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cluster;
 pub mod feed;
 pub mod offsets;
+pub mod plan;
 pub mod run;
 pub mod spec;
 pub mod supervise;

@@ -60,9 +60,17 @@ enum Command {
         /// The cluster's addresses: one host:port a line, process 0 first.
         #[arg(long, env = "VITRINE_HOSTFILE")]
         hostfile: Option<PathBuf>,
+        /// In a Kubernetes StatefulSet: the headless Service's host:port; the process id is
+        /// the pod's ordinal (from HOSTNAME) and the peers are the set's other pods.
+        #[arg(long, env = "VITRINE_CLUSTER_SERVICE", conflicts_with = "hostfile")]
+        cluster_service: Option<String>,
         /// Exit when every stream has ended, even while serving viewers.
         #[arg(long)]
         exit_when_done: bool,
+        /// Print the resolved graph (shape, model, sources with the partition-to-worker plan,
+        /// catalog, sinks, server) and exit without running it.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Checks a spec and reports every problem with its path. Exit status 2 when invalid.
     Validate {
@@ -419,19 +427,32 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { spec, workers, processes, process_id, hostfile, exit_when_done } => {
+        Command::Run { spec, workers, processes, process_id, hostfile, cluster_service, exit_when_done, dry_run } => {
             let loaded = match load_spec(&spec) {
                 Ok(l) => l,
                 Err(code) => return code,
             };
             let threads = workers.unwrap_or(loaded.spec.workers.get());
-            let shape = match cluster::shape(threads, processes, process_id, hostfile.as_deref()) {
+            let pod_name = std::env::var("HOSTNAME").unwrap_or_default();
+            let peers = match (&hostfile, &cluster_service) {
+                (Some(hostfile), _) => cluster::Peers::Hostfile(hostfile),
+                (None, Some(service)) => cluster::Peers::StatefulSet { pod_name: &pod_name, service },
+                (None, None) => cluster::Peers::None,
+            };
+            let shape = match cluster::shape(threads, processes, process_id, peers) {
                 Ok(shape) => shape,
                 Err(e) => {
                     eprintln!("vitrine: {e:#}");
                     return ExitCode::from(2);
                 }
             };
+            if dry_run {
+                let plan = vitrine_pipeline::plan::describe_plan(&loaded, &shape);
+                return match std::io::Write::write_all(&mut std::io::stdout(), plan.as_bytes()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::FAILURE,
+                };
+            }
             let stop = Arc::new(AtomicBool::new(false));
             let options = RunOptions {
                 workers: Some(shape.workers),

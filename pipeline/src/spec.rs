@@ -227,6 +227,9 @@ pub fn load(path: &Path) -> Result<LoadedSpec, Vec<SpecProblem>> {
             k.brokers = brokers;
         }
     }
+    if let (Ok(path), Some(parquet)) = (std::env::var("VITRINE_PARQUET_PATH"), spec.sinks.parquet.as_mut()) {
+        parquet.path = path;
+    }
     if let Ok(listen) = std::env::var("VITRINE_LISTEN") {
         match (listen.parse(), spec.server.as_mut()) {
             (Ok(addr), Some(server)) => server.listen = addr,

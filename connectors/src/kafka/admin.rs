@@ -64,3 +64,13 @@ pub async fn create_topics(brokers: &str, topics: &[TopicSpec]) -> Result<Vec<St
     }
     Ok(created)
 }
+
+/// The number of partitions of `topic` (0 when it does not exist), asking the broker.
+pub fn partitions(brokers: &str, topic: &str) -> Result<usize, String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = super::client_config(brokers).create().map_err(|e| super::describe(&e, brokers))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
+        .map_err(|e| super::describe(&e, brokers))?;
+    Ok(metadata.topics().first().map_or(0, |t| t.partitions().len()))
+}

@@ -1,0 +1,97 @@
+//! `vitrine run --dry-run`: the graph a run would build, as resolved from the spec, the
+//! environment and the cluster settings, without starting it.
+
+use std::fmt::Write;
+
+use vitrine_connectors::kafka::admin::partitions;
+use vitrine_schemas::spec::SourceSpec;
+
+use crate::cluster::Shape;
+use crate::spec::LoadedSpec;
+
+/// The plan, as text: shape, model, sources (with the partition-to-worker plan), catalog, sinks.
+pub fn describe_plan(loaded: &LoadedSpec, shape: &Shape) -> String {
+    let spec = &loaded.spec;
+    let mut out = String::new();
+    let _ = writeln!(out, "pipeline: {} ({})", spec.name, loaded.path.display());
+    let _ = writeln!(out, "shape: {}", shape.describe());
+    let _ = writeln!(
+        out,
+        "model: {} ({:?} decoder, {} intra-op thread(s) a worker, min score {})",
+        loaded.resolve(&spec.model.path).display(),
+        spec.model.decoder,
+        spec.model.intra_threads,
+        spec.model.min_score
+    );
+    let _ = writeln!(out, "sources:");
+    for source in &spec.sources {
+        match source {
+            SourceSpec::Video(v) => {
+                let _ = writeln!(
+                    out,
+                    "  - video `{}`: {} at {} frames/s, {:?} (process 0)",
+                    v.stream_id,
+                    loaded.resolve_input(&v.input),
+                    v.fps,
+                    v.pace
+                );
+            }
+            SourceSpec::Frames(f) => {
+                let _ = writeln!(out, "  - frames `{}`: {} (process 0)", f.stream_id, loaded.resolve(&f.dir).display());
+            }
+            SourceSpec::Kafka(k) => {
+                let _ = writeln!(out, "  - kafka topic {} on {}, group {}", k.topic, k.brokers, k.group_id);
+                match partitions(&k.brokers, &k.topic) {
+                    Ok(0) => {
+                        let _ = writeln!(out, "      the topic does not exist yet (vitrine topics create SPEC)");
+                    }
+                    Ok(n) => {
+                        for p in 0..n {
+                            let worker = p % shape.peers();
+                            let process = worker / shape.workers;
+                            let here = if process == shape.process() { "  <- this process" } else { "" };
+                            let _ = writeln!(out, "      partition {p} -> worker {worker} (process {process}){here}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "      partitions unknown: {e}");
+                    }
+                }
+            }
+        }
+    }
+    let catalog = &spec.catalog;
+    if let Some(path) = &catalog.path {
+        let watch = if catalog.watch { format!(", watched every {:?}", catalog.poll) } else { String::new() };
+        let _ = writeln!(out, "catalog: {}{watch}", loaded.resolve(path).display());
+    }
+    if let Some(topic) = &catalog.kafka {
+        let _ = writeln!(out, "catalog topic: {} on {}", topic.topic, topic.brokers);
+    }
+    let _ = writeln!(out, "sinks:");
+    if let Some(k) = &spec.sinks.kafka {
+        let _ = writeln!(
+            out,
+            "  - kafka on {}: {}, {}, {}",
+            k.brokers, k.detections_topic, k.events_topic, k.dead_letter_topic
+        );
+    }
+    if let Some(p) = &spec.sinks.parquet {
+        let location =
+            if p.path.contains("://") { p.path.clone() } else { loaded.resolve(&p.path).display().to_string() };
+        let _ = writeln!(out, "  - parquet: {location} (a file set every {:?} or {} rows)", p.roll_after, p.roll_rows);
+    }
+    if let Some(d) = &spec.sinks.dead_letter {
+        let _ = writeln!(out, "  - dead letters: {}", loaded.resolve(&d.path).display());
+    }
+    match &spec.server {
+        Some(s) => {
+            let page = if s.viewer { "with the viewer page" } else { "no viewer page" };
+            let _ = writeln!(out, "server: {} ({page}; /metrics, /healthz, /readyz)", s.listen);
+        }
+        None => {
+            let _ = writeln!(out, "server: none");
+        }
+    }
+    out
+}
