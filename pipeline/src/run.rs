@@ -186,6 +186,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         metrics.known_stream(&stream);
     }
     let sent_before = Arc::new(Mutex::new(BTreeMap::new()));
+    // False once the sink thread died: nothing more becomes durable, so a drain does not wait.
+    let sinks_alive = Arc::new(AtomicBool::new(true));
+    let worker_sinks_alive = sinks_alive.clone();
     // Bounded: a slow sink (Kafka, a full dead-letter disk) holds the workers back, and so the sources.
     let (out_tx, out_rx) = mpsc::sync_channel::<Output>(OUTPUT_QUEUE);
     let sink_thread = {
@@ -199,10 +202,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             sent_before: sent_before.clone(),
         };
         {
-            let supervisor = supervisor.clone();
+            let (supervisor, sinks_alive) = (supervisor.clone(), sinks_alive.clone());
             std::thread::Builder::new().name("vitrine-sinks".into()).spawn(move || {
                 let result = sink_loop(out_rx, sinks);
                 if let Err(e) = &result {
+                    sinks_alive.store(false, Ordering::Relaxed);
                     supervisor.fail(format!(
                         "the sinks stopped: {e:#}. Nothing past what they made durable was committed; fix the sink and restart"
                     ));
@@ -709,12 +713,13 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             loop {
                 let busy = parquet_busy();
                 commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
-                if (!busy && !offsets.waiting_for_durability()) || Instant::now() >= deadline {
+                let hopeless = !worker_sinks_alive.load(Ordering::Relaxed);
+                if (!busy && !offsets.waiting_for_durability()) || hopeless || Instant::now() >= deadline {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            if offsets.waiting_for_durability() {
+            if offsets.waiting_for_durability() && worker_sinks_alive.load(Ordering::Relaxed) {
                 tracing::warn!(
                     "sinks did not confirm the last results within 30 s; their frames will be read again on restart"
                 );

@@ -88,6 +88,25 @@ pub fn caught_up(brokers: &str, group: &str) -> Result<(), String> {
     }
 }
 
+/// The offsets `group` committed on each partition of the frames topic (None: none yet).
+pub fn committed(brokers: &str, group: &str) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
+    let metadata = consumer.fetch_metadata(Some("vitrine.frames"), Duration::from_secs(5)).unwrap();
+    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition("vitrine.frames", p);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(5)).unwrap();
+    (0..partitions)
+        .map(|p| match committed.find_partition("vitrine.frames", p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Waits until `group` has committed everything, asserting that every process in `running`
 /// stays up meanwhile (`logs`: what to show when not).
 pub fn wait_caught_up(running: &mut [&mut Pipeline], logs: &[&Path], brokers: &str, group: &str) {

@@ -4,7 +4,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vitrine_tests::{demo_spec, replace, temp_dir, vitrine_bin};
+use vitrine_tests::kafka_runs::committed;
+use vitrine_tests::{demo_spec, replace, root, temp_dir, vitrine_bin, Broker};
 
 #[test]
 fn a_video_source_whose_input_cannot_be_opened_stops_the_run_with_exit_1_naming_it() {
@@ -26,4 +27,42 @@ fn a_video_source_whose_input_cannot_be_opened_stops_the_run_with_exit_1_naming_
         "the last line names the source and its input: {last}"
     );
     assert!(started.elapsed() < Duration::from_secs(60), "it stops promptly");
+}
+
+#[test]
+fn a_sink_that_cannot_write_stops_the_run_with_exit_1_and_commits_nothing_it_did_not_write() {
+    let broker = Broker::start();
+    let brokers = broker.address.clone();
+    let dir = temp_dir("bad-sink");
+    let out = Command::new(vitrine_bin())
+        .args(["sample", "--stream-id", "shop1", "--fps", "5", "--fast", "--brokers", &brokers, "--url"])
+        .arg(root().join("examples/sample/shopping.mp4"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A topic name no broker takes: every detection sent there fails.
+    let spec = dir.join("bad-sink.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: bad-sink\nsources:\n  - kind: kafka\n    brokers: {brokers}\n    group_id: bad-sink\n\
+             model:\n  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx\n\
+             catalog:\n  path: {root}/examples/demo-catalog.jsonl\n\
+             sinks:\n  kafka:\n    brokers: {brokers}\n    detections_topic: \"no such topic!\"\n",
+            root = root().display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = Command::new(vitrine_bin()).arg("run").arg(&spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("the sinks stopped") && last.contains("no such topic!"), "names the sink: {last}");
+    assert!(started.elapsed() < Duration::from_secs(25), "stops at once, without waiting for durability");
+    assert!(
+        committed(&brokers, "bad-sink").iter().all(Option::is_none),
+        "nothing was durable, so nothing is committed: {:?}",
+        committed(&brokers, "bad-sink")
+    );
 }
