@@ -1,34 +1,39 @@
 //! `vitrine run`: sources on threads, the timely dataflow, sinks, and the viewer server.
 //!
 //! ```text
-//! embedded sources (threads) --frames (bounded)--> worker 0 input ----+
-//! Kafka partitions p (p mod W == w) ----------------> worker w input --+--exchange--> decode -> infer -> debounce
-//! catalog thread --changes--> worker 0 catalog collection --------------------------------> join -> events
-//! dataflow outputs --channel--> sink thread: dead letters, Kafka topics, WebSocket hub
+//! embedded sources (threads, process 0) --frames (bounded)--> worker 0 input --+
+//! Kafka partitions p (p mod W*P == w) ----------------------> worker w input --+--local exchange--> decode -> infer
+//!   -> track, debounce, events on the worker of the stream's partition (vitrine_operators::stream_route)
+//! catalog thread --changes--> worker 0 catalog collection ----------------------> join (by label, any process)
+//! dataflow outputs --bounded channel--> this process's sink thread: dead letters, Kafka topics, WebSocket hub
 //! detections, events, exposures --exchange to the partition's reader--> Parquet sink (crate::analytics)
 //! ```
 //!
+//! Here: the run's assembly and the workers' read loop. `inputs`: the catalog and the
+//! embedded sources (the registry of source kinds); `sinks`: the sink thread; `serve`: the
+//! server thread and signals. The cluster's shape is [`crate::cluster`], supervision
+//! [`crate::supervise`].
+//!
 //! Kafka offsets: each worker remembers, per dataflow time, the next offset of each of its
-//! partitions. Worker 0 tells the sink thread how far the dataflow has completed; the sink
-//! thread flushes Kafka and then raises the durable time. Each worker commits the offsets of
-//! the times below it, no further than its Parquet files are published (see
-//! [`crate::offsets`]).
+//! partitions. The first worker of each process tells its sink thread how far the dataflow
+//! has completed; the sink thread flushes Kafka and then raises the durable time. Each worker
+//! commits the offsets of the times below it, no further than its Parquet files are
+//! published, with how far results were sent (see [`crate::offsets`]).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use differential_dataflow::input::Input;
 use timely::dataflow::operators::core::{Exchange, Inspect, Map, Probe};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
-use vitrine_connectors::catalog::{self, CatalogChange};
 use vitrine_connectors::hls::HlsStream;
 use vitrine_connectors::hub::Hub;
 use vitrine_connectors::images::ImageStore;
@@ -37,17 +42,22 @@ use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::metrics::{Health, Metrics};
 use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll, TableStore};
 use vitrine_connectors::server::access::Access;
-use vitrine_connectors::server::{self, ServerState};
+use vitrine_connectors::server::ServerState;
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
-use vitrine_connectors::sources::video::HlsRun;
-use vitrine_connectors::sources::{self, FrameSink};
 use vitrine_models::{find_runtime_library, Detector, Runtime};
 use vitrine_operators::{
     product_outputs, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, Emitted, FrameDecoder, InferDetections,
     Inferencer, ReplayPoints, Stage, StageObserver, StageTimer, Tiling, Time, TrackObjects, TrackerConfig,
 };
-use vitrine_schemas::spec::{KafkaSource, Pace, ServerSpec, SourceSpec, VideoSource};
-use vitrine_schemas::{now_ms, CatalogItem, Cause, DeadLetter, Frame, FrameDetections, ProductEvent, SourcePosition};
+use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec, VideoSource};
+use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections};
+
+mod inputs;
+mod serve;
+mod sinks;
+
+pub use serve::{viewer_access, watch_signals};
+use sinks::{sink_loop, Output, Sinks, OUTPUT_QUEUE};
 
 use crate::analytics::{write_parquet, AnalyticsRow, ParquetWorker, ReadLog};
 use crate::cluster::{Cluster, Shape};
@@ -84,23 +94,6 @@ pub struct RunSummary {
     #[serde(skip)]
     pub latencies_ms: Vec<u32>,
 }
-
-/// What the dataflow hands to the sink thread.
-enum Output {
-    Detections(FrameDetections),
-    Event(ProductEvent, Cause),
-    DeadLetter(DeadLetter),
-    /// A live stream's frame shed unprocessed (the model fell behind).
-    Shed {
-        stream_id: String,
-        seq: u64,
-    },
-    /// Every output of the times before this one has been sent (`Time::MAX`: the dataflow ended).
-    Complete(Time),
-}
-
-/// Results waiting for the sink thread before the workers wait for it.
-const OUTPUT_QUEUE: usize = 4096;
 
 /// Frames taken from the embedded sources and not yet fed (live streams shed past this).
 const FEED_QUEUE_FRAMES: usize = 64;
@@ -264,133 +257,16 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 },
             )
         });
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let thread = std::thread::Builder::new().name("vitrine-server".into()).spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
-            let rt = match rt {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                tokio::spawn(watch_signals(stop));
-                match state {
-                    Some((addr, state)) => {
-                        let listener = tokio::net::TcpListener::bind(addr).await;
-                        match listener {
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(format!(
-                                    "cannot listen on {addr}: {e}. Is another vitrine running? Set server.listen or VITRINE_LISTEN"
-                                )));
-                            }
-                            Ok(listener) => {
-                                drop(listener); // bound successfully: serve() binds again right away
-                                let _ = ready_tx.send(Ok(()));
-                                let shutdown = async move { server_done.notified().await };
-                                if let Err(e) = server::serve(addr, state, shutdown).await {
-                                    supervisor.fail(format!("the viewer server on {addr} stopped: {e}"));
-                                }
-                            }
-                        }
-                    }
-                    None => {
-                        let _ = ready_tx.send(Ok(()));
-                        server_done.notified().await;
-                    }
-                }
-            });
-        })?;
-        ready_rx.recv().map_err(|_| anyhow!("the server thread died"))?.map_err(|e| anyhow!(e))?;
-        thread
+        serve::start(state, stop, server_done, supervisor)?
     };
 
     // Catalog and sources.
-    let (catalog_tx, catalog_rx) = mpsc::channel::<Vec<CatalogChange>>();
-    let mut catalog_threads = Vec::new();
-    if let Some(path) = &spec.catalog.path {
-        let catalog_path = loaded.resolve(path);
-        // Read once now, so a missing or unreadable catalog fails the run at once.
-        let (_, problems) = catalog::load(&catalog_path, &images).map_err(|e| anyhow!("{e} (catalog.path)"))?;
-        if runs_embedded {
-            report_catalog_problems(&out_tx, problems);
-        }
-        let (stop, images, out_tx, catalog_tx) = (stop.clone(), images.clone(), out_tx.clone(), catalog_tx.clone());
-        let (watch, poll) = (spec.catalog.watch, spec.catalog.poll);
-        let supervisor = supervisor.clone();
-        catalog_threads.push(std::thread::Builder::new().name("vitrine-catalog".into()).spawn(move || {
-            // Every process reads the catalog (it serves the pictures); process 0 reports its bad rows.
-            let on_problem = |p: catalog::CatalogProblem| {
-                if runs_embedded {
-                    report_catalog_problems(&out_tx, vec![p])
-                }
-            };
-            if let Err(e) = catalog::run(&catalog_path, watch, poll, &images, &catalog_tx, &stop, &on_problem) {
-                supervisor.fail(format!("the catalog file {} stopped: {e} (catalog.path)", catalog_path.display()));
-            }
-        })?);
-    }
-    if let Some(topic) = spec.catalog.kafka.clone() {
-        let (stop, images, out_tx, catalog_tx) = (stop.clone(), images.clone(), out_tx.clone(), catalog_tx.clone());
-        let base_dir = loaded.base_dir.clone();
-        let supervisor = supervisor.clone();
-        catalog_threads.push(std::thread::Builder::new().name("vitrine-catalog-topic".into()).spawn(move || {
-            let on_problem = |p: catalog::CatalogProblem| {
-                if runs_embedded {
-                    report_catalog_problems(&out_tx, vec![p])
-                }
-            };
-            if let Err(e) = vitrine_connectors::kafka::catalog::run(
-                &topic.brokers,
-                &topic.topic,
-                &images,
-                &base_dir,
-                &catalog_tx,
-                &stop,
-                &on_problem,
-            ) {
-                supervisor.fail(format!(
-                    "the catalog topic {} stopped: {e}. Check catalog.kafka and that the broker is up",
-                    topic.topic
-                ));
-            }
-        })?);
-    }
-    drop(catalog_tx);
+    let catalog = inputs::CatalogInputs { images: &images, out: &out_tx, report_problems: runs_embedded };
+    let (catalog_rx, catalog_threads) = inputs::start_catalog(&loaded, &catalog, &stop, &supervisor)?;
     let (frames_tx, frames_rx) = mpsc::sync_channel::<Frame>(16);
-    let mut source_threads = Vec::new();
     let embedded_sources = if runs_embedded { spec.sources.clone() } else { Vec::new() };
-    for source in embedded_sources {
-        let sink = FrameSink { frames: frames_tx.clone(), stop: stop.clone() };
-        let (input, stream_id) = match &source {
-            SourceSpec::Video(v) => (loaded.resolve_input(&v.input), v.stream_id.clone()),
-            SourceSpec::Frames(f) => (loaded.resolve(&f.dir).display().to_string(), f.stream_id.clone()),
-            SourceSpec::Kafka(_) => continue, // read by the workers themselves
-        };
-        let hls = hls_streams.get(&stream_id).cloned();
-        let supervisor = supervisor.clone();
-        source_threads.push(std::thread::Builder::new().name(format!("source-{stream_id}")).spawn(move || {
-            let result = match &source {
-                SourceSpec::Video(v) => {
-                    let run = hls.as_deref().map(|stream| HlsRun { stream, media_offset_ms: 0 });
-                    let result = sources::video::run(v, &input, &sink, run);
-                    if let Some(hls) = &hls {
-                        hls.end();
-                    }
-                    result
-                }
-                SourceSpec::Frames(f) => sources::folder::run(f, std::path::Path::new(&input), &sink),
-                SourceSpec::Kafka(_) => Ok(0),
-            };
-            if let Err(e) = result {
-                supervisor.fail(format!(
-                    "source `{stream_id}` failed: {e}. Check that its input exists and that ffmpeg can read it (sources[].input)"
-                ));
-            }
-        })?);
-    }
-    drop(frames_tx);
+    let source_threads =
+        inputs::start_embedded_sources(&loaded, embedded_sources, &hls_streams, frames_tx, &stop, &supervisor)?;
     // Each worker connects to its own Kafka partitions up front, so a bad broker fails the run now.
     let kafka_feeds: Vec<Option<KafkaFrameSource>> = (first_worker..first_worker + workers)
         .map(|w| {
@@ -792,84 +668,6 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     Ok(summary)
 }
 
-fn report_catalog_problems(out: &SyncSender<Output>, problems: Vec<catalog::CatalogProblem>) {
-    for p in problems {
-        let letter = DeadLetter {
-            stream_id: String::new(),
-            seq: p.line as u64,
-            pts_ms: 0,
-            stage: "catalog".into(),
-            reason: p.reason.clone(),
-            origin: Some(format!("{}:{}", p.path.display(), p.line)),
-            bytes: 0,
-            at_ms: now_ms(),
-            payload: Vec::new(),
-        };
-        let _ = out.send(Output::DeadLetter(letter));
-    }
-}
-
-/// Ctrl-C or SIGTERM: stop the sources and drain. A second one exits at once.
-pub async fn watch_signals(stop: Arc<AtomicBool>) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    loop {
-        let term_recv = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term_recv => {},
-        }
-        if stop.swap(true, Ordering::Relaxed) {
-            tracing::warn!("second interrupt: exiting now");
-            std::process::exit(130);
-        }
-        tracing::info!("stopping: finishing the frames in flight (interrupt again to exit now)");
-    }
-}
-
-/// Everything the sink thread writes to.
-struct Sinks {
-    metrics: Arc<Metrics>,
-    dead_letters: Option<DeadLetterFile>,
-    kafka: Option<KafkaSink>,
-    hub: Option<Arc<Hub>>,
-    durable: Arc<AtomicU64>,
-    record_latencies: bool,
-    /// Per Kafka partition, the offset before which the last run already sent the results
-    /// (frames before it are replayed only to rebuild state).
-    sent_before: Arc<Mutex<BTreeMap<i32, i64>>>,
-}
-
-impl Sinks {
-    fn already_sent(&self, position: &SourcePosition) -> bool {
-        let sent = self.sent_before.lock().expect("sent marks");
-        position.partition.and_then(|p| sent.get(&p)).is_some_and(|sent| position.offset < *sent)
-    }
-}
-
-/// The server's access rules; the token secret comes from the environment variable the spec names.
-pub fn viewer_access(server: &ServerSpec) -> anyhow::Result<Access> {
-    let token_secret = match &server.token_secret_env {
-        Some(var) => Some(
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| {
-                    anyhow!("server.token_secret_env names `{var}`, but it is not set: export the secret that signs viewer tokens")
-                })?
-                .into_bytes(),
-        ),
-        None => None,
-    };
-    Ok(Access { allowed_origins: server.allowed_origins.clone(), token_secret, max_viewers: server.max_viewers })
-}
-
 /// The dataflow stages' timings, into the run's Prometheus histograms.
 struct StageMetrics(Arc<Metrics>);
 
@@ -901,107 +699,4 @@ fn commit(
         Ok(()) => offsets.committed(&next),
         Err(e) => tracing::warn!(error = %e, "committing Kafka offsets failed; will retry"),
     }
-}
-
-/// Writes outputs as they come; publishes Parquet files on time; makes results durable
-/// when the dataflow completes a time; logs progress.
-fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::Result<RunSummary> {
-    let mut summary = RunSummary::default();
-    let mut last_shed_warning: Option<Instant> = None;
-    let mut last_report = Instant::now();
-    let mut frames_at_report = 0;
-    let mut last_flush = Instant::now();
-    loop {
-        match outputs.recv_timeout(Duration::from_millis(250)) {
-            Ok(Output::Detections(d)) => {
-                summary.frames += 1;
-                let m = &sinks.metrics;
-                m.frames_processed.with_label_values(&[d.stream_id.as_str()]).inc();
-                let latency = (now_ms() - d.captured_at_ms).max(0) as u64;
-                m.capture_to_sink_seconds.observe(latency as f64 / 1000.0);
-                if sinks.record_latencies {
-                    summary.latencies_ms.push(latency.min(u32::MAX as u64) as u32);
-                }
-                if let Some(hub) = &sinks.hub {
-                    hub.set_media_time(&d.stream_id, d.pts_ms);
-                }
-                if let Some(k) = sinks.kafka.as_ref().filter(|_| !sinks.already_sent(&d.position)) {
-                    m.time_sink("kafka", || k.detections(&d)).map_err(|e| anyhow!(e))?;
-                }
-            }
-            Ok(Output::Event(e, cause)) => {
-                summary.events += 1;
-                let m = &sinks.metrics;
-                m.events.with_label_values(&[e.stream_id.as_str(), e.kind.as_str()]).inc();
-                tracing::info!(stream = %e.stream_id, kind = e.kind.as_str(), sku = %e.sku, pts_ms = e.pts_ms, price = e.price.as_f64(), "product event");
-                if let Some(hub) = &sinks.hub {
-                    m.time_sink("viewers", || hub.publish(&e));
-                    m.capture_to_viewer_seconds.observe((now_ms() - cause.captured_at_ms).max(0) as f64 / 1000.0);
-                }
-                // The viewers' hub rebuilds its state from a replay; Kafka consumers had these already.
-                let resent = cause.by_frame && sinks.already_sent(&cause.position);
-                if let Some(k) = sinks.kafka.as_ref().filter(|_| !resent) {
-                    m.time_sink("kafka", || k.event(&e)).map_err(|e| anyhow!(e))?;
-                }
-            }
-            Ok(Output::Shed { stream_id, seq }) => {
-                summary.frames_shed += 1;
-                sinks.metrics.frames_shed.with_label_values(&[stream_id.as_str()]).inc();
-                // One warning a second at most: shedding comes in runs.
-                if last_shed_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
-                    tracing::warn!(stream = %stream_id, seq, shed_so_far = summary.frames_shed,
-                        "the model is behind this live stream: shedding its stale frames (infer.shed_after)");
-                    last_shed_warning = Some(Instant::now());
-                }
-            }
-            Ok(Output::DeadLetter(d)) => {
-                summary.dead_letters += 1;
-                sinks.metrics.dead_letters.with_label_values(&[d.stream_id.as_str(), d.stage.as_str()]).inc();
-                if d.stage != "catalog" {
-                    summary.frames += 1;
-                }
-                if let Some(k) = &sinks.kafka {
-                    k.dead_letter(&d).map_err(|e| anyhow!(e))?;
-                }
-                match sinks.dead_letters.as_mut() {
-                    Some(f) => f.write(&d).context("writing a dead letter")?,
-                    None if sinks.kafka.is_some() => {}
-                    None => {
-                        tracing::warn!(stream = %d.stream_id, seq = d.seq, stage = %d.stage, reason = %d.reason, "dead letter (no dead_letter sink configured)")
-                    }
-                }
-            }
-            Ok(Output::Complete(time)) => {
-                // Throttle broker round trips: flush at most every 100 ms, and always at the end.
-                if time == Time::MAX || last_flush.elapsed() >= Duration::from_millis(100) {
-                    if let Some(k) = &sinks.kafka {
-                        sinks
-                            .metrics
-                            .time_sink("kafka", || k.flush(Duration::from_secs(30)))
-                            .map_err(|e| anyhow!(e))?;
-                    }
-                    last_flush = Instant::now();
-                    sinks.durable.fetch_max(time, Ordering::Relaxed);
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        if last_report.elapsed() >= Duration::from_secs(5) {
-            let fps = (summary.frames - frames_at_report) as f64 / last_report.elapsed().as_secs_f64();
-            tracing::info!(
-                frames = summary.frames,
-                events = summary.events,
-                dead_letters = summary.dead_letters,
-                fps = format!("{fps:.1}"),
-                "progress"
-            );
-            frames_at_report = summary.frames;
-            last_report = Instant::now();
-        }
-    }
-    if let Some(k) = &sinks.kafka {
-        k.flush(Duration::from_secs(30)).map_err(|e| anyhow!(e))?;
-    }
-    Ok(summary)
 }
