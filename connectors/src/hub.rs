@@ -67,6 +67,10 @@ pub struct Hub {
     closing: tokio::sync::watch::Sender<bool>,
     /// When this run started: in every `hello`, so viewers notice a restart.
     started_at_ms: i64,
+    /// Open (true) unless this process is replaying frames whose events viewers already had
+    /// (a restart): viewers wait for it, so one that reconnects with its last event id
+    /// resumes right after it instead of getting a snapshot of a half-rebuilt state.
+    replayed: tokio::sync::watch::Sender<bool>,
 }
 
 fn encode(message: &ServerMessage) -> Utf8Bytes {
@@ -109,6 +113,7 @@ impl Hub {
             queue,
             stats: HubStats::default(),
             closing: tokio::sync::watch::Sender::new(false),
+            replayed: tokio::sync::watch::Sender::new(true),
             started_at_ms: now_ms(),
         }
     }
@@ -126,6 +131,24 @@ impl Hub {
             return None;
         }
         Some(streams.entry(stream_id.to_string()).or_insert_with(|| Arc::new(StreamHub::new(self.queue))).clone())
+    }
+
+    /// Viewers wait from now until [`Hub::replay_done`] (or `timeout` in [`Hub::wait_replayed`]).
+    pub fn hold_viewers_for_replay(&self) {
+        self.replayed.send_replace(false);
+    }
+
+    /// The replay after a restart has rebuilt the state: viewers are served.
+    pub fn replay_done(&self) {
+        if !self.replayed.send_replace(true) {
+            tracing::info!("replay done: serving viewers");
+        }
+    }
+
+    /// Waits while a replay rebuilds the state, at most `timeout`.
+    pub async fn wait_replayed(&self, timeout: std::time::Duration) {
+        let mut open = self.replayed.subscribe();
+        let _ = tokio::time::timeout(timeout, open.wait_for(|open| *open)).await;
     }
 
     /// Tells every viewer connection to close (the server is shutting down).

@@ -2,8 +2,9 @@
 //! flight, flushes and commits, closes its viewers with 1001 (going away) and exits 0; the
 //! restarted job rebuilds its debounce state by replaying frames whose results were already
 //! sent, without sending them again. In the end Kafka holds every product event and every
-//! frame's detections exactly once (no duplicate), as an uninterrupted run, and the Parquet
-//! tables hold every row once.
+//! frame's detections exactly once (no duplicate), as an uninterrupted run, the Parquet
+//! tables hold every row once, and a viewer that reconnected with its last event id saw
+//! every event of its stream once, across the restart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -75,10 +76,19 @@ fn wait_exit(mut pipeline: Pipeline, log: &Path) {
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{}", std::fs::read_to_string(log).unwrap());
 }
 
-/// Watches `shop1` until a product appeared, then sends SIGTERM and returns the close code
-/// the viewer got.
-async fn sigterm_while_watching(port: u16, pipeline: &Pipeline, log: &Path) -> Option<u16> {
-    let url = format!("ws://127.0.0.1:{port}/v1/streams/shop1/ws");
+/// What a viewer of `shop1` saw: the ids of the events, in order, the ids of the products
+/// its snapshots showed on screen, and the close code.
+struct Watched {
+    events: Vec<String>,
+    snapshots: Vec<String>,
+    close: Option<u16>,
+}
+
+/// Watches `shop1` (resuming after `last_event_id`) until the server closes; with `pipeline`,
+/// sends it SIGTERM once a product appeared.
+async fn watch(port: u16, last_event_id: Option<&str>, pipeline: Option<&Pipeline>, log: &Path) -> Watched {
+    let query = last_event_id.map(|id| format!("?last_event_id={id}")).unwrap_or_default();
+    let url = format!("ws://127.0.0.1:{port}/v1/streams/shop1/ws{query}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut socket = loop {
         match tokio_tungstenite::connect_async(&url).await {
@@ -89,20 +99,28 @@ async fn sigterm_while_watching(port: u16, pipeline: &Pipeline, log: &Path) -> O
             }
         }
     };
-    let mut signalled = false;
+    let (mut events, mut snapshots, mut signalled) = (Vec::new(), Vec::new(), false);
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(60), socket.next()).await.expect("the viewer hears");
+        let message = tokio::time::timeout(Duration::from_secs(120), socket.next()).await.expect("the viewer hears");
         match message {
             Some(Ok(Message::Text(text))) => {
                 let m: Value = serde_json::from_str(text.as_str()).unwrap();
-                if !signalled && m["type"] == "event" && m["kind"] == "appeared" {
-                    pipeline.signal("TERM");
-                    signalled = true;
+                if m["type"] == "snapshot" {
+                    snapshots.extend(m["products"].as_array().unwrap().iter().map(event_id));
+                }
+                if m["type"] == "event" {
+                    events.push(event_id(&m));
+                    if let Some(pipeline) = pipeline.filter(|_| !signalled && m["kind"] == "appeared") {
+                        pipeline.signal("TERM");
+                        signalled = true;
+                    }
                 }
             }
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Close(frame))) => {
+                return Watched { events, snapshots, close: frame.map(|f| u16::from(f.code)) }
+            }
             Some(Ok(_)) => {}
-            Some(Err(_)) | None => return None,
+            Some(Err(_)) | None => return Watched { events, snapshots, close: None },
         }
     }
 }
@@ -151,8 +169,8 @@ fn a_job_stopped_with_sigterm_and_restarted_sends_every_event_once() {
     let (port, log) = (free_port(), dir.join("drained-0.log"));
     let pipeline = start(&drained, &log, port);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let close = rt.block_on(sigterm_while_watching(port, &pipeline, &log));
-    assert_eq!(close, Some(1001), "{}", std::fs::read_to_string(&log).unwrap());
+    let before = rt.block_on(watch(port, None, Some(&pipeline), &log));
+    assert_eq!(before.close, Some(1001), "{}", std::fs::read_to_string(&log).unwrap());
     wait_exit(pipeline, &log);
     let sent_before_restart = by_key(&brokers, "drained.events", event_id);
     assert!(
@@ -161,12 +179,38 @@ fn a_job_stopped_with_sigterm_and_restarted_sends_every_event_once() {
         sent_before_restart.len()
     );
 
-    let log = dir.join("drained-1.log");
-    let mut pipeline = start(&drained, &log, free_port());
+    // The viewer reconnects at once with its last event id, while the restart replays.
+    let (port, log) = (free_port(), dir.join("drained-1.log"));
+    let mut pipeline = start(&drained, &log, port);
+    let last = before.events.last().cloned();
+    let viewer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(watch(port, last.as_deref(), None, &log))
+        })
+    };
     wait_caught_up(&mut [&mut pipeline], &[&log], &brokers, "drained");
     stop_and_wait(pipeline, "TERM", &log);
+    let after = viewer.join().unwrap();
+    assert_eq!(after.close, Some(1001));
     let replayed = std::fs::read_to_string(&log).unwrap();
     assert!(replayed.contains("replaying frames to rebuild tracking state"), "{replayed}");
+
+    // The viewer, across the restart: no event twice, and none missed. (It resumes after its
+    // last event when the restarted hub has it again, else it gets a snapshot: the products
+    // on screen, each as its last event.)
+    let shop1: Vec<String> = topic_values(&brokers, "clean.events", Duration::from_secs(3))
+        .iter()
+        .filter(|e| e["stream_id"] == "shop1")
+        .map(event_id)
+        .collect();
+    let events: Vec<&String> = before.events.iter().chain(&after.events).collect();
+    let twice: Vec<_> = events.iter().filter(|id| events.iter().filter(|other| other == id).count() > 1).collect();
+    let what = format!("events {:?} then {:?}, snapshot {:?}", before.events, after.events, after.snapshots);
+    assert!(twice.is_empty(), "the viewer got events twice: {twice:?} ({what})");
+    let missed: Vec<_> = shop1.iter().filter(|id| !events.contains(id) && !after.snapshots.contains(id)).collect();
+    assert!(missed.is_empty(), "the viewer missed {missed:?} of {shop1:?} ({what})");
 
     let want = by_key(&brokers, "clean.events", event_id);
     assert_eq!(want.len(), 2 * 6, "each stream: three products appear and leave: {want:?}");

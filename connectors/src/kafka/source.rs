@@ -56,6 +56,8 @@ pub struct KafkaFrameSource {
     sent_group: BaseConsumer,
     /// Per partition, the offset before which the last run already sent every frame's results.
     sent_before: BTreeMap<i32, i64>,
+    /// The partitions this run starts by replaying (read from before their sent mark).
+    replaying: BTreeMap<i32, i64>,
 }
 
 /// The consumer group whose committed offsets say how far `group_id`'s results were sent.
@@ -106,7 +108,7 @@ impl KafkaFrameSource {
         consumer.assign(&assignment).map_err(|e| describe(&e, brokers))?;
         let sent_group: BaseConsumer =
             consumer_config(brokers, &sent_group(group_id)).create().map_err(|e| describe(&e, brokers))?;
-        let mut sent_before = BTreeMap::new();
+        let (mut sent_before, mut replaying) = (BTreeMap::new(), BTreeMap::new());
         if !partitions.is_empty() {
             let timeout = Duration::from_secs(10);
             let from = consumer.committed_offsets(assignment.clone(), timeout).map_err(|e| describe(&e, brokers))?;
@@ -119,6 +121,7 @@ impl KafkaFrameSource {
                     _ => 0,
                 };
                 if from < sent {
+                    replaying.insert(e.partition(), sent);
                     tracing::info!(
                         topic,
                         partition = e.partition(),
@@ -139,6 +142,7 @@ impl KafkaFrameSource {
             brokers: brokers.into(),
             sent_group,
             sent_before,
+            replaying,
         })
     }
 
@@ -186,6 +190,12 @@ impl KafkaFrameSource {
     /// frames before it are read again only to rebuild state.
     pub fn sent_before(&self) -> &BTreeMap<i32, i64> {
         &self.sent_before
+    }
+
+    /// The partitions this run starts by replaying, each with the offset where the replay ends
+    /// (its sent mark).
+    pub fn replaying(&self) -> &BTreeMap<i32, i64> {
+        &self.replaying
     }
 
     /// Commits, per partition, where a restart reads from (the next offset to read) and the

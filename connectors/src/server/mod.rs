@@ -65,6 +65,9 @@ pub struct ViewerParams {
     pub token: Option<String>,
 }
 
+/// How long a connecting viewer waits for a restart's replay before it is served anyway.
+pub const REPLAY_WAIT: Duration = Duration::from_secs(30);
+
 /// Control messages a viewer may send in [`FLOOD_WINDOW`] before it is disconnected.
 pub const FLOOD_MESSAGES: u32 = 20;
 pub const FLOOD_WINDOW: Duration = Duration::from_secs(10);
@@ -223,6 +226,8 @@ async fn websocket(
 /// snapshot when it lags or asks.
 async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: String, last_event_id: Option<String>) {
     let hub = state.hub.clone();
+    // After a restart, the replay re-publishes the events viewers already had: wait for it.
+    hub.wait_replayed(REPLAY_WAIT).await;
     let subscription = match &last_event_id {
         Some(last) => hub.resume(&stream_id, last),
         None => hub.subscribe(&stream_id).map(|(hello, snapshot, events)| Subscription {

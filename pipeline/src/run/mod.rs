@@ -140,7 +140,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         match &kafka_source {
             Some(k) => {
                 known.extend(k.streams.iter().cloned());
-                Arc::new(Hub::open(known, s.viewer_queue.get()))
+                let hub = Hub::open(known, s.viewer_queue.get());
+                // Until the partitions are assigned, this run may have a replay to do first.
+                hub.hold_viewers_for_replay();
+                Arc::new(hub)
             }
             None => Arc::new(Hub::new(known, s.viewer_queue.get())),
         }
@@ -179,6 +182,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         metrics.known_stream(&stream);
     }
     let sent_before = Arc::new(Mutex::new(BTreeMap::new()));
+    let replaying = Arc::new(Mutex::new(BTreeMap::new()));
     // False once the sink thread died: nothing more becomes durable, so a drain does not wait.
     let sinks_alive = Arc::new(AtomicBool::new(true));
     let worker_sinks_alive = sinks_alive.clone();
@@ -193,6 +197,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             durable: durable.clone(),
             record_latencies: options.record_latencies,
             sent_before: sent_before.clone(),
+            replaying: replaying.clone(),
         };
         {
             let (supervisor, sinks_alive) = (supervisor.clone(), sinks_alive.clone());
@@ -305,6 +310,12 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let cutters = Arc::new(Mutex::new(cutters));
     // Set before any frame is read, so the sinks know every replayed result.
     sent_before.lock().expect("sent marks").extend(kafka_feeds.iter().flatten().flat_map(|f| f.sent_before().clone()));
+    let mut replays = replaying.lock().expect("replays");
+    replays.extend(kafka_feeds.iter().flatten().flat_map(|f| f.replaying().clone()));
+    if let Some(hub) = hub.as_ref().filter(|_| replays.is_empty()) {
+        hub.replay_done();
+    }
+    drop(replays);
     let publisher_handle = publisher.as_ref().map(Publisher::handle);
     let kafka_feeds = Arc::new(Mutex::new(kafka_feeds));
 
@@ -450,6 +461,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let epoch = |ms: i64| (ms.max(0) as u64 / epoch_ms) * epoch_ms;
         let mut offsets =
             kafka.as_ref().map_or_else(OffsetTracker::default, |k| OffsetTracker::resuming(k.sent_before()));
+        // This worker's partitions still to be replayed up to their sent mark.
+        let mut replay_left = kafka.as_ref().map(|k| k.replaying().clone()).unwrap_or_default();
         let mut last_commit = Instant::now();
         let mut reported: Time = 0;
         let mut parquet_failed = false;
@@ -510,6 +523,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     for (frame, (partition, offset)) in feed.poll(room as usize, Duration::ZERO) {
                         let id = frame.as_ref().ok().map(|f| (f.stream_id.as_str(), f.seq));
                         offsets.read(time, partition, offset, id);
+                        if replay_left.get(&partition).is_some_and(|end| offset + 1 >= *end) {
+                            replay_left.remove(&partition);
+                            let _ = out.send(Output::ReplayRead { partition, time });
+                        }
                         if let Some(parquet) = &parquet {
                             parquet.reads.borrow_mut().read(time, InputKey::Partition(partition), offset);
                         }

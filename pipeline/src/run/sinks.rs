@@ -30,6 +30,12 @@ pub(super) enum Output {
     },
     /// Every output of the times before this one has been sent (`Time::MAX`: the dataflow ended).
     Complete(Time),
+    /// The last frame a restart replays of `partition` was read at dataflow time `time`:
+    /// once that time is complete, every replayed result has reached the hub.
+    ReplayRead {
+        partition: i32,
+        time: Time,
+    },
 }
 
 /// Results waiting for the sink thread before the workers wait for it.
@@ -63,9 +69,31 @@ pub(super) struct Sinks {
     /// Per Kafka partition, the offset before which the last run already sent the results
     /// (frames before it are replayed only to rebuild state).
     pub sent_before: Arc<Mutex<BTreeMap<i32, i64>>>,
+    /// The partitions still replaying, each with where its replay ends: viewers wait for them.
+    pub replaying: Arc<Mutex<BTreeMap<i32, i64>>>,
 }
 
 impl Sinks {
+    /// Every result before `complete` was handed over: the partitions whose last replayed
+    /// frame was read before it are done replaying, and once all are, the viewers waiting for
+    /// the replay are served.
+    fn replayed_before(&self, complete: Time, replay_read: &mut BTreeMap<i32, Time>, hub: &Hub) {
+        let mut replaying = self.replaying.lock().expect("replays");
+        if replaying.is_empty() {
+            return;
+        }
+        replay_read.retain(|partition, read_at| {
+            let done = *read_at < complete;
+            if done {
+                replaying.remove(partition);
+            }
+            !done
+        });
+        if replaying.is_empty() {
+            hub.replay_done();
+        }
+    }
+
     fn already_sent(&self, position: &SourcePosition) -> bool {
         let sent = self.sent_before.lock().expect("sent marks");
         position.partition.and_then(|p| sent.get(&p)).is_some_and(|sent| position.offset < *sent)
@@ -80,6 +108,8 @@ pub(super) fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::
     let mut last_report = Instant::now();
     let mut frames_at_report = 0;
     let mut last_flush = Instant::now();
+    // Per replaying partition, when its last replayed frame was read.
+    let mut replay_read: BTreeMap<i32, Time> = BTreeMap::new();
     loop {
         match outputs.recv_timeout(Duration::from_millis(250)) {
             Ok(Output::Detections(d)) => {
@@ -140,7 +170,13 @@ pub(super) fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::
                     }
                 }
             }
+            Ok(Output::ReplayRead { partition, time }) => {
+                replay_read.insert(partition, time);
+            }
             Ok(Output::Complete(time)) => {
+                if let Some(hub) = &sinks.hub {
+                    sinks.replayed_before(time, &mut replay_read, hub);
+                }
                 // Throttle broker round trips: flush at most every 100 ms, and always at the end.
                 if time == Time::MAX || last_flush.elapsed() >= Duration::from_millis(100) {
                     if let Some(k) = &sinks.kafka {
