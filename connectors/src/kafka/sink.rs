@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
@@ -28,10 +28,12 @@ pub struct KafkaSinkTopics {
     pub dead_letter: String,
 }
 
-/// Counts deliveries that failed for good (after librdkafka's retries).
+/// Counts deliveries that failed for good (after librdkafka's retries), keeping the first
+/// failure's topic and error for the message that stops the run.
 #[derive(Debug, Default)]
 pub struct DeliveryReports {
     pub failed: AtomicU64,
+    first_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl ClientContext for DeliveryReports {}
@@ -39,9 +41,11 @@ impl ClientContext for DeliveryReports {}
 impl ProducerContext for DeliveryReports {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
+        if let Err((e, message)) = result {
             self.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, "a Kafka message could not be delivered");
+            let topic = message.topic();
+            tracing::error!(topic, error = %e, "a Kafka message could not be delivered");
+            self.first_failure.lock().expect("delivery reports").get_or_insert_with(|| format!("to {topic}: {e}"));
         }
     }
 }
@@ -146,7 +150,10 @@ impl KafkaSink {
         self.producer.flush(timeout).map_err(|e| format!("Kafka flush failed: {}", describe(&e, &self.brokers)))?;
         match self.producer.context().failed.swap(0, Ordering::Relaxed) {
             0 => Ok(()),
-            n => Err(format!("{n} Kafka messages could not be delivered")),
+            n => {
+                let first = self.producer.context().first_failure.lock().expect("delivery reports").take();
+                Err(format!("{n} Kafka messages could not be delivered ({})", first.unwrap_or_default()))
+            }
         }
     }
 }
