@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vitrine_tests::kafka_runs::{caught_up, Pipeline};
+use vitrine_tests::kafka_runs::{caught_up, sample_streams, Pipeline};
 use vitrine_tests::{free_port, root, temp_dir, vitrine_bin, Broker};
 
 /// One stream per partition of the 4-partition frames topic (librdkafka: CRC32 of the key).
@@ -87,14 +87,7 @@ fn main() {
     let first = spec(&dir, &brokers, "setup");
     let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "4"]).arg(&first).status();
     assert!(status.unwrap().success());
-    for stream in STREAMS {
-        let out = Command::new(vitrine_bin())
-            .args(["sample", "--stream-id", stream, "--fps", "5", "--fast", "--brokers", &brokers, "--url"])
-            .arg(root().join("examples/sample/shopping.mp4"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    sample_streams(&brokers, &STREAMS);
     let (mut one, mut two) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         // Alternate which shape goes first, so neither always runs on a warmer machine.

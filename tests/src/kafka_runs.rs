@@ -12,6 +12,19 @@ use serde_json::Value;
 
 use crate::vitrine_bin;
 
+/// Publishes the sample show as each of `streams` to the frames topic (`vitrine sample`,
+/// as fast as it goes, 5 frames a second of media time: 180 frames each).
+pub fn sample_streams(brokers: &str, streams: &[&str]) {
+    for stream in streams {
+        let out = Command::new(vitrine_bin())
+            .args(["sample", "--stream-id", stream, "--fps", "5", "--fast", "--brokers", brokers, "--url"])
+            .arg(crate::root().join("examples/sample/shopping.mp4"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// A running `vitrine run`, killed when dropped.
 #[derive(Debug)]
 pub struct Pipeline(pub Child);

@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use vitrine_tests::kafka_runs::{caught_up, check_tables, tables, topic_values, wait_caught_up, Pipeline};
+use vitrine_tests::kafka_runs::{
+    caught_up, check_tables, sample_streams, tables, topic_values, wait_caught_up, Pipeline,
+};
 use vitrine_tests::{duckdb, free_port, root, temp_dir, vitrine_bin, Broker};
 
 /// One stream per partition of the 3-partition frames topic (librdkafka places a key by its
@@ -114,14 +116,7 @@ fn a_two_process_cluster_writes_what_one_process_writes_and_survives_a_killed_pr
     let single = spec(&dir, &brokers, "single");
     let cluster = spec(&dir, &brokers, "cluster");
     let crash = spec(&dir, &brokers, "crash");
-    for stream in STREAMS {
-        let out = Command::new(vitrine_bin())
-            .args(["sample", "--stream-id", stream, "--fps", "5", "--fast", "--brokers", &brokers, "--url"])
-            .arg(root().join("examples/sample/shopping.mp4"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    sample_streams(&brokers, &STREAMS);
 
     // One process, two workers.
     let log = dir.join("single.log");

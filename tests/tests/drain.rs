@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use vitrine_tests::kafka_runs::{check_tables, tables, topic_values, wait_caught_up, Pipeline};
+use vitrine_tests::kafka_runs::{check_tables, sample_streams, tables, topic_values, wait_caught_up, Pipeline};
 use vitrine_tests::{duckdb, free_port, root, temp_dir, vitrine_bin, Broker};
 
 /// On partitions 1 and 0 of the 2-partition frames topic (librdkafka: CRC32 of the key).
@@ -151,14 +151,7 @@ fn a_job_stopped_with_sigterm_and_restarted_sends_every_event_once() {
     let dir = temp_dir("drain");
     let clean = spec(&dir, &brokers, "clean");
     let drained = spec(&dir, &brokers, "drained");
-    for stream in STREAMS {
-        let out = Command::new(vitrine_bin())
-            .args(["sample", "--stream-id", stream, "--fps", "5", "--fast", "--brokers", &brokers, "--url"])
-            .arg(root().join("examples/sample/shopping.mp4"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    sample_streams(&brokers, &STREAMS);
 
     let log = dir.join("clean.log");
     let mut pipeline = start(&clean, &log, free_port());

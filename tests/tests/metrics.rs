@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use vitrine_tests::kafka_runs::{wait_caught_up, Pipeline};
+use vitrine_tests::kafka_runs::{sample_streams, wait_caught_up, Pipeline};
 use vitrine_tests::{free_port, http_get, http_response, prometheus_families, root, temp_dir, vitrine_bin, Broker};
 
 /// On partitions 1 and 0 of the 2-partition frames topic.
@@ -65,14 +65,7 @@ workers: 2
     .unwrap();
     let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&spec).status();
     assert!(status.unwrap().success());
-    for stream in STREAMS {
-        let out = Command::new(vitrine_bin())
-            .args(["sample", "--stream-id", stream, "--fps", "5", "--fast", "--brokers", &brokers, "--url"])
-            .arg(root().join("examples/sample/shopping.mp4"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    sample_streams(&brokers, &STREAMS);
 
     let (port, log) = (free_port(), dir.join("vitrine.log"));
     let mut pipeline = Pipeline::start(&spec, &[], &[("VITRINE_LISTEN", format!("127.0.0.1:{port}"))], &log);

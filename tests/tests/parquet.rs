@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vitrine_tests::kafka_runs::{caught_up, check_tables, tables, wait_caught_up, Pipeline};
+use vitrine_tests::kafka_runs::{caught_up, check_tables, sample_streams, tables, wait_caught_up, Pipeline};
 use vitrine_tests::{duckdb, duckdb_s3, root, temp_dir, vitrine_bin, Broker, S3Server};
 
 const STREAMS: [&str; 3] = ["shop1", "shop2", "shop3"];
@@ -111,14 +111,7 @@ fn killed_at_random_and_restarted_every_row_is_in_the_tables_exactly_once_locall
     let clean_spec = spec(&dir, &brokers, "clean", &dir.join("clean").display().to_string());
     let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "3"]).arg(&clean_spec).status();
     assert!(status.unwrap().success());
-    for stream in STREAMS {
-        let out = Command::new(vitrine_bin())
-            .args(["sample", "--stream-id", stream, "--fps", "5", "--fast", "--brokers", &brokers, "--url"])
-            .arg(root().join("examples/sample/shopping.mp4"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
+    sample_streams(&brokers, &STREAMS);
 
     // The uninterrupted run.
     run_to_the_end(&clean_spec, &[], &dir.join("clean.log"), &brokers, "clean");
