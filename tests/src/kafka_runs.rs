@@ -2,7 +2,7 @@
 //! reading back what it wrote: the Parquet tables (by their keys) and a Kafka topic.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,43 @@ pub fn sample_streams(brokers: &str, streams: &[&str]) {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// Writes `DIR/GROUP.yaml`: a pipeline `name` reading the frames topic of `brokers` as
+/// `group` (naming `streams` up front when any), with the default model, the demo catalog
+/// (not watched) and a 1.5 s debounce hold, then `rest` (sinks, server, workers).
+pub fn kafka_spec(dir: &Path, name: &str, brokers: &str, group: &str, streams: &[&str], rest: &str) -> PathBuf {
+    let streams = if streams.is_empty() { String::new() } else { format!("    streams: [{}]\n", streams.join(", ")) };
+    let text = format!(
+        "name: {name}\nsources:\n  - kind: kafka\n    brokers: {brokers}\n    group_id: {group}\n{streams}\
+         model:\n  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx\n\
+         catalog:\n  path: {root}/examples/demo-catalog.jsonl\n  watch: false\n\
+         debounce:\n  hold: 1500ms\n{rest}",
+        root = crate::root().display()
+    );
+    let path = dir.join(format!("{group}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The Kafka sink (topics named after `group`, so runs do not mix) and Parquet under
+/// `DIR/GROUP`, as spec YAML.
+pub fn group_sinks(dir: &Path, brokers: &str, group: &str) -> String {
+    format!(
+        "sinks:\n  kafka:\n    brokers: {brokers}\n    detections_topic: {group}.detections\n\
+         \x20   events_topic: {group}.events\n    dead_letter_topic: {group}.dead-letter\n    partitions: 2\n\
+         \x20 parquet:\n    path: {dir}/{group}\n    roll_after: 1s\n    min_dwell: 0s\n",
+        dir = dir.display()
+    )
+}
+
+/// `vitrine topics create SPEC --partitions N`: the frames topic and the spec's result topics.
+pub fn create_topics(spec: &Path, partitions: u32) {
+    let status = Command::new(vitrine_bin())
+        .args(["topics", "create", "--partitions", &partitions.to_string()])
+        .arg(spec)
+        .status();
+    assert!(status.unwrap().success());
 }
 
 /// A running `vitrine run`, killed when dropped.

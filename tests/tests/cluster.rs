@@ -7,55 +7,23 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use vitrine_tests::kafka_runs::{
-    caught_up, check_tables, sample_streams, tables, topic_values, wait_caught_up, Pipeline,
+    caught_up, check_tables, create_topics, group_sinks, kafka_spec, sample_streams, tables, topic_values,
+    wait_caught_up, Pipeline,
 };
-use vitrine_tests::{duckdb, free_port, root, temp_dir, vitrine_bin, Broker};
+use vitrine_tests::{duckdb, free_port, temp_dir, Broker};
 
 /// One stream per partition of the 3-partition frames topic (librdkafka places a key by its
 /// CRC32): in a 2 x 1 cluster, process 0 reads partitions 0 and 2, process 1 partition 1.
 const STREAMS: [&str; 3] = ["shop1", "fashion", "shop2"];
 
 fn spec(dir: &Path, brokers: &str, group: &str) -> PathBuf {
-    let root = root();
-    let text = format!(
-        r#"
-name: cluster-{group}
-sources:
-  - kind: kafka
-    brokers: {brokers}
-    group_id: {group}
-model:
-  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx
-catalog:
-  path: {root}/examples/demo-catalog.jsonl
-  watch: false
-debounce:
-  hold: 1500ms
-sinks:
-  kafka:
-    brokers: {brokers}
-    detections_topic: {group}.detections
-    events_topic: {group}.events
-    dead_letter_topic: {group}.dead-letter
-    partitions: 2
-  parquet:
-    path: {dir}/{group}
-    roll_after: 1s
-    min_dwell: 0s
-workers: 1
-"#,
-        root = root.display(),
-        dir = dir.display()
-    );
-    let path = dir.join(format!("{group}.yaml"));
-    std::fs::write(&path, text).unwrap();
-    let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "3"]).arg(&path).status();
-    assert!(status.unwrap().success());
+    let rest = format!("{}workers: 1\n", group_sinks(dir, brokers, group));
+    let path = kafka_spec(dir, &format!("cluster-{group}"), brokers, group, &[], &rest);
+    create_topics(&path, 3);
     path
 }
 

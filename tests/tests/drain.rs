@@ -8,56 +8,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use vitrine_tests::kafka_runs::{check_tables, sample_streams, tables, topic_values, wait_caught_up, Pipeline};
-use vitrine_tests::{duckdb, free_port, root, temp_dir, vitrine_bin, Broker};
+use vitrine_tests::kafka_runs::{
+    check_tables, create_topics, group_sinks, kafka_spec, sample_streams, tables, topic_values, wait_caught_up,
+    Pipeline,
+};
+use vitrine_tests::{duckdb, free_port, temp_dir, Broker};
 
 /// On partitions 1 and 0 of the 2-partition frames topic (librdkafka: CRC32 of the key).
 const STREAMS: [&str; 2] = ["shop1", "kitchen"];
 
 fn spec(dir: &Path, brokers: &str, group: &str) -> PathBuf {
-    let text = format!(
-        r#"
-name: drain-{group}
-sources:
-  - kind: kafka
-    brokers: {brokers}
-    group_id: {group}
-    streams: [shop1, kitchen]
-model:
-  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx
-catalog:
-  path: {root}/examples/demo-catalog.jsonl
-  watch: false
-debounce:
-  hold: 1500ms
-sinks:
-  kafka:
-    brokers: {brokers}
-    detections_topic: {group}.detections
-    events_topic: {group}.events
-    dead_letter_topic: {group}.dead-letter
-    partitions: 2
-  parquet:
-    path: {dir}/{group}
-    roll_after: 1s
-    min_dwell: 0s
-server:
-  viewer: false
-workers: 2
-"#,
-        root = root().display(),
-        dir = dir.display()
-    );
-    let path = dir.join(format!("{group}.yaml"));
-    std::fs::write(&path, text).unwrap();
-    let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&path).status();
-    assert!(status.unwrap().success());
+    let rest = format!("{}server:\n  viewer: false\nworkers: 2\n", group_sinks(dir, brokers, group));
+    let path = kafka_spec(dir, &format!("drain-{group}"), brokers, group, &STREAMS, &rest);
+    create_topics(&path, 2);
     path
 }
 

@@ -2,12 +2,11 @@
 //! the exposition parses with the reference Prometheus parser and every family says what
 //! the run did (histogram counts equal to the frames processed, consumer lag down to 0).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use vitrine_tests::kafka_runs::{sample_streams, wait_caught_up, Pipeline};
-use vitrine_tests::{free_port, http_get, http_response, prometheus_families, root, temp_dir, vitrine_bin, Broker};
+use vitrine_tests::kafka_runs::{create_topics, kafka_spec, sample_streams, wait_caught_up, Pipeline};
+use vitrine_tests::{free_port, http_get, http_response, prometheus_families, temp_dir, Broker};
 
 /// On partitions 1 and 0 of the 2-partition frames topic.
 const STREAMS: [&str; 2] = ["shop1", "kitchen"];
@@ -29,42 +28,13 @@ fn metrics_say_what_the_run_did_and_the_lag_goes_to_zero() {
     let broker = Broker::start();
     let brokers = broker.address.clone();
     let dir = temp_dir("metrics");
-    let spec = dir.join("metrics.yaml");
-    std::fs::write(
-        &spec,
-        format!(
-            r#"
-name: metrics
-sources:
-  - kind: kafka
-    brokers: {brokers}
-    group_id: metrics
-    streams: [shop1, kitchen]
-model:
-  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx
-catalog:
-  path: {root}/examples/demo-catalog.jsonl
-  watch: false
-debounce:
-  hold: 1500ms
-sinks:
-  kafka:
-    brokers: {brokers}
-    partitions: 2
-  parquet:
-    path: {dir}/tables
-    roll_after: 1s
-server:
-  viewer: false
-workers: 2
-"#,
-            root = root().display(),
-            dir = dir.display()
-        ),
-    )
-    .unwrap();
-    let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&spec).status();
-    assert!(status.unwrap().success());
+    let rest = format!(
+        "sinks:\n  kafka:\n    brokers: {brokers}\n    partitions: 2\n  parquet:\n    path: {}/tables\n    roll_after: 1s\n\
+         server:\n  viewer: false\nworkers: 2\n",
+        dir.display()
+    );
+    let spec = kafka_spec(&dir, "metrics", &brokers, "metrics", &STREAMS, &rest);
+    create_topics(&spec, 2);
     sample_streams(&brokers, &STREAMS);
 
     let (port, log) = (free_port(), dir.join("vitrine.log"));

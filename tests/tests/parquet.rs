@@ -9,41 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use vitrine_tests::kafka_runs::{caught_up, check_tables, sample_streams, tables, wait_caught_up, Pipeline};
-use vitrine_tests::{duckdb, duckdb_s3, root, temp_dir, vitrine_bin, Broker, S3Server};
+use vitrine_tests::kafka_runs::{
+    caught_up, check_tables, kafka_spec, sample_streams, tables, wait_caught_up, Pipeline,
+};
+use vitrine_tests::{duckdb, duckdb_s3, temp_dir, vitrine_bin, Broker, S3Server};
 
 const STREAMS: [&str; 3] = ["shop1", "shop2", "shop3"];
 /// SIGKILLs per store (the issue asks for at least 20).
 const KILLS: u64 = 20;
 
 fn spec(dir: &Path, brokers: &str, group: &str, parquet: &str) -> PathBuf {
-    let root = root();
-    let text = format!(
-        r#"
-name: parquet-crash
-sources:
-  - kind: kafka
-    brokers: {brokers}
-    group_id: {group}
-model:
-  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx
-catalog:
-  path: {root}/examples/demo-catalog.jsonl
-  watch: false
-debounce:
-  hold: 1500ms
-sinks:
-  parquet:
-    path: {parquet}
-    roll_after: 1s
-    min_dwell: 0s
-workers: 2
-"#,
-        root = root.display()
-    );
-    let path = dir.join(format!("{group}.yaml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    let rest = format!("sinks:\n  parquet:\n    path: {parquet}\n    roll_after: 1s\n    min_dwell: 0s\nworkers: 2\n");
+    kafka_spec(dir, "parquet-crash", brokers, group, &[], &rest)
 }
 
 /// Runs the pipeline until everything is committed, then stops it with SIGINT.
