@@ -33,6 +33,10 @@ pub struct Metrics {
     pub stage_seconds: HistogramVec,
     /// Time of each write to a sink (kafka, viewers, parquet).
     pub sink_seconds: HistogramVec,
+    /// Writes to a sink that failed and are tried again (the store or broker is down).
+    pub sink_retries: IntCounterVec,
+    /// Parquet file sets cut and not yet published: while it stays at its bound, no frame is taken.
+    pub parquet_sets_waiting: IntGauge,
     /// From a frame's capture to its detections reaching the sinks.
     pub capture_to_sink_seconds: Histogram,
     /// From the capture of the frame an event follows from to the event reaching the viewers.
@@ -104,6 +108,17 @@ impl Metrics {
                 &["sink"],
                 SECONDS,
             ),
+            sink_retries: counter(
+                "sink_retries_total",
+                "Writes to a sink that failed and are tried again (parquet: the store refused or did not answer).",
+                &["sink"],
+            ),
+            parquet_sets_waiting: gauge(
+                "parquet_sets_waiting",
+                "Parquet file sets cut and not yet published; at its bound (2 per worker) no new frame is taken.",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
             capture_to_sink_seconds: histogram(
                 "capture_to_sink_seconds",
                 "From a frame's capture to its detections reaching the sinks.",

@@ -193,7 +193,8 @@ enum TopicsCommand {
 
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VITRINE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
+        // (object_store logs each of its quick retries; the publisher logs what they come to.)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,object_store=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -128,6 +128,21 @@ print(json.dumps(out))
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The value of the sample `name` with exactly `labels` in `families` (as
+/// [`prometheus_families`] gives them), if there is one.
+pub fn metric_sample(
+    families: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    families.values().filter_map(|f| f["samples"].as_array()).flatten().find_map(|s| {
+        let got = s[1].as_object()?;
+        let same =
+            got.len() == labels.len() && labels.iter().all(|(k, v)| got.get(*k).and_then(|g| g.as_str()) == Some(*v));
+        (s[0] == name && same).then(|| s[2].as_f64()).flatten()
+    })
+}
+
 /// The demo spec (examples/demo.yaml) runnable from anywhere: its video, model and catalog
 /// by absolute path, its Parquet and dead letters under `out`.
 pub fn demo_spec(out: &Path) -> String {
@@ -240,6 +255,7 @@ pub struct S3Server {
     pub address: String,
     pub bucket: String,
     dir: PathBuf,
+    args: Vec<String>,
 }
 
 impl S3Server {
@@ -247,53 +263,77 @@ impl S3Server {
     pub const SECRET: &'static str = "vitrine-test-secret";
 
     pub fn start(bucket: &str) -> S3Server {
-        let bin = root().join(".vitrine/seaweedfs/weed");
-        assert!(bin.exists(), "SeaweedFS is missing: run scripts/setup.sh");
         let dir = temp_dir(&format!("s3-{bucket}"));
         let port = free_port();
-        let child = Command::new(bin)
-            .arg("server")
-            .arg(format!("-dir={}", dir.display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3"])
-            .arg(format!("-s3.port={port}"))
-            // Every port its own free one (the defaults are fixed, or port + 10000 for gRPC);
-            // no Iceberg or Lance listeners, no telemetry.
-            .args(
-                [
-                    "master.port",
-                    "volume.port",
-                    "filer.port",
-                    "master.port.grpc",
-                    "volume.port.grpc",
-                    "filer.port.grpc",
-                    "s3.port.grpc",
-                ]
-                .iter()
-                .map(|name| format!("-{name}={}", free_port())),
-            )
-            .args(["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("weed.log")).unwrap())
-            .spawn()
-            .expect("SeaweedFS starts");
+        let mut args = vec![
+            "server".to_string(),
+            format!("-dir={}", dir.display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-s3".into(),
+            format!("-s3.port={port}"),
+        ];
+        // Every port its own free one (the defaults are fixed, or port + 10000 for gRPC);
+        // no Iceberg or Lance listeners, no telemetry.
+        args.extend(
+            [
+                "master.port",
+                "volume.port",
+                "filer.port",
+                "master.port.grpc",
+                "volume.port.grpc",
+                "filer.port.grpc",
+                "s3.port.grpc",
+            ]
+            .iter()
+            .map(|name| format!("-{name}={}", free_port())),
+        );
+        args.extend(["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"].map(String::from));
         let address = format!("127.0.0.1:{port}");
-        let server = S3Server { child, address, bucket: bucket.to_string(), dir };
-        // The S3 API answers once the filer is up; then the bucket is made (no credentials
-        // are configured, so the server takes any).
+        let child = Self::spawn(&args, &dir);
+        let server = S3Server { child, address, bucket: bucket.to_string(), dir, args };
+        server.wait_for_bucket();
+        server
+    }
+
+    fn spawn(args: &[String], dir: &Path) -> std::process::Child {
+        let bin = root().join(".vitrine/seaweedfs/weed");
+        assert!(bin.exists(), "SeaweedFS is missing: run scripts/setup.sh");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("weed.log")).unwrap();
+        Command::new(bin).args(args).stdout(std::process::Stdio::null()).stderr(log).spawn().expect("SeaweedFS starts")
+    }
+
+    /// Waits until the S3 API answers and the bucket exists (made on the first start; no
+    /// credentials are configured, so the server takes any).
+    fn wait_for_bucket(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let (head, _) = server.request("PUT", &format!("/{bucket}"));
-            if head.starts_with("http/1.1 200") || head.starts_with("http/1.0 200") {
+            let (head, _) = self.request("PUT", &format!("/{}", self.bucket));
+            // 200: made; 409: it was there already (after a restart).
+            let status = head.split_whitespace().nth(1);
+            if matches!(status, Some("200" | "409")) {
                 break;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "SeaweedFS did not make bucket {bucket}: {head}\n{}",
-                std::fs::read_to_string(server.dir.join("weed.log")).unwrap_or_default()
+                "SeaweedFS did not make bucket {}: {head}\n{}",
+                self.bucket,
+                std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default()
             );
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
-        server
+    }
+
+    /// Kills the server (SIGKILL, as a crash or a lost machine would): every request fails.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the killed server again, on the same ports and data, and waits until it answers.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.args, &self.dir);
+        self.wait_for_bucket();
     }
 
     /// The environment a vitrine process needs to write to this server, as the AWS SDKs read it.

@@ -4,24 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
 use vitrine_tests::kafka_runs::{create_topics, kafka_spec, sample_streams, wait_caught_up, Pipeline};
-use vitrine_tests::{free_port, http_get, http_response, prometheus_families, temp_dir, Broker};
+use vitrine_tests::{free_port, http_get, http_response, metric_sample, prometheus_families, temp_dir, Broker};
 
 /// On partitions 1 and 0 of the 2-partition frames topic.
 const STREAMS: [&str; 2] = ["shop1", "kitchen"];
 const FRAMES: f64 = 180.0;
-
-/// The value of the sample `name` with exactly `labels`, if any.
-fn sample(families: &Map<String, Value>, family: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let samples = families.get(family)?["samples"].as_array()?;
-    samples.iter().find_map(|s| {
-        let got = s[1].as_object()?;
-        let same =
-            got.len() == labels.len() && labels.iter().all(|(k, v)| got.get(*k).and_then(Value::as_str) == Some(*v));
-        (s[0] == name && same).then(|| s[2].as_f64()).flatten()
-    })
-}
 
 #[test]
 fn metrics_say_what_the_run_did_and_the_lag_goes_to_zero() {
@@ -56,14 +44,7 @@ fn metrics_say_what_the_run_did_and_the_lag_goes_to_zero() {
         let families = prometheus_families(&http_get(port, "/metrics"));
         let lag: Vec<Option<f64>> = ["0", "1"]
             .iter()
-            .map(|p| {
-                sample(
-                    &families,
-                    "vitrine_kafka_consumer_lag_messages",
-                    "vitrine_kafka_consumer_lag_messages",
-                    &[("partition", p)],
-                )
-            })
+            .map(|p| metric_sample(&families, "vitrine_kafka_consumer_lag_messages", &[("partition", p)]))
             .collect();
         if lag.iter().all(|l| *l == Some(0.0)) || Instant::now() > deadline {
             assert_eq!(lag, [Some(0.0), Some(0.0)], "the consumer lag of both partitions goes to 0");
@@ -72,42 +53,40 @@ fn metrics_say_what_the_run_did_and_the_lag_goes_to_zero() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(http_get(port, "/healthz"), "ok");
-    let get = |family: &str, name: &str, labels: &[(&str, &str)]| {
-        sample(&families, family, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in {families:#?}"))
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        metric_sample(&families, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in {families:#?}"))
     };
     for stream in STREAMS {
         let s = [("stream", stream)];
-        assert_eq!(get("vitrine_frames_read", "vitrine_frames_read_total", &s), FRAMES);
-        assert_eq!(get("vitrine_frames_processed", "vitrine_frames_processed_total", &s), FRAMES);
-        assert_eq!(get("vitrine_frames_shed", "vitrine_frames_shed_total", &s), 0.0);
-        assert_eq!(
-            get("vitrine_dead_letters", "vitrine_dead_letters_total", &[("stream", stream), ("stage", "decode")]),
-            0.0
-        );
+        assert_eq!(get("vitrine_frames_read_total", &s), FRAMES);
+        assert_eq!(get("vitrine_frames_processed_total", &s), FRAMES);
+        assert_eq!(get("vitrine_frames_shed_total", &s), 0.0);
+        assert_eq!(get("vitrine_dead_letters_total", &[("stream", stream), ("stage", "decode")]), 0.0);
         for kind in ["appeared", "disappeared"] {
-            let events =
-                get("vitrine_product_events", "vitrine_product_events_total", &[("stream", stream), ("kind", kind)]);
+            let events = get("vitrine_product_events_total", &[("stream", stream), ("kind", kind)]);
             assert_eq!(events, 3.0, "{stream}: three products {kind}");
         }
     }
     let all_frames = FRAMES * STREAMS.len() as f64;
-    let stage = |s: &str| get("vitrine_stage_seconds", "vitrine_stage_seconds_count", &[("stage", s)]);
+    let stage = |s: &str| get("vitrine_stage_seconds_count", &[("stage", s)]);
     assert_eq!(stage("decode"), all_frames, "one decode a frame");
     for s in ["infer", "track", "debounce", "join"] {
         assert!(stage(s) > 0.0, "{s} is timed");
     }
-    assert!(get("vitrine_stage_seconds", "vitrine_stage_seconds_sum", &[("stage", "infer")]) > 0.0);
-    assert_eq!(get("vitrine_model_batch_frames", "vitrine_model_batch_frames_sum", &[]), all_frames);
-    assert_eq!(get("vitrine_model_batch_frames", "vitrine_model_batch_frames_count", &[]), stage("infer"));
-    assert_eq!(get("vitrine_model_runs", "vitrine_model_runs_total", &[]), stage("infer"));
-    assert_eq!(get("vitrine_capture_to_sink_seconds", "vitrine_capture_to_sink_seconds_count", &[]), all_frames);
-    assert_eq!(get("vitrine_capture_to_viewer_seconds", "vitrine_capture_to_viewer_seconds_count", &[]), 12.0);
-    assert_eq!(get("vitrine_sink_seconds", "vitrine_sink_seconds_count", &[("sink", "viewers")]), 12.0);
-    assert!(get("vitrine_sink_seconds", "vitrine_sink_seconds_count", &[("sink", "kafka")]) >= all_frames);
-    assert!(get("vitrine_sink_seconds", "vitrine_sink_seconds_count", &[("sink", "parquet")]) > 0.0);
-    assert_eq!(get("vitrine_viewers", "vitrine_viewers", &[]), 0.0);
-    assert_eq!(get("vitrine_viewer_resnapshots", "vitrine_viewer_resnapshots_total", &[]), 0.0);
-    assert!(get("vitrine_media_time_ms", "vitrine_media_time_ms", &[("stream", "shop1")]) > 30_000.0);
+    assert!(get("vitrine_stage_seconds_sum", &[("stage", "infer")]) > 0.0);
+    assert_eq!(get("vitrine_model_batch_frames_sum", &[]), all_frames);
+    assert_eq!(get("vitrine_model_batch_frames_count", &[]), stage("infer"));
+    assert_eq!(get("vitrine_model_runs_total", &[]), stage("infer"));
+    assert_eq!(get("vitrine_capture_to_sink_seconds_count", &[]), all_frames);
+    assert_eq!(get("vitrine_capture_to_viewer_seconds_count", &[]), 12.0);
+    assert_eq!(get("vitrine_sink_seconds_count", &[("sink", "viewers")]), 12.0);
+    assert!(get("vitrine_sink_seconds_count", &[("sink", "kafka")]) >= all_frames);
+    assert!(get("vitrine_sink_seconds_count", &[("sink", "parquet")]) > 0.0);
+    assert_eq!(get("vitrine_sink_retries_total", &[("sink", "parquet")]), 0.0);
+    assert_eq!(get("vitrine_parquet_sets_waiting", &[]), 0.0);
+    assert_eq!(get("vitrine_viewers", &[]), 0.0);
+    assert_eq!(get("vitrine_viewer_resnapshots_total", &[]), 0.0);
+    assert!(get("vitrine_media_time_ms", &[("stream", "shop1")]) > 30_000.0);
 
     pipeline.signal("INT");
     let status = pipeline.wait_for_exit(Duration::from_secs(60));

@@ -3,29 +3,42 @@
 //! again and again, writing its tables to a local folder and, at the same time, another one
 //! to a real S3-compatible server (SeaweedFS). Afterwards every row of the three tables is
 //! there exactly once and equal to an uninterrupted run, and no partial or temporary object
-//! is visible.
+//! is visible. And while the store is down, the pipeline takes no new frames, says so, and
+//! once it is back writes every row exactly once.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vitrine_tests::kafka_runs::{
     caught_up, check_tables, kafka_spec, sample_streams, tables, wait_caught_up, Pipeline,
 };
-use vitrine_tests::{duckdb, duckdb_s3, temp_dir, vitrine_bin, Broker, S3Server};
+use vitrine_tests::{
+    duckdb, duckdb_s3, free_port, http_get, http_response, metric_sample, prometheus_families, temp_dir, vitrine_bin,
+    Broker, S3Server,
+};
 
 const STREAMS: [&str; 3] = ["shop1", "shop2", "shop3"];
 /// SIGKILLs per store (the issue asks for at least 20).
 const KILLS: u64 = 20;
 
 fn spec(dir: &Path, brokers: &str, group: &str, parquet: &str) -> PathBuf {
-    let rest = format!("sinks:\n  parquet:\n    path: {parquet}\n    roll_after: 1s\n    min_dwell: 0s\nworkers: 2\n");
+    let rest = format!(
+        "sinks:\n  parquet:\n    path: {parquet}\n    roll_after: 1s\n    min_dwell: 0s\nworkers: 2\nserver:\n  viewer: false\n"
+    );
     kafka_spec(dir, "parquet-crash", brokers, group, &[], &rest)
+}
+
+/// A fresh listening address for a run's server (its /metrics and /readyz).
+fn listen() -> (u16, (&'static str, String)) {
+    let port = free_port();
+    (port, ("VITRINE_LISTEN", format!("127.0.0.1:{port}")))
 }
 
 /// Runs the pipeline until everything is committed, then stops it with SIGINT.
 fn run_to_the_end(spec: &Path, env: &[(&'static str, String)], log: &Path, brokers: &str, group: &str) {
-    let mut pipeline = Pipeline::start(spec, &[], env, log);
+    let env: Vec<_> = env.iter().cloned().chain([listen().1]).collect();
+    let mut pipeline = Pipeline::start(spec, &[], &env, log);
     wait_caught_up(&mut [&mut pipeline], &[log], brokers, group);
     pipeline.signal("INT");
     let status = pipeline.0.wait().unwrap();
@@ -40,7 +53,8 @@ fn crash_and_finish(spec: &Path, env: &[(&'static str, String)], dir: &Path, bro
     for run in 0..KILLS {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let after = Duration::from_millis(800 + (seed >> 33) % 3200);
-        let mut pipeline = Pipeline::start(spec, &[], env, &dir.join(format!("{group}-{run}.log")));
+        let env: Vec<_> = env.iter().cloned().chain([listen().1]).collect();
+        let mut pipeline = Pipeline::start(spec, &[], &env, &dir.join(format!("{group}-{run}.log")));
         std::thread::sleep(after);
         assert!(pipeline.0.try_wait().unwrap().is_none(), "{group} run {run} exited before its kill");
         pipeline.0.kill().unwrap(); // SIGKILL: no draining, no publishing, no committing
@@ -127,4 +141,87 @@ fn killed_at_random_and_restarted_every_row_is_in_the_tables_exactly_once_locall
         .filter(|f| !published_name(f))
         .collect();
     assert!(objects.len() > 3 && stray.is_empty(), "objects on S3 that are not published files: {stray:?}");
+}
+
+/// The sum of every sample named `name` on the run's /metrics.
+fn metric_total(port: u16, name: &str) -> f64 {
+    let families = prometheus_families(&http_get(port, "/metrics"));
+    let samples = families.values().filter_map(|f| f["samples"].as_array()).flatten();
+    samples.filter(|s| s[0] == name).filter_map(|s| s[2].as_f64()).sum()
+}
+
+#[test]
+fn while_the_store_is_down_no_frame_is_taken_and_once_it_is_back_every_row_is_there_once() {
+    let broker = Broker::start();
+    let mut s3 = S3Server::start("outage");
+    let dir = temp_dir("parquet-outage");
+    let brokers = broker.address.clone();
+    let clean_spec = spec(&dir, &brokers, "clean", &dir.join("clean").display().to_string());
+    let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "3"]).arg(&clean_spec).status();
+    assert!(status.unwrap().success());
+    sample_streams(&brokers, &STREAMS);
+    let all_frames = 180.0 * STREAMS.len() as f64;
+    run_to_the_end(&clean_spec, &[], &dir.join("clean.log"), &brokers, "clean");
+    let clean = tables(&dir.join("clean").display().to_string(), duckdb);
+
+    // The store dies as soon as the run is ready (its progress read), before a file is written.
+    let s3_location = format!("s3://{}/vitrine", s3.bucket);
+    let outage_spec = spec(&dir, &brokers, "outage", &s3_location);
+    let (port, listen) = listen();
+    let env: Vec<_> = s3.env().into_iter().chain([listen]).collect();
+    let log = dir.join("outage.log");
+    let mut pipeline = Pipeline::start(&outage_spec, &[], &env, &log);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        && http_response(port, "/readyz").0.starts_with("http/1.0 200"))
+    {
+        assert!(Instant::now() < deadline, "never ready:\n{}", log_text());
+        assert!(pipeline.0.try_wait().unwrap().is_none(), "exited:\n{}", log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s3.kill();
+
+    // It retries, says so (log and metrics), and stops taking frames: the count of frames
+    // read stands still, short of the frames in the topic, and nothing is committed.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = (-1.0, Instant::now());
+    let stalled_at = loop {
+        assert!(Instant::now() < deadline, "frames kept coming while the store was down:\n{}", log_text());
+        assert!(pipeline.0.try_wait().unwrap().is_none(), "the run stopped while the store was down:\n{}", log_text());
+        let read = metric_total(port, "vitrine_frames_read_total");
+        if read != last.0 {
+            last = (read, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(4) {
+            break read;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("frames read when the run stopped taking them: {stalled_at} of {all_frames}");
+    assert!(stalled_at < all_frames, "every frame was read before the queue of file sets filled:\n{}", log_text());
+    assert!(log_text().contains("cannot write to the Parquet store; retrying"), "{}", log_text());
+    let families = prometheus_families(&http_get(port, "/metrics"));
+    let retries = metric_sample(&families, "vitrine_sink_retries_total", &[("sink", "parquet")]).unwrap();
+    assert!(retries >= 1.0, "retries are counted: {retries}");
+    let waiting = metric_sample(&families, "vitrine_parquet_sets_waiting", &[]).unwrap();
+    // (Two sets per worker queued, and the one being written.)
+    assert!((1.0..=5.0).contains(&waiting), "file sets wait, a bounded few: {waiting}");
+    assert!(caught_up(&brokers, "outage").is_err(), "offsets were committed for frames whose rows are not written");
+    assert_eq!(http_get(port, "/healthz"), "ok", "a store that is down is retried, not a dead part");
+
+    // The store comes back: the run goes on by itself to the end, every row exactly once.
+    s3.restart();
+    wait_caught_up(&mut [&mut pipeline], &[&log], &brokers, "outage");
+    pipeline.signal("INT");
+    let status = pipeline.wait_for_exit(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{}", log_text());
+    check_tables("S3 after an outage", &tables(&s3_location, |sql| duckdb_s3(&s3, sql)), &clean);
+    let objects = duckdb_s3(&s3, &format!("SELECT file FROM glob('{s3_location}/**') ORDER BY 1"));
+    let prefix = format!("{s3_location}/");
+    let stray: Vec<String> = objects
+        .iter()
+        .map(|r| r[0].as_str().unwrap().trim_start_matches(&prefix).to_string())
+        .filter(|f| !published_name(f))
+        .collect();
+    assert!(stray.is_empty(), "objects on S3 that are not published files: {stray:?}");
 }

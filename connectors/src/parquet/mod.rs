@@ -9,5 +9,5 @@ pub mod store;
 pub mod tables;
 
 pub use files::{FileCutter, FileSet, InputKey, Progress, Roll};
-pub use publisher::{Publisher, PublisherHandle};
+pub use publisher::{Publisher, PublisherHandle, PublisherMetrics};
 pub use store::{StoreError, TableStore};

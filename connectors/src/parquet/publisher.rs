@@ -12,6 +12,28 @@ use std::time::{Duration, Instant};
 use super::files::{FileSet, InputKey, Progress};
 use super::store::{StoreError, TableStore};
 
+/// What the publisher reports to `/metrics`.
+#[derive(Clone, Debug)]
+pub struct PublisherMetrics {
+    /// The time of each file set's publication.
+    pub publish_seconds: prometheus::Histogram,
+    /// Puts that failed and are tried again.
+    pub retries: prometheus::IntCounter,
+    /// Sets queued and not yet published.
+    pub waiting: prometheus::IntGauge,
+}
+
+impl PublisherMetrics {
+    /// The publisher's figures in `metrics`.
+    pub fn of(metrics: &crate::metrics::Metrics) -> PublisherMetrics {
+        PublisherMetrics {
+            publish_seconds: metrics.sink_seconds.with_label_values(&["parquet"]),
+            retries: metrics.sink_retries.with_label_values(&["parquet"]),
+            waiting: metrics.parquet_sets_waiting.clone(),
+        }
+    }
+}
+
 /// What the workers and the publisher share.
 #[derive(Debug, Default)]
 struct Shared {
@@ -23,6 +45,15 @@ struct Shared {
     /// Stop retrying (the run is ending and gave the store long enough).
     give_up: AtomicBool,
     files: AtomicUsize,
+    metrics: Option<PublisherMetrics>,
+}
+
+impl Shared {
+    fn count_waiting(&self) {
+        if let Some(m) = &self.metrics {
+            m.waiting.set(self.queued.load(Ordering::SeqCst) as i64);
+        }
+    }
 }
 
 /// A worker's handle on the publisher.
@@ -38,7 +69,10 @@ impl PublisherHandle {
     pub fn send(&self, set: FileSet) -> Result<(), FileSet> {
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(set) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.shared.count_waiting();
+                Ok(())
+            }
             Err(TrySendError::Full(set) | TrySendError::Disconnected(set)) => {
                 self.shared.queued.fetch_sub(1, Ordering::SeqCst);
                 Err(set)
@@ -76,21 +110,21 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Starts publishing to `store`, with room for `capacity` sets in the queue.
-    /// Starts the publisher thread; `timer` gets the time of each file set's publication.
+    /// Starts the publisher thread, writing to `store`, with room for `capacity` sets in the
+    /// queue; it reports to `metrics` when given.
     pub fn start(
         store: TableStore,
         capacity: usize,
         row_group_rows: usize,
-        timer: prometheus::Histogram,
+        metrics: Option<PublisherMetrics>,
     ) -> std::io::Result<Publisher> {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { metrics, ..Shared::default() });
         let thread = {
             let (store, shared) = (store.clone(), shared.clone());
             std::thread::Builder::new()
                 .name("vitrine-parquet".into())
-                .spawn(move || publish_loop(rx, store, shared, row_group_rows, timer))?
+                .spawn(move || publish_loop(rx, store, shared, row_group_rows))?
         };
         let handle = PublisherHandle { tx, shared, capacity: capacity.max(1) };
         Ok(Publisher { handle, store, thread: Some(thread) })
@@ -152,13 +186,7 @@ impl Publisher {
     }
 }
 
-fn publish_loop(
-    rx: Receiver<FileSet>,
-    store: TableStore,
-    shared: Arc<Shared>,
-    row_group_rows: usize,
-    timer: prometheus::Histogram,
-) {
+fn publish_loop(rx: Receiver<FileSet>, store: TableStore, shared: Arc<Shared>, row_group_rows: usize) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -167,14 +195,17 @@ fn publish_loop(
         }
     };
     while let Ok(set) = rx.recv() {
-        let started = timer.start_timer();
+        let started = Instant::now();
         let published = rt.block_on(publish(&store, &set, row_group_rows, &shared));
-        started.observe_duration();
+        if let Some(m) = &shared.metrics {
+            m.publish_seconds.observe(started.elapsed().as_secs_f64());
+        }
         match published {
             Ok(files) => {
                 shared.files.fetch_add(files, Ordering::Relaxed);
                 shared.published.lock().expect("published").insert(set.input.clone(), set.end);
                 shared.queued.fetch_sub(1, Ordering::SeqCst);
+                shared.count_waiting();
             }
             Err(e) => {
                 tracing::error!(error = %e, "the Parquet sink stopped");
@@ -231,10 +262,14 @@ async fn put(store: &TableStore, key: &str, bytes: Vec<u8>, shared: &Shared) -> 
                     return Err(format!("{e} (gave up: the run is ending)"));
                 }
                 failures += 1;
+                if let Some(m) = &shared.metrics {
+                    m.retries.inc();
+                }
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, failures,
                     "cannot write to the Parquet store; retrying (no new frames are taken while files wait)");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(30));
+                // At most 10 s between tries: once the store is back, frames flow again soon.
+                wait = (wait * 2).min(Duration::from_secs(10));
             }
         }
     }

@@ -10,11 +10,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 /// A failed store operation, and whether trying again may help.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,7 @@ impl TableStore {
             let store = AmazonS3Builder::from_env()
                 .with_url(location)
                 .with_allow_http(endpoint.starts_with("http://"))
+                .with_retry(quick_retries())
                 .build()
                 .map_err(|e| refuse(format!("{e}. Set AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for an S3-compatible server)")))?;
             let prefix = StorePath::parse(url.trim_start_matches('/')).map_err(|e| refuse(e.to_string()))?;
@@ -110,6 +112,21 @@ impl TableStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(error("get", &self.location, key, e)),
         }
+    }
+}
+
+/// A few quick retries inside the client (a dropped connection, a throttled request); a longer
+/// outage comes back to the publisher, which logs it, counts it and keeps retrying with its
+/// own back-off (object_store's default would retry silently for three minutes).
+fn quick_retries() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(15),
     }
 }
 

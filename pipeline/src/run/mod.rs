@@ -40,7 +40,7 @@ use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
 use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::metrics::{Health, Metrics};
-use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll, TableStore};
+use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, PublisherMetrics, Roll, TableStore};
 use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::ServerState;
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
@@ -165,8 +165,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let publisher = match &spec.sinks.parquet {
         Some(p) => {
             let store = TableStore::open(&p.path, &loaded.base_dir).map_err(|e| anyhow!("{e} (sinks.parquet.path)"))?;
-            let timer = metrics.sink_seconds.with_label_values(&["parquet"]);
-            Some(Publisher::start(store, PARQUET_QUEUE_PER_WORKER * workers, p.row_group_rows.get(), timer)?)
+            let reports = PublisherMetrics::of(&metrics);
+            Some(Publisher::start(store, PARQUET_QUEUE_PER_WORKER * workers, p.row_group_rows.get(), Some(reports))?)
         }
         None => None,
     };
