@@ -472,7 +472,8 @@ pub struct KafkaSinkSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSpec {
-    /// Where the tables go: a folder, or `s3://bucket/prefix`; tables go to
+    /// Where the tables go: a folder, or `s3://bucket/prefix` (also `gs://`, `az://`,
+    /// `file://`); tables go to
     /// `{path}/{table}/dt=YYYY-MM-DD/hour=HH/`.
     pub path: String,
     /// Publish the open file after this long, even if small.

@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
-use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, RetryConfig};
 
 /// A failed store operation, and whether trying again may help.
 #[derive(Debug, thiserror::Error)]
@@ -47,29 +49,60 @@ impl std::fmt::Debug for TableStore {
 }
 
 impl TableStore {
-    /// Opens `location`: a URL (`s3://bucket/prefix`) or a folder (relative to `base_dir`).
+    /// Opens `location`: a URL (`s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `az://container/prefix`, `file:///folder`) or a folder (relative to `base_dir`).
     pub fn open(location: &str, base_dir: &Path) -> Result<TableStore, StoreError> {
         let refuse =
             |reason: String| StoreError { operation: "open", location: location.into(), reason, retryable: false };
-        if let Some((scheme, _)) = location.split_once("://") {
-            if scheme != "s3" && scheme != "s3a" {
-                return Err(refuse(format!(
-                    "`{scheme}://` is not supported: use a local folder or s3://bucket/prefix (S3 and S3-compatible stores)"
-                )));
-            }
-            let url = url_of(location).map_err(refuse)?;
-            let endpoint =
-                std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).unwrap_or_default();
-            let store = AmazonS3Builder::from_env()
-                .with_url(location)
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_retry(quick_retries())
-                .build()
-                .map_err(|e| refuse(format!("{e}. Set AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for an S3-compatible server)")))?;
-            let prefix = StorePath::parse(url.trim_start_matches('/')).map_err(|e| refuse(e.to_string()))?;
-            return Ok(TableStore { store: Arc::new(store), prefix, local_root: None, location: location.into() });
+        if !location.contains("://") {
+            let root =
+                if Path::new(location).is_absolute() { PathBuf::from(location) } else { base_dir.join(location) };
+            return TableStore::local(root, location);
         }
-        let root = if Path::new(location).is_absolute() { PathBuf::from(location) } else { base_dir.join(location) };
+        let url = url::Url::parse(location).map_err(|e| refuse(format!("not a URL: {e}")))?;
+        if url.scheme() != "file" && url.host_str().is_none_or(str::is_empty) {
+            return Err(refuse(format!("no bucket: write {}://bucket/prefix", url.scheme())));
+        }
+        let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|_| refuse(SUPPORTED.into()))?;
+        let store: Arc<dyn ObjectStore> = match scheme {
+            ObjectStoreScheme::Local => return TableStore::local(PathBuf::from(url.path()), location),
+            ObjectStoreScheme::AmazonS3 => {
+                let endpoint =
+                    std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).unwrap_or_default();
+                let store = AmazonS3Builder::from_env()
+                    .with_url(location)
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_retry(quick_retries())
+                    .build()
+                    .map_err(|e| refuse(format!("{e}. Set AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for an S3-compatible server)")))?;
+                Arc::new(store)
+            }
+            ObjectStoreScheme::GoogleCloudStorage => {
+                let store = GoogleCloudStorageBuilder::from_env()
+                    .with_url(location)
+                    .with_retry(quick_retries())
+                    .build()
+                    .map_err(|e| {
+                        refuse(format!("{e}. Set GOOGLE_APPLICATION_CREDENTIALS (or GOOGLE_SERVICE_ACCOUNT)"))
+                    })?;
+                Arc::new(store)
+            }
+            ObjectStoreScheme::MicrosoftAzure => {
+                let store = MicrosoftAzureBuilder::from_env()
+                    .with_url(location)
+                    .with_retry(quick_retries())
+                    .build()
+                    .map_err(|e| refuse(format!("{e}. Set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or another Azure credential)")))?;
+                Arc::new(store)
+            }
+            _ => return Err(refuse(SUPPORTED.into())),
+        };
+        Ok(TableStore { store, prefix, local_root: None, location: location.into() })
+    }
+
+    fn local(root: PathBuf, location: &str) -> Result<TableStore, StoreError> {
+        let refuse =
+            |reason: String| StoreError { operation: "open", location: location.into(), reason, retryable: false };
         std::fs::create_dir_all(&root)
             .map_err(|e| refuse(format!("cannot create the folder {}: {e}", root.display())))?;
         let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| refuse(e.to_string()))?.with_fsync(true);
@@ -115,6 +148,9 @@ impl TableStore {
     }
 }
 
+const SUPPORTED: &str = "use a folder, file:///folder, s3://bucket/prefix (S3 and S3-compatible stores), \
+     gs://bucket/prefix (Google Cloud Storage) or az://container/prefix (Azure Blob Storage)";
+
 /// A few quick retries inside the client (a dropped connection, a throttled request); a longer
 /// outage comes back to the publisher, which logs it, counts it and keeps retrying with its
 /// own back-off (object_store's default would retry silently for three minutes).
@@ -128,16 +164,6 @@ fn quick_retries() -> RetryConfig {
         max_retries: 3,
         retry_timeout: Duration::from_secs(15),
     }
-}
-
-/// The path part of an `s3://bucket/path` URL.
-fn url_of(location: &str) -> Result<String, String> {
-    let rest = location.split_once("://").map(|(_, r)| r).unwrap_or(location);
-    let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err("no bucket: write s3://bucket/prefix".into());
-    }
-    Ok(path.trim_end_matches('/').to_string())
 }
 
 fn error(operation: &'static str, location: &str, key: &str, e: object_store::Error) -> StoreError {
@@ -200,10 +226,22 @@ mod tests {
     }
 
     #[test]
-    fn other_schemes_are_refused_with_what_is_supported() {
-        let e = TableStore::open("gs://bucket/x", Path::new("/")).unwrap_err();
-        assert!(e.reason.contains("s3://bucket/prefix") && !e.retryable, "{e}");
-        assert_eq!(url_of("s3://bucket/a/b/").unwrap(), "a/b");
-        assert!(url_of("s3:///a").is_err());
+    fn unknown_schemes_are_refused_with_what_is_supported() {
+        for location in ["ftp://host/x", "hdfs://cluster/x", "http://host/x"] {
+            let e = TableStore::open(location, Path::new("/")).unwrap_err();
+            assert!(e.reason.contains("s3://bucket/prefix") && e.reason.contains("gs://") && !e.retryable, "{e}");
+        }
+        let e = TableStore::open("s3:///prefix", Path::new("/")).unwrap_err();
+        assert!(e.reason.contains("bucket"), "{e}");
+    }
+
+    #[test]
+    fn each_store_takes_its_prefix_from_the_url() {
+        let s3 = TableStore::open("s3://bucket/a/b/", Path::new("/")).unwrap();
+        assert_eq!(s3.path("t/x.parquet").as_ref(), "a/b/t/x.parquet");
+        let dir = std::env::temp_dir().join(format!("vitrine-store-url-{}", std::process::id()));
+        let local = TableStore::open(&format!("file://{}", dir.display()), Path::new("/")).unwrap();
+        assert_eq!(local.local_root(), Some(dir.as_path()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
