@@ -104,7 +104,7 @@ impl Metrics {
             ),
             sink_seconds: histogram(
                 "sink_seconds",
-                "Time of each write to a sink (kafka: a message or a flush; viewers: an event; parquet: a file set).",
+                "Time of each write to a sink (kafka: a message or a flush; viewers: an event; parquet: a set staged, with the table files it completed).",
                 &["sink"],
                 SECONDS,
             ),
@@ -115,7 +115,7 @@ impl Metrics {
             ),
             parquet_sets_waiting: gauge(
                 "parquet_sets_waiting",
-                "Parquet file sets cut and not yet published; at its bound (2 per worker) no new frame is taken.",
+                "Parquet sets cut and not yet staged in the store; at its bound (2 per worker) no new frame is taken.",
                 &[],
             )
             .with_label_values(&[] as &[&str]),

@@ -79,7 +79,11 @@ pub fn describe_plan(loaded: &LoadedSpec, shape: &Shape) -> String {
     if let Some(p) = &spec.sinks.parquet {
         let location =
             if p.path.contains("://") { p.path.clone() } else { loaded.resolve(&p.path).display().to_string() };
-        let _ = writeln!(out, "  - parquet: {location} (a file set every {:?} or {} rows)", p.roll_after, p.roll_rows);
+        let _ = writeln!(
+            out,
+            "  - parquet: {location} (rows staged every {:?}; table files every {:?} or {} rows)",
+            p.checkpoint_after, p.roll_after, p.roll_rows
+        );
     }
     if let Some(d) = &spec.sinks.dead_letter {
         let _ = writeln!(out, "  - dead letters: {}", loaded.resolve(&d.path).display());

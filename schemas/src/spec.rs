@@ -476,10 +476,15 @@ pub struct ParquetSpec {
     /// `file://`); tables go to
     /// `{path}/{table}/dt=YYYY-MM-DD/hour=HH/`.
     pub path: String,
-    /// Publish the open file after this long, even if small.
+    /// Stage each partition's completed rows in the store (safe, not yet in a table file) at
+    /// least this often: Kafka offsets are committed up to staged rows, so this is how far a
+    /// restart replays.
+    #[serde(default = "default_checkpoint_after", with = "humantime_serde")]
+    pub checkpoint_after: Duration,
+    /// Publish a partition's staged rows as table files once the oldest is this old.
     #[serde(default = "default_roll_after", with = "humantime_serde")]
     pub roll_after: Duration,
-    /// Publish the open file once it holds this many rows.
+    /// Publish them once there are this many rows.
     #[serde(default = "default_roll_rows")]
     pub roll_rows: NonZeroUsize,
     /// A product must stay on screen this long (media time) for its interval to count in the
@@ -758,8 +763,11 @@ fn default_hold() -> Duration {
 fn default_poll() -> Duration {
     Duration::from_secs(1)
 }
+fn default_checkpoint_after() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_roll_after() -> Duration {
-    Duration::from_secs(60)
+    Duration::from_secs(15 * 60)
 }
 fn default_track_high_score() -> f32 {
     0.5

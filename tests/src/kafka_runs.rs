@@ -48,7 +48,7 @@ pub fn group_sinks(dir: &Path, brokers: &str, group: &str) -> String {
     format!(
         "sinks:\n  kafka:\n    brokers: {brokers}\n    detections_topic: {group}.detections\n\
          \x20   events_topic: {group}.events\n    dead_letter_topic: {group}.dead-letter\n    partitions: 2\n\
-         \x20 parquet:\n    path: {dir}/{group}\n    roll_after: 1s\n    min_dwell: 0s\n",
+         \x20 parquet:\n    path: {dir}/{group}\n    checkpoint_after: 500ms\n    roll_after: 1s\n    min_dwell: 0s\n",
         dir = dir.display()
     )
 }

@@ -17,7 +17,7 @@ fn metrics_say_what_the_run_did_and_the_lag_goes_to_zero() {
     let brokers = broker.address.clone();
     let dir = temp_dir("metrics");
     let rest = format!(
-        "sinks:\n  kafka:\n    brokers: {brokers}\n    partitions: 2\n  parquet:\n    path: {}/tables\n    roll_after: 1s\n\
+        "sinks:\n  kafka:\n    brokers: {brokers}\n    partitions: 2\n  parquet:\n    path: {}/tables\n    checkpoint_after: 500ms\n    roll_after: 1s\n\
          server:\n  viewer: false\nworkers: 2\n",
         dir.display()
     );

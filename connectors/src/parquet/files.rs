@@ -69,7 +69,7 @@ pub struct Progress {
 }
 
 /// The rows of the three tables waiting for their file set.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct TableRows {
     pub detections: Vec<Row<FrameDetections>>,
     pub events: Vec<Row<ProductEvent>>,
@@ -84,6 +84,13 @@ impl TableRows {
 
     pub fn is_empty(&self) -> bool {
         self.detections.is_empty() && self.events.is_empty() && self.exposures.is_empty()
+    }
+
+    /// Adds `later`'s rows after these.
+    pub fn append(&mut self, later: TableRows) {
+        self.detections.extend(later.detections);
+        self.events.extend(later.events);
+        self.exposures.extend(later.exposures);
     }
 
     fn min_offset(&self) -> Option<i64> {

@@ -5,9 +5,10 @@
 
 pub mod files;
 pub mod publisher;
+pub mod staging;
 pub mod store;
 pub mod tables;
 
 pub use files::{FileCutter, FileSet, InputKey, Progress, Roll};
-pub use publisher::{Publisher, PublisherHandle, PublisherMetrics};
+pub use publisher::{Layout, Publisher, PublisherHandle, PublisherMetrics};
 pub use store::{StoreError, TableStore};

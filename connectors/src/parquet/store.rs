@@ -138,6 +138,24 @@ impl TableStore {
         Ok(())
     }
 
+    /// The names of the objects directly under `dir` (relative to the root); none when it is not there.
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>, StoreError> {
+        let listed = match self.store.list_with_delimiter(Some(&self.path(dir))).await {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(error("list", &self.location, dir, e)),
+        };
+        Ok(listed.objects.into_iter().filter_map(|o| o.location.filename().map(str::to_string)).collect())
+    }
+
+    /// Removes the object at `key` (gone already is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(error("delete", &self.location, key, e)),
+        }
+    }
+
     /// The object at `key`, or none.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match self.store.get(&self.path(key)).await {
@@ -218,6 +236,11 @@ mod tests {
             store.put("t/a.json", b"one".to_vec()).await.unwrap();
             store.put("t/a.json", b"two".to_vec()).await.unwrap();
             assert_eq!(store.get("t/a.json").await.unwrap().as_deref(), Some(&b"two"[..]));
+            assert_eq!(store.list("t").await.unwrap(), ["a.json"]);
+            assert!(store.list("none").await.unwrap().is_empty());
+            store.put("t/b.json", b"three".to_vec()).await.unwrap();
+            store.delete("t/b.json").await.unwrap();
+            store.delete("t/b.json").await.unwrap();
         });
         let names: Vec<String> =
             std::fs::read_dir(dir.join("t")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();

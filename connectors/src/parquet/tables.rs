@@ -13,7 +13,7 @@ use vitrine_schemas::{Exposure, FrameDetections, ProductEvent};
 
 /// A row waiting for its file: the row, the wall clock that decides its `dt=`/`hour=`
 /// partition (the capture time of the frame it follows from), and its place in the input.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Row<R> {
     pub row: R,
     pub captured_at_ms: i64,

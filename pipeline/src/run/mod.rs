@@ -40,7 +40,7 @@ use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
 use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::metrics::{Health, Metrics};
-use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, PublisherMetrics, Roll, TableStore};
+use vitrine_connectors::parquet::{FileCutter, InputKey, Layout, Publisher, PublisherMetrics, Roll, TableStore};
 use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::ServerState;
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
@@ -166,7 +166,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         Some(p) => {
             let store = TableStore::open(&p.path, &loaded.base_dir).map_err(|e| anyhow!("{e} (sinks.parquet.path)"))?;
             let reports = PublisherMetrics::of(&metrics);
-            Some(Publisher::start(store, PARQUET_QUEUE_PER_WORKER * workers, p.row_group_rows.get(), Some(reports))?)
+            let layout = Layout {
+                roll: Roll { after: p.roll_after, rows: p.roll_rows.get() },
+                row_group_rows: p.row_group_rows.get(),
+            };
+            Some(Publisher::start(store, PARQUET_QUEUE_PER_WORKER * workers, layout, Some(reports))?)
         }
         None => None,
     };
@@ -292,15 +296,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         (Some(publisher), Some(p)) => kafka_feeds
             .iter()
             .map(|feed| {
-                let mut cutter = FileCutter::new(Roll { after: p.roll_after, rows: p.roll_rows.get() });
+                let mut cutter = FileCutter::new(Roll { after: p.checkpoint_after, rows: p.roll_rows.get() });
                 for partition in feed.iter().flat_map(|f| f.partitions()) {
                     let input = InputKey::Partition(*partition);
-                    let progress = publisher.progress(&input).map_err(|e| anyhow!("{e} (sinks.parquet)"))?;
-                    if let Some(progress) = &progress {
-                        tracing::info!(partition, end = progress.end, redo_to = ?progress.pending_end,
-                            "parquet: resuming after the files already published");
-                    }
-                    cutter.recover(input, progress);
+                    let safe = publisher.recover(&input).map_err(|e| anyhow!("{e} (sinks.parquet)"))?;
+                    cutter.recover(input, safe);
                 }
                 Ok(Some(cutter))
             })
