@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -297,7 +297,7 @@ pub fn run(
     watch: bool,
     poll: Duration,
     images: &ImageStore,
-    changes: &Sender<Vec<CatalogChange>>,
+    changes: &SyncSender<Vec<CatalogChange>>,
     stop: &Arc<AtomicBool>,
     on_problem: &dyn Fn(CatalogProblem),
 ) -> Result<(), String> {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ pub fn run(
     topic: &str,
     images: &ImageStore,
     base_dir: &Path,
-    changes: &Sender<Vec<CatalogChange>>,
+    changes: &SyncSender<Vec<CatalogChange>>,
     stop: &Arc<AtomicBool>,
     on_problem: &dyn Fn(CatalogProblem),
 ) -> Result<(), String> {

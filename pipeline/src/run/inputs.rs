@@ -26,6 +26,9 @@ use crate::supervise::Supervisor;
 /// The catalog's changes, as its threads send them.
 pub(super) type CatalogChanges = Receiver<Vec<CatalogChange>>;
 
+/// Batches of catalog changes queued for the workers, at most.
+const CATALOG_QUEUE_BATCHES: usize = 64;
+
 /// What the catalog threads share with the run.
 pub(super) struct CatalogInputs<'a> {
     /// Where pictures given as files are served from.
@@ -45,7 +48,9 @@ pub(super) fn start_catalog(
     supervisor: &Supervisor,
 ) -> anyhow::Result<(CatalogChanges, Vec<JoinHandle<()>>)> {
     let spec = &loaded.spec;
-    let (catalog_tx, catalog_rx) = mpsc::channel::<Vec<CatalogChange>>();
+    // Bounded: a catalog that changes faster than the workers take it waits (a batch holds
+    // up to 10,000 changes).
+    let (catalog_tx, catalog_rx) = mpsc::sync_channel::<Vec<CatalogChange>>(CATALOG_QUEUE_BATCHES);
     let mut threads = Vec::new();
     let report = inputs.report_problems;
     if let Some(path) = &spec.catalog.path {

@@ -37,13 +37,11 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 use vitrine_connectors::hls::HlsStream;
 use vitrine_connectors::hub::Hub;
 use vitrine_connectors::images::ImageStore;
-use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
 use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::metrics::{Health, Metrics};
-use vitrine_connectors::parquet::{FileCutter, InputKey, Layout, Publisher, PublisherMetrics, Roll, TableStore};
+use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll};
 use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::ServerState;
-use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
 use vitrine_models::{find_runtime_library, Detector, Runtime};
 use vitrine_operators::{
     product_outputs, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, Emitted, FrameDecoder, InferDetections,
@@ -57,7 +55,7 @@ mod serve;
 mod sinks;
 
 pub use serve::{viewer_access, watch_signals};
-use sinks::{sink_loop, Output, Sinks, OUTPUT_QUEUE};
+use sinks::{sink_loop, OpenSinks, Output, Sinks, OUTPUT_QUEUE};
 
 use crate::analytics::{write_parquet, AnalyticsRow, ParquetWorker, ReadLog};
 use crate::cluster::{Cluster, Shape};
@@ -148,39 +146,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             None => Arc::new(Hub::new(known, s.viewer_queue.get())),
         }
     });
-    let kafka_sink = match &spec.sinks.kafka {
-        Some(k) => {
-            let topics = KafkaSinkTopics {
-                detections: k.detections_topic.clone(),
-                events: k.events_topic.clone(),
-                dead_letter: k.dead_letter_topic.clone(),
-            };
-            Some(KafkaSink::connect(&k.brokers, topics, &spec.name).map_err(|e| anyhow!("{e} (sinks.kafka)"))?)
-        }
-        None => None,
-    };
     // The dataflow time below which every result is durable (raised by the sink thread).
     let durable = Arc::new(AtomicU64::new(0));
-    // The Parquet tables: a store (a folder or s3://...) and the thread that publishes to it.
-    let publisher = match &spec.sinks.parquet {
-        Some(p) => {
-            let store = TableStore::open(&p.path, &loaded.base_dir).map_err(|e| anyhow!("{e} (sinks.parquet.path)"))?;
-            let reports = PublisherMetrics::of(&metrics);
-            let layout = Layout {
-                roll: Roll { after: p.roll_after, rows: p.roll_rows.get() },
-                row_group_rows: p.row_group_rows.get(),
-            };
-            Some(Publisher::start(store, PARQUET_QUEUE_PER_WORKER * workers, layout, Some(reports))?)
-        }
-        None => None,
-    };
+    let OpenSinks { kafka: kafka_sink, parquet: publisher, dead_letters } =
+        sinks::open(&loaded, &metrics, PARQUET_QUEUE_PER_WORKER * workers)?;
     let run_started = now_ms();
-    let dead_letter_path = match (&spec.sinks.dead_letter, &spec.sinks.parquet) {
-        (Some(d), _) => Some(loaded.resolve(&d.path)),
-        (None, Some(p)) if !p.path.contains("://") => Some(loaded.resolve(&p.path).join("dead-letter.jsonl")),
-        _ => None,
-    };
-    let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
     let streams = spec.sources.iter().filter_map(|s| s.stream_id().map(str::to_owned));
     for stream in streams.chain(kafka_source.iter().flat_map(|k| k.streams.iter().cloned())) {
         metrics.known_stream(&stream);
@@ -450,10 +420,14 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             None
         };
         if kafka.is_none() && !embedded_open {
-            // Nothing to feed: closing the input lets time advance for the others.
+            // Nothing to feed: closing the input lets time advance for the others. The catalog
+            // thread keeps serving this process's pictures: take its changes (worker 0 of
+            // process 0 feeds them to the dataflow; none is fed from here).
             drop(frames_in);
             drop(catalog_in);
-            while worker.step_or_park(Some(Duration::from_millis(50))) {}
+            while worker.step_or_park(Some(Duration::from_millis(50))) {
+                catalog_changes.iter().for_each(|changes| changes.try_iter().for_each(drop));
+            }
             return;
         }
         // Frames stay in the process that read them until inferred: the bound is per process.

@@ -1,5 +1,7 @@
-//! The sink thread: writes the dataflow's outputs to the dead-letter file, Kafka and the
-//! viewers' hub, and says up to which dataflow time they are durable.
+//! The sinks: each kind of the spec's `sinks:` opened in one place ([`open`]), and the sink
+//! thread, which writes the dataflow's outputs to the dead-letter file, Kafka and the
+//! viewers' hub and says up to which dataflow time they are durable (the Parquet tables are
+//! written by the workers, through their publisher).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,13 +12,59 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use vitrine_connectors::catalog;
 use vitrine_connectors::hub::Hub;
-use vitrine_connectors::kafka::sink::KafkaSink;
+use vitrine_connectors::kafka::sink::{KafkaSink, KafkaSinkTopics};
 use vitrine_connectors::metrics::Metrics;
+use vitrine_connectors::parquet::{Layout, Publisher, PublisherMetrics, Roll, TableStore};
 use vitrine_connectors::sinks::dead_letter::DeadLetterFile;
 use vitrine_operators::Time;
 use vitrine_schemas::{now_ms, Cause, DeadLetter, FrameDetections, ProductEvent, SourcePosition};
 
 use super::RunSummary;
+use crate::spec::LoadedSpec;
+
+/// The sinks the spec names, open.
+pub(super) struct OpenSinks {
+    pub kafka: Option<KafkaSink>,
+    /// The Parquet tables' publisher (the workers cut the sets it publishes).
+    pub parquet: Option<Publisher>,
+    pub dead_letters: Option<DeadLetterFile>,
+}
+
+/// Opens each sink of the spec: `sinks.kafka`, `sinks.parquet` (with room for
+/// `parquet_queue` sets) and the dead-letter file (`sinks.dead_letter`, or beside local
+/// Parquet tables). A sink that cannot open fails the run now, naming its spec field.
+pub(super) fn open(loaded: &LoadedSpec, metrics: &Metrics, parquet_queue: usize) -> anyhow::Result<OpenSinks> {
+    let sinks = &loaded.spec.sinks;
+    let kafka = match &sinks.kafka {
+        Some(k) => {
+            let topics = KafkaSinkTopics {
+                detections: k.detections_topic.clone(),
+                events: k.events_topic.clone(),
+                dead_letter: k.dead_letter_topic.clone(),
+            };
+            Some(KafkaSink::connect(&k.brokers, topics, &loaded.spec.name).map_err(|e| anyhow!("{e} (sinks.kafka)"))?)
+        }
+        None => None,
+    };
+    let parquet = match &sinks.parquet {
+        Some(p) => {
+            let store = TableStore::open(&p.path, &loaded.base_dir).map_err(|e| anyhow!("{e} (sinks.parquet.path)"))?;
+            let layout = Layout {
+                roll: Roll { after: p.roll_after, rows: p.roll_rows.get() },
+                row_group_rows: p.row_group_rows.get(),
+            };
+            Some(Publisher::start(store, parquet_queue, layout, Some(PublisherMetrics::of(metrics)))?)
+        }
+        None => None,
+    };
+    let dead_letter_path = match (&sinks.dead_letter, &sinks.parquet) {
+        (Some(d), _) => Some(loaded.resolve(&d.path)),
+        (None, Some(p)) if !p.path.contains("://") => Some(loaded.resolve(&p.path).join("dead-letter.jsonl")),
+        _ => None,
+    };
+    let dead_letters = dead_letter_path.as_deref().map(DeadLetterFile::open).transpose()?;
+    Ok(OpenSinks { kafka, parquet, dead_letters })
+}
 
 /// What the dataflow hands to the sink thread.
 pub(super) enum Output {
