@@ -108,22 +108,6 @@ impl Shape {
         (self.first_worker() as u64) + hash % self.workers.max(1) as u64
     }
 
-    pub fn timely_config(&self) -> timely::Config {
-        match &self.cluster {
-            None => timely::Config::process(self.workers),
-            Some(c) => timely::Config {
-                communication: timely::CommunicationConfig::Cluster {
-                    threads: self.workers,
-                    process: c.process,
-                    addresses: c.addresses.clone(),
-                    report: false,
-                    zerocopy: false,
-                },
-                worker: timely::WorkerConfig::default(),
-            },
-        }
-    }
-
     /// One line for logs and `--dry-run`.
     pub fn describe(&self) -> String {
         match &self.cluster {

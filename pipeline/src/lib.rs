@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod bench;
 pub mod cluster;
 pub mod feed;
+pub mod mesh;
 pub mod offsets;
 pub mod plan;
 pub mod run;

@@ -341,7 +341,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     tracing::info!(pipeline = %spec.name, shape = %shape.describe(), sources = spec.sources.len(), "pipeline running");
     // The model is loaded, the partitions are assigned, the sinks are open: /readyz says so.
     health.set_ready(true);
-    let guards = timely::execute(shape.timely_config(), move |worker| {
+    let guards = crate::mesh::execute(&shape, move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         // This worker's index among its process's workers: what its per-worker parts are kept by.
         let local = index - first_worker;
