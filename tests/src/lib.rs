@@ -143,6 +143,43 @@ pub fn metric_sample(
     })
 }
 
+/// Validates each of `instances` against `definitions/{definition}` of the JSON Schema at
+/// `schema` (draft-07) with a real validator (PyPI fastjsonschema, which scripts/setup.sh
+/// installs): per instance, none when valid, else why not.
+pub fn schema_errors(schema: &Path, definition: &str, instances: &[serde_json::Value]) -> Vec<Option<String>> {
+    let script = r##"
+import json, sys, fastjsonschema
+job = json.load(sys.stdin)
+schema = json.load(open(job["schema"]))
+validate = fastjsonschema.compile({"$ref": "#/definitions/" + job["definition"], "definitions": schema["definitions"]})
+out = []
+for instance in job["instances"]:
+    try:
+        validate(instance)
+        out.append(None)
+    except fastjsonschema.JsonSchemaException as e:
+        out.append(e.message)
+print(json.dumps(out))
+"##;
+    let python_path = root().join(".vitrine/python");
+    assert!(python_path.join("fastjsonschema").exists(), "fastjsonschema is missing: run scripts/setup.sh");
+    let job = serde_json::json!({ "schema": schema, "definition": definition, "instances": instances });
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("PYTHONPATH", &python_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the validator failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The demo spec (examples/demo.yaml) runnable from anywhere: its video, model and catalog
 /// by absolute path, its Parquet and dead letters under `out`.
 pub fn demo_spec(out: &Path) -> String {
