@@ -71,6 +71,10 @@ pub struct Hub {
     /// (a restart): viewers wait for it, so one that reconnects with its last event id
     /// resumes right after it instead of getting a snapshot of a half-rebuilt state.
     replayed: tokio::sync::watch::Sender<bool>,
+    /// How long a reconnecting viewer's last event id is waited for when this hub has not seen
+    /// it yet (a viewer moving between `vitrine serve` instances may be a few events ahead of
+    /// this one); zero: a snapshot at once.
+    resume_wait: std::time::Duration,
 }
 
 fn encode(message: &ServerMessage) -> Utf8Bytes {
@@ -115,7 +119,21 @@ impl Hub {
             closing: tokio::sync::watch::Sender::new(false),
             replayed: tokio::sync::watch::Sender::new(true),
             started_at_ms: now_ms(),
+            resume_wait: std::time::Duration::ZERO,
         }
+    }
+
+    /// Waits up to `wait` for a reconnecting viewer's last event id this hub has not seen yet.
+    pub fn with_resume_wait(mut self, wait: std::time::Duration) -> Hub {
+        self.resume_wait = wait;
+        self
+    }
+
+    /// The time viewers see as this run's start (`hello.run_started_ms`; a change tells the
+    /// viewer page to start over). Instances of a viewer tier share one: 0.
+    pub fn with_run_started(mut self, ms: i64) -> Hub {
+        self.started_at_ms = ms;
+        self
     }
 
     /// The stream's hub; in an open hub, created on first use.
@@ -244,6 +262,21 @@ impl Hub {
         counter.fetch_add(1, Ordering::Relaxed);
         let catch_up = missed.unwrap_or_else(|| vec![encode(&state.snapshot())]);
         Some(Subscription { hello, catch_up, resumed, events: stream.tx.subscribe() })
+    }
+
+    /// [`Hub::resume`], once this hub has seen `last_event_id` or its resume wait is over.
+    pub async fn resume_when_seen(&self, stream_id: &str, last_event_id: &str) -> Option<Subscription> {
+        let deadline = tokio::time::Instant::now() + self.resume_wait;
+        loop {
+            let stream = self.stream(stream_id)?;
+            // Subscribed before looking, so an event published in between wakes us.
+            let mut next = stream.tx.subscribe();
+            let seen = stream.state.lock().expect("hub lock").recent.iter().any(|(id, _)| id == last_event_id);
+            if seen || tokio::time::Instant::now() >= deadline {
+                return self.resume(stream_id, last_event_id);
+            }
+            let _ = tokio::time::timeout_at(deadline, next.recv()).await;
+        }
     }
 
     /// A fresh snapshot and receiver, for a viewer that fell behind or asked for one.

@@ -72,6 +72,13 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Serves viewers apart from the dataflow: follows the state topic that `vitrine run`'s
+    /// Kafka sink writes (`sinks.kafka.state_topic`) and serves the viewer protocol, page,
+    /// pictures and live HLS of every stream, until SIGTERM or Ctrl-C. Run as many as viewers need.
+    Serve {
+        /// The dataflow's YAML pipeline spec (its sinks.kafka, server and catalog are used).
+        spec: PathBuf,
+    },
     /// Checks a spec and reports every problem with its path. Exit status 2 when invalid.
     Validate {
         /// The YAML pipeline spec.
@@ -411,6 +418,8 @@ fn main() -> ExitCode {
                 for t in [&k.detections_topic, &k.events_topic, &k.dead_letter_topic] {
                     wanted.push((k.brokers.clone(), TopicSpec::results(t, partitions)));
                 }
+                // One partition: one order of every stream's events, for `vitrine serve`.
+                wanted.push((k.brokers.clone(), TopicSpec::compacted(&k.state_topic, 1)));
             }
             if wanted.is_empty() {
                 eprintln!("{}: no Kafka source or sink, so no topics to create", spec.display());
@@ -427,6 +436,19 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Command::Serve { spec } => {
+            let loaded = match load_spec(&spec) {
+                Ok(l) => l,
+                Err(code) => return code,
+            };
+            match vitrine_pipeline::run::serve_viewers(loaded, Arc::new(AtomicBool::new(false))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("vitrine serve: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Run { spec, workers, processes, process_id, hostfile, cluster_service, exit_when_done, dry_run } => {
             let loaded = match load_spec(&spec) {

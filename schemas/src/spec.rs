@@ -464,6 +464,10 @@ pub struct KafkaSinkSpec {
     /// Frames that failed, with their original bytes; stage and reason in headers.
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: String,
+    /// The products on screen: every product event again, keyed by stream and sku, on one
+    /// compacted partition. `vitrine serve` rebuilds its viewers' state from it and follows it.
+    #[serde(default = "default_state_topic")]
+    pub state_topic: String,
     /// Partitions of the topics `vitrine topics create` makes.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
@@ -702,6 +706,9 @@ fn default_events_topic() -> String {
 }
 fn default_dead_letter_topic() -> String {
     "vitrine.dead-letter".into()
+}
+fn default_state_topic() -> String {
+    "vitrine.on-screen".into()
 }
 fn default_partitions() -> i32 {
     4

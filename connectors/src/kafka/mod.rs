@@ -11,6 +11,7 @@ pub mod frames;
 pub mod sampler;
 pub mod sink;
 pub mod source;
+pub mod state;
 
 use rdkafka::ClientConfig;
 

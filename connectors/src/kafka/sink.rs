@@ -26,6 +26,9 @@ pub struct KafkaSinkTopics {
     pub detections: String,
     pub events: String,
     pub dead_letter: String,
+    /// Every product event again, keyed `{stream}/{sku}`, on partition 0 (compacted): the
+    /// products on screen, for `vitrine serve`.
+    pub state: String,
 }
 
 /// Counts deliveries that failed for good (after librdkafka's retries), keeping the first
@@ -91,7 +94,21 @@ impl KafkaSink {
     }
 
     fn send(&self, topic: &str, key: &str, payload: &[u8], headers: OwnedHeaders) -> Result<(), String> {
+        self.send_to(topic, None, key, payload, headers)
+    }
+
+    fn send_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(), String> {
         let mut record = BaseRecord::to(topic).key(key).payload(payload).headers(headers);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -115,7 +132,10 @@ impl KafkaSink {
             event.emitted_at_ms,
             &event.sku,
         );
-        self.send(&self.topics.events, &event.stream_id, value.to_string().as_bytes(), headers)
+        let value = value.to_string();
+        self.send(&self.topics.events, &event.stream_id, value.as_bytes(), headers.clone())?;
+        let state_key = format!("{}/{}", event.stream_id, event.sku);
+        self.send_to(&self.topics.state, Some(0), &state_key, value.as_bytes(), headers)
     }
 
     pub fn detections(&self, d: &FrameDetections) -> Result<(), String> {

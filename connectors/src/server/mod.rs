@@ -229,7 +229,7 @@ async fn viewer_connection(socket: WebSocket, state: ServerState, stream_id: Str
     // After a restart, the replay re-publishes the events viewers already had: wait for it.
     hub.wait_replayed(REPLAY_WAIT).await;
     let subscription = match &last_event_id {
-        Some(last) => hub.resume(&stream_id, last),
+        Some(last) => hub.resume_when_seen(&stream_id, last).await,
         None => hub.subscribe(&stream_id).map(|(hello, snapshot, events)| Subscription {
             hello,
             catch_up: vec![snapshot],

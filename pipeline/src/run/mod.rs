@@ -53,9 +53,11 @@ use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections};
 mod inputs;
 mod serve;
 mod sinks;
+mod tier;
 
 pub use serve::{viewer_access, watch_signals};
 use sinks::{sink_loop, OpenSinks, Output, Sinks, OUTPUT_QUEUE};
+pub use tier::serve_viewers;
 
 use crate::analytics::{write_parquet, AnalyticsRow, ParquetWorker, ReadLog};
 use crate::cluster::{Cluster, Shape};

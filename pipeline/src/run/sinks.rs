@@ -41,6 +41,7 @@ pub(super) fn open(loaded: &LoadedSpec, metrics: &Metrics, parquet_queue: usize)
                 detections: k.detections_topic.clone(),
                 events: k.events_topic.clone(),
                 dead_letter: k.dead_letter_topic.clone(),
+                state: k.state_topic.clone(),
             };
             Some(KafkaSink::connect(&k.brokers, topics, &loaded.spec.name).map_err(|e| anyhow!("{e} (sinks.kafka)"))?)
         }
