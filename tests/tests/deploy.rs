@@ -2,7 +2,8 @@
 //! that `vitrine validate` accepts, and the cluster settings they rely on (process id from
 //! the pod's name, peers from the headless Service) give each pod its place, as
 //! `vitrine run --dry-run` shows against a real broker: which worker of which pod reads
-//! which partition.
+//! which partition; and the viewer tier's Deployment runs `vitrine serve` on the same spec,
+//! ready once it has read the state topic, exiting 0 on SIGTERM.
 
 use std::process::Command;
 
@@ -99,6 +100,42 @@ fn the_kubernetes_manifests_give_every_pod_its_place_in_the_cluster() {
         }
         assert!(plan.contains("parquet: s3://analytics/vitrine"), "{plan}");
     }
+
+    // The viewer tier: a Deployment of `vitrine serve` on the same ConfigMap, behind its Service.
+    let viewers = docs.iter().find(|d| d["kind"] == "Deployment").expect("the viewer tier's Deployment");
+    let pod = &viewers["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["args"][0], "serve");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(pod["spec"]["volumes"][0]["configMap"]["name"], config["metadata"]["name"]);
+    let front = docs.iter().find(|d| d["kind"] == "Service" && d["spec"]["selector"] == pod["metadata"]["labels"]);
+    assert!(front.is_some_and(|s| s["spec"]["ports"][0]["targetPort"] == "http"), "a Service in front of the viewers");
+    let port = vitrine_tests::free_port();
+    let log = dir.join("serve.log");
+    let mut serve = Command::new(vitrine_bin())
+        .args(
+            container["args"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|a| text(a).replace("/etc/vitrine/spec.yaml", &spec_path.display().to_string())),
+        )
+        .env("VITRINE_BROKERS", &broker.address)
+        .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        && vitrine_tests::http_response(port, "/readyz").0.starts_with("http/1.0 200"))
+    {
+        assert!(std::time::Instant::now() < deadline, "never ready:\n{}", std::fs::read_to_string(&log).unwrap());
+        assert!(serve.try_wait().unwrap().is_none(), "exited:\n{}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let status = serve.wait().unwrap();
+    assert!(status.success(), "{status}: {}", std::fs::read_to_string(&log).unwrap());
 }
 
 #[test]
