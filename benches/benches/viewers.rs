@@ -1,13 +1,25 @@
-//! Viewers: N WebSocket viewers on loopback against the real server while the demo pipeline
-//! runs (the sample stream in real time, looping), measuring the server's memory per
-//! connection and event-to-viewer delivery (from an event's `emitted_at_ms` to its arrival at
-//! each viewer). The baseline, measured in the same run first, is one viewer alone.
+//! Viewers: N WebSocket viewers on loopback against the real server, measuring the server's
+//! memory per connection and event-to-viewer delivery (from an event's `emitted_at_ms` to its
+//! arrival at each viewer). The baseline, measured in the same run first, is one viewer alone.
 //!
-//!     cargo build --release -p vitrine-pipeline --bin vitrine
-//!     cargo bench -p vitrine-benches --bench viewers            # VIEWERS=10000 by default
+//! - `TARGET=run` (default): `vitrine run` serving its own viewers while the demo pipeline runs
+//!   (the sample stream in real time, looping).
+//! - `TARGET=serve`: the viewer tier, `vitrine serve`, following the state topic of a real
+//!   broker (Tansu) into which this bench writes a product event every 500 ms, as a dataflow
+//!   would (so delivery includes the Kafka hop).
 //!
-//! Goals (issue 6): 10,000 viewers under 16 KB of server memory each, p99 delivery under 1 s.
-//! Needs about VIEWERS + 100 file descriptors in each process (`ulimit -n`).
+//! ```sh
+//! cargo build --release -p vitrine-pipeline --bin vitrine
+//! cargo bench -p vitrine-benches --bench viewers                          # VIEWERS=10000
+//! TARGET=serve VIEWERS=50000 cargo bench -p vitrine-benches --bench viewers
+//! ```
+//!
+//! Goals: issue 6, 10,000 viewers under 16 KB of server memory each, p99 delivery under 1 s;
+//! issue 12, 50,000 viewers of one `vitrine serve` under 8 KB each, p99 under 1 s. Each side
+//! needs about VIEWERS + 100 file descriptors: the bench raises its own and the server's limit
+//! with `prlimit` (root, or a hard limit that high). Viewers connect to 127.0.0.1..4 (the
+//! server listens on all loopback addresses) to stay under the ~28k ephemeral ports of one
+//! source and destination address pair.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -17,8 +29,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tokio_tungstenite::tungstenite::Message;
-use vitrine_tests::{demo_spec, free_port, temp_dir, vitrine_bin};
+use vitrine_tests::{demo_spec, free_port, temp_dir, vitrine_bin, Broker};
+
+/// Destination addresses the viewers are spread over.
+const LOOPBACKS: [&str; 4] = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"];
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
@@ -30,23 +46,44 @@ fn rss_kb(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// The demo pipeline and its server on `port`, once it listens.
-fn start_server(port: u16) -> Child {
+/// Raises this process's file-descriptor limit to `n` (prlimit; root or a high hard limit).
+fn raise_fd_limit(n: usize) {
+    let ok = Command::new("prlimit")
+        .args(["--pid", &std::process::id().to_string(), &format!("--nofile={n}:{n}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("(could not raise the file-descriptor limit to {n}: raise `ulimit -n` first)");
+    }
+}
+
+/// The server on `port` (all loopback addresses), once it listens: `vitrine run` of the demo
+/// pipeline, or `vitrine serve` following `state` (brokers) on `spec`.
+fn start_server(port: u16, serve: Option<&std::path::Path>, fds: usize) -> Child {
     let dir = temp_dir("bench-viewers");
-    let spec = demo_spec(&dir.join("out"));
-    let path = dir.join("viewers.yaml");
-    std::fs::write(&path, spec).unwrap();
+    let (command, path) = match serve {
+        Some(spec) => ("serve", spec.to_path_buf()),
+        None => {
+            let path = dir.join("viewers.yaml");
+            std::fs::write(&path, demo_spec(&dir.join("out"))).unwrap();
+            ("run", path)
+        }
+    };
     let log = dir.join("vitrine.log");
-    let mut server = Command::new(vitrine_bin())
-        .arg("run")
+    let mut server = Command::new("prlimit")
+        .arg(format!("--nofile={fds}:{fds}"))
+        .arg(vitrine_bin())
+        .arg(command)
         .arg(&path)
-        .env("VITRINE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("VITRINE_LISTEN", format!("0.0.0.0:{port}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        || !vitrine_tests::http_response(port, "/readyz").0.starts_with("http/1.0 200")
+    {
         if let Ok(Some(status)) = server.try_wait() {
             let why = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("vitrine exited ({status}); is the release build current (see the command above)?\n{why}");
@@ -85,20 +122,20 @@ fn percentile(sorted: &[i64], q: f64) -> i64 {
 }
 
 /// Opens `n` viewers, waits for `events` events to reach them all, returns the deliveries.
-async fn crowd(url: &str, n: usize, events: usize, server_pid: u32) -> (Vec<i64>, u64, f64) {
+async fn crowd(urls: &[String], n: usize, events: usize, server_pid: u32) -> (Vec<i64>, u64, f64) {
     let deliveries: Deliveries = Arc::default();
     let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let before = rss_kb(server_pid);
     let started = Instant::now();
     for i in 0..n {
-        tokio::spawn(viewer(url.to_string(), deliveries.clone(), connected.clone()));
+        tokio::spawn(viewer(urls[i % urls.len()].clone(), deliveries.clone(), connected.clone()));
         if i % 500 == 499 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     while connected.load(std::sync::atomic::Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(started.elapsed() < Duration::from_secs(120), "only {connected:?} of {n} viewers connected");
+        assert!(started.elapsed() < Duration::from_secs(300), "only {connected:?} of {n} viewers connected");
     }
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -124,16 +161,69 @@ async fn crowd(url: &str, n: usize, events: usize, server_pid: u32) -> (Vec<i64>
     (took, per_viewer_bytes, connect_s)
 }
 
+/// Writes a product event to the state topic every 500 ms, as a dataflow would, until `stop`.
+fn publish_events(brokers: &str, topic: &str, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).set("linger.ms", "0").create().unwrap();
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let mut i = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let kind = if i.is_multiple_of(2) { "appeared" } else { "disappeared" };
+            let event = serde_json::json!({
+                "schema_version": 1, "event_id": format!("bench-{i}"), "kind": kind, "stream_id": "demo",
+                "sku": "MUG-ESP-01", "label": "cup", "title": "Espresso mug", "price": 14.9, "currency": "EUR",
+                "in_stock": true, "image_url": null, "product_url": null,
+                "bbox": if kind == "appeared" { serde_json::json!({"x0": 0.4, "y0": 0.3, "x1": 0.6, "y1": 0.6}) } else { serde_json::Value::Null },
+                "score": 0.9, "pts_ms": i * 500, "emitted_at_ms": now_ms()
+            })
+            .to_string();
+            let _ = producer.send(BaseRecord::to(&topic).partition(0).key("demo/MUG-ESP-01").payload(&event));
+            i += 1;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let _ = producer.flush(Duration::from_secs(5));
+    })
+}
+
 fn main() {
     let n: usize = std::env::var("VIEWERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let serve = std::env::var("TARGET").is_ok_and(|t| t == "serve");
+    let fds = n + 1000;
+    raise_fd_limit(fds);
     let port = free_port();
-    let mut server = start_server(port);
-    let url = format!("ws://127.0.0.1:{port}/v1/streams/demo/ws");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The viewer tier needs a broker, the state topic and a stream of events.
+    let (broker, publisher, mut server) = if serve {
+        let broker = Broker::start();
+        let dir = temp_dir("bench-viewer-tier");
+        let spec = dir.join("serve.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name: bench\nsources:\n  - kind: kafka\n    brokers: {b}\n    streams: [demo]\nmodel:\n  path: {model}\n\
+                 sinks:\n  kafka:\n    brokers: {b}\n    partitions: 1\nserver:\n  viewer: false\n  max_viewers: {max}\n",
+                b = broker.address,
+                max = n + 100,
+                model = vitrine_tests::root().join("models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx").display()
+            ),
+        )
+        .unwrap();
+        let created = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "1"]).arg(&spec).status();
+        assert!(created.unwrap().success());
+        let server = start_server(port, Some(&spec), fds);
+        let publisher = publish_events(&broker.address, "vitrine.on-screen", stop.clone());
+        (Some(broker), Some(publisher), server)
+    } else {
+        (None, None, start_server(port, None, fds))
+    };
+    let urls: Vec<String> = LOOPBACKS.iter().map(|host| format!("ws://{host}:{port}/v1/streams/demo/ws")).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     runtime.block_on(async {
-        let (alone, _, _) = crowd(&url, 1, 2, server.id()).await;
-        let (many, bytes, connect_s) = crowd(&url, n, 2, server.id()).await;
-        println!("viewers: {n} WebSocket viewers on loopback, the demo pipeline running (release build)");
+        let (alone, _, _) = crowd(&urls[..1], 1, 2, server.id()).await;
+        let (many, bytes, connect_s) = crowd(&urls, n, 2, server.id()).await;
+        let what = if serve { "vitrine serve following the state topic (Tansu)" } else { "the demo pipeline running" };
+        println!("viewers: {n} WebSocket viewers on loopback, {what} (release build)");
         println!(
             "  connected in {connect_s:.1} s; server memory {:.1} KB a viewer (RSS growth / viewers)",
             bytes as f64 / 1024.0
@@ -152,7 +242,12 @@ fn main() {
             percentile(&many, 0.99) as f64 / percentile(&alone, 0.99).max(1) as f64
         );
     });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(p) = publisher {
+        let _ = p.join();
+    }
     let _ = server.kill();
     let _ = server.wait();
+    drop(broker);
     runtime.shutdown_timeout(Duration::from_secs(1));
 }

@@ -48,6 +48,8 @@ struct StreamHub {
 pub struct HubStats {
     pub connected: AtomicU64,
     pub events_published: AtomicU64,
+    /// Event messages handed to viewer connections (each event once per viewer of its stream).
+    pub sends: AtomicU64,
     pub lagged_resnapshots: AtomicU64,
     /// Reconnects served from the recent events, and those that needed a snapshot instead.
     pub resumed: AtomicU64,
@@ -210,7 +212,9 @@ impl Hub {
             state.recent.pop_front();
         }
         // No receivers is fine: nobody is watching.
-        let _ = stream.tx.send(message);
+        if let Ok(viewers) = stream.tx.send(message) {
+            self.stats.sends.fetch_add(viewers as u64, Ordering::Relaxed);
+        }
     }
 
     /// Records how far the pipeline got in a stream's media time.
@@ -288,6 +292,11 @@ impl Hub {
 
     pub fn heartbeat(&self, stream_id: &str) -> Utf8Bytes {
         encode(&ServerMessage::Heartbeat { server_time_ms: now_ms(), media_time_ms: self.media_time(stream_id) })
+    }
+
+    /// Viewers of a stream now (its connections' subscriptions).
+    pub fn viewers_of(&self, stream_id: &str) -> usize {
+        self.streams.read().expect("hub lock").get(stream_id).map_or(0, |s| s.tx.receiver_count())
     }
 
     /// Products on screen now, per stream.

@@ -49,6 +49,11 @@ pub struct Metrics {
     /// Messages of each frames-topic partition not read yet.
     pub kafka_lag: IntGaugeVec,
     viewers: IntGauge,
+    viewers_per_stream: IntGaugeVec,
+    viewer_sends: IntCounter,
+    /// From an event's emission by the dataflow to its publication to this server's viewers
+    /// (`vitrine serve`: the Kafka hop).
+    pub event_to_viewers_seconds: Histogram,
     lagged_viewers: IntCounter,
     media_time: IntGaugeVec,
 }
@@ -153,6 +158,20 @@ impl Metrics {
                 &["partition"],
             ),
             viewers: gauge("viewers", "WebSocket viewers connected now.", &[]).with_label_values(&[] as &[&str]),
+            viewers_per_stream: gauge("stream_viewers", "WebSocket viewers of each stream now.", &["stream"]),
+            viewer_sends: counter(
+                "viewer_sends_total",
+                "Event messages handed to viewer connections (an event times the viewers of its stream).",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            event_to_viewers_seconds: histogram(
+                "event_to_viewers_seconds",
+                "From a product event's emission by the dataflow to its publication to this server's viewers (vitrine serve: through the state topic).",
+                &[],
+                SECONDS,
+            )
+            .with_label_values(&[] as &[&str]),
             lagged_viewers: counter(
                 "viewer_resnapshots_total",
                 "Times a viewer fell behind and was sent a fresh snapshot instead of its backlog.",
@@ -191,10 +210,13 @@ impl Metrics {
             self.viewers.set(hub.stats.connected.load(Ordering::Relaxed) as i64);
             let lagged = hub.stats.lagged_resnapshots.load(Ordering::Relaxed);
             self.lagged_viewers.inc_by(lagged.saturating_sub(self.lagged_viewers.get()));
+            let sends = hub.stats.sends.load(Ordering::Relaxed);
+            self.viewer_sends.inc_by(sends.saturating_sub(self.viewer_sends.get()));
             for id in hub.stream_ids() {
                 if let Some(t) = hub.media_time(&id) {
                     self.media_time.with_label_values(&[id.as_str()]).set(t);
                 }
+                self.viewers_per_stream.with_label_values(&[id.as_str()]).set(hub.viewers_of(&id) as i64);
             }
         }
         let mut out = Vec::new();

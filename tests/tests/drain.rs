@@ -155,8 +155,26 @@ fn a_job_stopped_with_sigterm_and_restarted_sends_every_event_once() {
     stop_and_wait(pipeline, "TERM", &log);
     let after = viewer.join().unwrap();
     assert_eq!(after.close, Some(1001));
+    // A product still on screen when the job stopped (appeared, not yet gone, as far as the
+    // events sent say) holds the commit before its first sighting: the restart replays from
+    // there to rebuild its state. (Frames are read ahead of the events, so the stop may also
+    // land between two products: then there is nothing to rebuild.)
+    let mut on_screen = BTreeSet::new();
+    for (_, e) in sent_before_restart.values() {
+        let product = (e["stream_id"].to_string(), e["sku"].to_string());
+        if e["kind"] == "appeared" {
+            on_screen.insert(product);
+        }
+    }
+    for (_, e) in sent_before_restart.values() {
+        if e["kind"] == "disappeared" {
+            on_screen.remove(&(e["stream_id"].to_string(), e["sku"].to_string()));
+        }
+    }
     let replayed = std::fs::read_to_string(&log).unwrap();
-    assert!(replayed.contains("replaying frames to rebuild tracking state"), "{replayed}");
+    if !on_screen.is_empty() {
+        assert!(replayed.contains("replaying frames to rebuild tracking state"), "{on_screen:?}\n{replayed}");
+    }
 
     // The viewer, across the restart: no event twice, and none missed. (It resumes after its
     // last event when the restarted hub has it again, else it gets a snapshot: the products

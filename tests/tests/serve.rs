@@ -14,7 +14,9 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use vitrine_tests::kafka_runs::{create_topics, kafka_spec, Pipeline};
-use vitrine_tests::{free_port, http_response, root, temp_dir, vitrine_bin, Broker};
+use vitrine_tests::{
+    free_port, http_get, http_response, metric_sample, prometheus_families, root, temp_dir, vitrine_bin, Broker,
+};
 
 /// The sample show's products each appear and leave once.
 const EVENTS: usize = 6;
@@ -188,6 +190,14 @@ fn two_serve_instances_give_viewers_the_same_events_snapshots_and_resumes() {
         );
         let seen: Vec<String> = before.into_iter().chain(resumed.ids()).collect();
         assert_eq!(seen, on_a.ids(), "reconnected to the other instance: nothing lost, nothing twice");
+
+        // The fan-out's figures: B delivered every event to its viewers (on_b and the resumed
+        // one, both still connected), through the state topic.
+        let families = prometheus_families(&http_get(b.1, "/metrics"));
+        let get = |name: &str, labels: &[(&str, &str)]| metric_sample(&families, name, labels).unwrap_or(-1.0);
+        assert_eq!(get("vitrine_event_to_viewers_seconds_count", &[]), EVENTS as f64);
+        assert_eq!(get("vitrine_stream_viewers", &[("stream", "shop1")]), 2.0);
+        assert!(get("vitrine_viewer_sends_total", &[]) >= (EVENTS + EVENTS - 2) as f64);
 
         // The late instance's snapshot is the screen after some prefix of the show's events
         // (at least the three out when it started), and its events are the rest.

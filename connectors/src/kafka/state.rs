@@ -16,14 +16,17 @@ use vitrine_schemas::ProductEvent;
 
 use super::{client_config, describe};
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 
 /// Reads the state topic of `brokers` into `hub` until `stop`: `caught_up` is called once
-/// everything the topic held at the start is in the hub (the snapshots are right).
-/// A message that is not a product event is logged and skipped.
+/// everything the topic held at the start is in the hub (the snapshots are right); from then
+/// on each event's time from emission to the hub goes to `metrics`. A message that is not a
+/// product event is logged and skipped.
 pub fn follow(
     brokers: &str,
     topic: &str,
     hub: &Hub,
+    metrics: &Metrics,
     stop: &Arc<AtomicBool>,
     caught_up: &mut dyn FnMut(),
 ) -> Result<(), String> {
@@ -63,6 +66,10 @@ pub fn follow(
                 hub.set_media_time(&event.stream_id, event.pts_ms);
                 hub.publish(&event);
                 read += 1;
+                if reported {
+                    let took_ms = (vitrine_schemas::now_ms() - event.emitted_at_ms).max(0);
+                    metrics.event_to_viewers_seconds.observe(took_ms as f64 / 1000.0);
+                }
             }
             // A null value (a tombstone) removes nothing more than compaction did.
             None => {}

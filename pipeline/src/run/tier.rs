@@ -67,7 +67,7 @@ pub fn serve_viewers(loaded: LoadedSpec, stop: Arc<AtomicBool>) -> anyhow::Resul
         hls_dir: kafka_source.as_ref().and_then(|k| k.hls_dir.as_ref()).map(|d| loaded.resolve(d)),
         viewer_page: server.viewer,
         heartbeat: server.heartbeat,
-        metrics,
+        metrics: metrics.clone(),
         health: health.clone(),
         access: viewer_access(server)?,
     };
@@ -78,12 +78,13 @@ pub fn serve_viewers(loaded: LoadedSpec, stop: Arc<AtomicBool>) -> anyhow::Resul
     let follower = {
         let (brokers, topic) = (kafka.brokers.clone(), kafka.state_topic.clone());
         let (hub, stop, supervisor, health) = (hub.clone(), stop.clone(), supervisor.clone(), health.clone());
+        let metrics = metrics.clone();
         std::thread::Builder::new().name("vitrine-state".into()).spawn(move || {
             let mut caught_up = || {
                 hub.replay_done();
                 health.set_ready(true);
             };
-            if let Err(e) = state::follow(&brokers, &topic, &hub, &stop, &mut caught_up) {
+            if let Err(e) = state::follow(&brokers, &topic, &hub, &metrics, &stop, &mut caught_up) {
                 supervisor.fail(format!("following the state topic {topic} stopped: {e}"));
             }
         })?
