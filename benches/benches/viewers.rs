@@ -46,20 +46,31 @@ fn rss_kb(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Raises this process's file-descriptor limit to `n` (prlimit; root or a high hard limit).
-fn raise_fd_limit(n: usize) {
-    let ok = Command::new("prlimit")
+/// This process's file-descriptor limits (soft, hard), from /proc.
+fn fd_limits() -> (usize, usize) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let mut numbers = line.split_whitespace().filter_map(|w| w.parse().ok());
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
+/// Raises this process's file-descriptor limit to `n` (prlimit: needs root, or a hard limit
+/// that high); whether the server can be given as many.
+fn raise_fd_limit(n: usize) -> bool {
+    if fd_limits().0 >= n {
+        return true;
+    }
+    let raised = Command::new("prlimit")
         .args(["--pid", &std::process::id().to_string(), &format!("--nofile={n}:{n}")])
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        println!("(could not raise the file-descriptor limit to {n}: raise `ulimit -n` first)");
-    }
+    raised || fd_limits().0 >= n
 }
 
 /// The server on `port` (all loopback addresses), once it listens: `vitrine run` of the demo
-/// pipeline, or `vitrine serve` following `state` (brokers) on `spec`.
-fn start_server(port: u16, serve: Option<&std::path::Path>, fds: usize) -> Child {
+/// pipeline, or `vitrine serve` on `spec`.
+fn start_server(port: u16, serve: Option<&std::path::Path>) -> Child {
     let dir = temp_dir("bench-viewers");
     let (command, path) = match serve {
         Some(spec) => ("serve", spec.to_path_buf()),
@@ -70,9 +81,8 @@ fn start_server(port: u16, serve: Option<&std::path::Path>, fds: usize) -> Child
         }
     };
     let log = dir.join("vitrine.log");
-    let mut server = Command::new("prlimit")
-        .arg(format!("--nofile={fds}:{fds}"))
-        .arg(vitrine_bin())
+    // The server inherits this process's raised descriptor limit.
+    let mut server = Command::new(vitrine_bin())
         .arg(command)
         .arg(&path)
         .env("VITRINE_LISTEN", format!("0.0.0.0:{port}"))
@@ -190,7 +200,16 @@ fn main() {
     let n: usize = std::env::var("VIEWERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let serve = std::env::var("TARGET").is_ok_and(|t| t == "serve");
     let fds = n + 1000;
-    raise_fd_limit(fds);
+    if !raise_fd_limit(fds) {
+        let (_, hard) = fd_limits();
+        println!(
+            "viewers: {n} viewers need {fds} file descriptors in this process and in the server, and this \
+             machine's hard limit is {hard}, which this user cannot raise (prlimit/ulimit -n): run with \
+             VIEWERS={} at most, or raise the limit as root",
+            hard.saturating_sub(1000)
+        );
+        std::process::exit(2);
+    }
     let port = free_port();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The viewer tier needs a broker, the state topic and a stream of events.
@@ -201,21 +220,22 @@ fn main() {
         std::fs::write(
             &spec,
             format!(
-                "name: bench\nsources:\n  - kind: kafka\n    brokers: {b}\n    streams: [demo]\nmodel:\n  path: {model}\n\
+                "name: bench\nsources:\n  - kind: kafka\n    brokers: {b}\n    streams: [demo]\nmodel:\n  path: {root}/models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx\n\
+                 catalog:\n  path: {root}/examples/demo-catalog.jsonl\n  watch: false\n\
                  sinks:\n  kafka:\n    brokers: {b}\n    partitions: 1\nserver:\n  viewer: false\n  max_viewers: {max}\n",
                 b = broker.address,
                 max = n + 100,
-                model = vitrine_tests::root().join("models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx").display()
+                root = vitrine_tests::root().display()
             ),
         )
         .unwrap();
         let created = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "1"]).arg(&spec).status();
         assert!(created.unwrap().success());
-        let server = start_server(port, Some(&spec), fds);
+        let server = start_server(port, Some(&spec));
         let publisher = publish_events(&broker.address, "vitrine.on-screen", stop.clone());
         (Some(broker), Some(publisher), server)
     } else {
-        (None, None, start_server(port, None, fds))
+        (None, None, start_server(port, None))
     };
     let urls: Vec<String> = LOOPBACKS.iter().map(|host| format!("ws://{host}:{port}/v1/streams/demo/ws")).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

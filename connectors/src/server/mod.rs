@@ -38,6 +38,9 @@ use crate::ConnectorError;
 /// Largest message a viewer may send; viewers only send tiny control messages.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
 
+/// Bytes a viewer connection reads at a time.
+const READ_BUFFER: usize = 512;
+
 /// What the server serves.
 #[derive(Clone, Debug)]
 pub struct ServerState {
@@ -206,8 +209,10 @@ async fn websocket(
             reason: format!("server full ({max} viewers, server.max_viewers): try again later"),
         });
     }
+    // A small read buffer: client messages are a few bytes, and at 50,000 viewers each KiB a
+    // connection is 50 MB (a longer message is read in several chunks, up to the limit).
     let upgrade = upgrade
-        .read_buffer_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE);
