@@ -62,6 +62,8 @@ struct Viewer {
     snapshots: Vec<BTreeMap<String, String>>,
     events: Vec<Value>,
     close: Option<u16>,
+    /// `hello`'s media time: how far the stream got, as the server knows it.
+    hello_media_time: Option<i64>,
 }
 
 impl Viewer {
@@ -69,7 +71,7 @@ impl Viewer {
         let query = last_event_id.map(|id| format!("?last_event_id={id}")).unwrap_or_default();
         let url = format!("ws://127.0.0.1:{port}/v1/streams/shop1/ws{query}");
         let (socket, _) = tokio_tungstenite::connect_async(&url).await.expect("the viewer connects");
-        Viewer { socket, snapshots: Vec::new(), events: Vec::new(), close: None }
+        Viewer { socket, snapshots: Vec::new(), events: Vec::new(), close: None, hello_media_time: None }
     }
 
     /// Reads until it holds `events` events (or the connection closes).
@@ -84,6 +86,7 @@ impl Viewer {
                             .snapshots
                             .push(m["products"].as_array().unwrap().iter().map(|p| (sku(p), id(p))).collect()),
                         Some("event") => self.events.push(m),
+                        Some("hello") => self.hello_media_time = m["media_time_ms"].as_i64(),
                         _ => {}
                     }
                 }
@@ -203,6 +206,10 @@ fn two_serve_instances_give_viewers_the_same_events_snapshots_and_resumes() {
         // (at least the three out when it started), and its events are the rest.
         let snapshot = late.snapshots[0].clone();
         assert!(!snapshot.is_empty(), "started while a product was on screen: {snapshot:?}");
+        // Its hello says how far the stream got (the dataflow's media time marks), at least
+        // as far as the third event.
+        let third_pts = on_a.events[2]["pts_ms"].as_i64().unwrap();
+        assert!(late.hello_media_time.is_some_and(|t| t >= third_pts), "{:?} < {third_pts}", late.hello_media_time);
         let k = (3..=EVENTS)
             .find(|k| on_screen(&on_a.events[..*k]) == snapshot)
             .unwrap_or_else(|| panic!("snapshot {snapshot:?} is no state of the show {:?}", on_a.ids()));

@@ -1,5 +1,6 @@
 //! What vitrine writes to Kafka is what docs/topics.md says: every detections and
-//! product-events message of a run (value and CloudEvents headers) is valid against
+//! product-events message of a run (value and CloudEvents headers), and every record of the
+//! state topic, is valid against
 //! docs/topics.schema.json, checked by a real JSON Schema validator; and the schema is not so
 //! loose that a broken message passes.
 
@@ -11,6 +12,7 @@ use vitrine_tests::{root, schema_errors, temp_dir, Broker};
 
 const STREAM: &str = "shop1";
 const FRAMES: usize = 180;
+const EVENTS: usize = 6;
 
 /// Runs `definition` over `instances`; the ones that fail, with why.
 fn invalid(definition: &str, instances: &[Value]) -> Vec<(String, Value)> {
@@ -42,8 +44,9 @@ fn every_message_vitrine_sends_is_valid_against_the_published_schema() {
 
     let detections = topic_messages(&brokers, "topics.detections", Duration::from_secs(3));
     let events = topic_messages(&brokers, "topics.events", Duration::from_secs(2));
+    let state = topic_messages(&brokers, "vitrine.on-screen", Duration::from_secs(2));
     assert_eq!(detections.len(), FRAMES, "one detections message a frame");
-    assert_eq!(events.len(), 6, "three products appear and leave");
+    assert_eq!(events.len(), EVENTS, "three products appear and leave");
     let (detection_headers, detection_values): (Vec<Value>, Vec<Value>) = detections.into_iter().unzip();
     let (event_headers, event_values): (Vec<Value>, Vec<Value>) = events.into_iter().unzip();
     assert!(
@@ -54,6 +57,11 @@ fn every_message_vitrine_sends_is_valid_against_the_published_schema() {
     assert_eq!(invalid("detections_headers", &detection_headers), [], "detections headers");
     assert_eq!(invalid("product_event", &event_values), [], "product-event values");
     assert_eq!(invalid("product_event_headers", &event_headers), [], "product-event headers");
+    let state_values: Vec<Value> = state.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(invalid("state_record", &state_values), [], "state topic values");
+    let marks = state_values.iter().filter(|v| v["type"] == "media_time").count();
+    assert_eq!(state_values.len() - marks, EVENTS, "the state topic holds every event again");
+    assert!(marks >= 30, "a media time mark about once a second of the 36 s show: {marks}");
 
     // Not so loose that a broken message passes.
     let with = |value: &Value, edit: &dyn Fn(&mut Value)| {

@@ -138,6 +138,19 @@ impl KafkaSink {
         self.send_to(&self.topics.state, Some(0), &state_key, value.as_bytes(), headers)
     }
 
+    /// How far the dataflow got in a stream's media time, on the state topic (key: the stream
+    /// id, so compaction keeps the latest): `vitrine serve` tells its viewers, as `vitrine run` does.
+    pub fn media_time(&self, stream_id: &str, media_time_ms: i64) -> Result<(), String> {
+        let value = serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "type": "media_time",
+            "stream_id": stream_id,
+            "media_time_ms": media_time_ms,
+        });
+        let headers = with(OwnedHeaders::new(), "content-type", "application/json");
+        self.send_to(&self.topics.state, Some(0), stream_id, value.to_string().as_bytes(), headers)
+    }
+
     pub fn detections(&self, d: &FrameDetections) -> Result<(), String> {
         let mut value = serde_json::to_value(d).expect("detections encode");
         if let Some(fields) = value.as_object_mut() {

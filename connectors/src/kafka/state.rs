@@ -1,6 +1,6 @@
 //! The products on screen, from the state topic (`sinks.kafka.state_topic`): every product
 //! event the dataflow emits, keyed `{stream}/{sku}` on one compacted partition, in emission
-//! order. A viewer tier (`vitrine serve`) reads it from the beginning into its hub, which
+//! order, and each stream's media time (keyed by the stream, about once a second). A viewer tier (`vitrine serve`) reads it from the beginning into its hub, which
 //! rebuilds each stream's snapshot (compaction keeps the latest event of every product), then
 //! follows it, publishing each new event to its viewers. Every instance reads the same
 //! partition in the same order, so their viewers get the same events in the same order, and
@@ -17,6 +17,15 @@ use vitrine_schemas::ProductEvent;
 use super::{client_config, describe};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+
+/// A record of the state topic: a product event (key `{stream}/{sku}`), or how far the
+/// dataflow got in a stream's media time (key: the stream id; about once a second).
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum StateRecord {
+    Event(Box<ProductEvent>),
+    MediaTime { stream_id: String, media_time_ms: i64 },
+}
 
 /// Reads the state topic of `brokers` into `hub` until `stop`: `caught_up` is called once
 /// everything the topic held at the start is in the hub (the snapshots are right); from then
@@ -61,8 +70,11 @@ pub fn follow(
                 continue;
             }
         };
-        match m.payload().map(serde_json::from_slice::<ProductEvent>) {
-            Some(Ok(event)) => {
+        match m.payload().map(serde_json::from_slice::<StateRecord>) {
+            Some(Ok(StateRecord::MediaTime { stream_id, media_time_ms })) => {
+                hub.set_media_time(&stream_id, media_time_ms);
+            }
+            Some(Ok(StateRecord::Event(event))) => {
                 hub.set_media_time(&event.stream_id, event.pts_ms);
                 hub.publish(&event);
                 read += 1;
@@ -74,7 +86,7 @@ pub fn follow(
             // A null value (a tombstone) removes nothing more than compaction did.
             None => {}
             Some(Err(e)) => {
-                tracing::warn!(topic, offset = m.offset(), error = %e, "not a product event; skipped")
+                tracing::warn!(topic, offset = m.offset(), error = %e, "neither a product event nor a media time; skipped")
             }
         }
         if !reported && m.offset() + 1 >= end {

@@ -87,6 +87,9 @@ pub(super) enum Output {
     },
 }
 
+/// Media time between two marks of a stream's media time on the state topic.
+const MEDIA_TIME_EVERY_MS: i64 = 1000;
+
 /// Results waiting for the sink thread before the workers wait for it.
 pub(super) const OUTPUT_QUEUE: usize = 4096;
 
@@ -159,6 +162,8 @@ pub(super) fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::
     let mut last_flush = Instant::now();
     // Per replaying partition, when its last replayed frame was read.
     let mut replay_read: BTreeMap<i32, Time> = BTreeMap::new();
+    // Per stream, the media time last written to the state topic.
+    let mut media_time_marked: BTreeMap<String, i64> = BTreeMap::new();
     loop {
         match outputs.recv_timeout(Duration::from_millis(250)) {
             Ok(Output::Detections(d)) => {
@@ -175,6 +180,12 @@ pub(super) fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::
                 }
                 if let Some(k) = sinks.kafka.as_ref().filter(|_| !sinks.already_sent(&d.position)) {
                     m.time_sink("kafka", || k.detections(&d)).map_err(|e| anyhow!(e))?;
+                    // The stream's media time for the viewer tier, once a second at most.
+                    let marked = media_time_marked.entry(d.stream_id.clone()).or_insert(i64::MIN);
+                    if d.pts_ms >= marked.saturating_add(MEDIA_TIME_EVERY_MS) {
+                        *marked = d.pts_ms;
+                        k.media_time(&d.stream_id, d.pts_ms).map_err(|e| anyhow!(e))?;
+                    }
                 }
             }
             Ok(Output::Event(e, cause)) => {
