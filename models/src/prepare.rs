@@ -132,11 +132,16 @@ impl Preparer {
         if jpeg.len() > limits.max_bytes {
             return Err(ModelError::TooLarge { bytes: jpeg.len(), limit: limits.max_bytes });
         }
-        if !ends_with_eoi(jpeg) {
+        if let Some(what) = not_a_jpeg(jpeg) {
+            return Err(ModelError::BadJpeg(what));
+        }
+        // Bytes after the end of the image (padded uploads, stream captures) are not the image's.
+        let Some(end) = image_end(jpeg) else {
             return Err(ModelError::BadJpeg(
                 "truncated: the data ends before the JPEG end-of-image marker (FF D9); was the frame cut short in transfer?".into(),
             ));
-        }
+        };
+        let jpeg = &jpeg[..end];
         let options = DecoderOptions::default()
             .jpeg_set_out_colorspace(ColorSpace::RGB)
             .set_max_width(limits.max_side as usize)
@@ -149,8 +154,13 @@ impl Preparer {
         if fw == 0 || fh == 0 {
             return Err(ModelError::BadJpeg(format!("image is {fw}x{fh}")));
         }
-        let rgb = decoder.decode().map_err(|e| ModelError::BadJpeg(e.to_string()))?;
-        if rgb.len() < fw as usize * fh as usize * 3 {
+        let mut rgb = decoder.decode().map_err(|e| ModelError::BadJpeg(e.to_string()))?;
+        let pixels = fw as usize * fh as usize;
+        if rgb.len() == pixels {
+            // A grayscale (one-component) JPEG comes out as luma: the model takes three channels.
+            rgb = rgb.iter().flat_map(|&y| [y, y, y]).collect();
+        }
+        if rgb.len() < pixels * 3 {
             return Err(ModelError::BadJpeg("decoded fewer pixels than the header promises".into()));
         }
         let crop = if limits.crop_bars { find_bars(&rgb, fw, fh) } else { Crop { x: 0, y: 0, width: fw, height: fh } };
@@ -216,9 +226,41 @@ pub fn tiles(area: Crop, grid: u32, overlap: f32) -> Vec<Crop> {
 
 /// Whether the JPEG's end-of-image marker is at its end (a few padding bytes allowed).
 /// Entropy-coded data cannot contain FF D9, so a truncated image has none near its end.
-fn ends_with_eoi(jpeg: &[u8]) -> bool {
-    let tail = &jpeg[jpeg.len().saturating_sub(64)..];
-    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+/// Where the image ends: just after its last end-of-image marker (FF D9); none when the data
+/// has none (cut short).
+fn image_end(jpeg: &[u8]) -> Option<usize> {
+    jpeg.windows(2).rposition(|w| w == [0xFF, 0xD9]).map(|at| at + 2)
+}
+
+/// What the bytes are when they are not a JPEG (none when they start like one), for the
+/// reason a frame is refused.
+fn not_a_jpeg(bytes: &[u8]) -> Option<String> {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return None;
+    }
+    let what = if bytes.is_empty() {
+        "empty: the frame has no bytes".to_string()
+    } else if bytes.starts_with(PNG) {
+        "a PNG image, not a JPEG: frames must be JPEG (vitrine sample encodes them)".to_string()
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        "a GIF image, not a JPEG: frames must be JPEG".to_string()
+    } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        "a WebP image, not a JPEG: frames must be JPEG".to_string()
+    } else if let Ok(text) = std::str::from_utf8(&bytes[..bytes.len().min(512)]) {
+        let start = text.trim_start().to_ascii_lowercase();
+        if start.starts_with("<!doctype html") || start.starts_with("<html") {
+            "an HTML page, not an image: is the frame's source an error page?".to_string()
+        } else {
+            format!("text, not an image (it starts with {:?})", text.chars().take(24).collect::<String>())
+        }
+    } else {
+        format!(
+            "not an image: no JPEG start-of-image marker (FF D8 FF) at the start, but {}",
+            bytes.iter().take(4).map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
+        )
+    };
+    Some(what)
 }
 
 fn header_error(e: zune_jpeg::errors::DecodeErrors, limits: DecodeLimits) -> ModelError {
@@ -269,6 +311,53 @@ pub fn find_bars(rgb: &[u8], width: u32, height: u32) -> Crop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fruits() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fruits.jpg")).unwrap()
+    }
+
+    fn refusal(bytes: &[u8]) -> String {
+        match prepare(bytes, DecodeLimits::default(), 64, 64) {
+            Err(ModelError::BadJpeg(why)) => why,
+            other => panic!("not refused as a bad JPEG: {:?}", other.map(|p| p.frame_width)),
+        }
+    }
+
+    #[test]
+    fn a_grayscale_jpeg_is_expanded_to_three_channels() {
+        let (w, h) = (96u16, 64u16);
+        let luma: Vec<u8> = (0..w as usize * h as usize).map(|i| (i % w as usize * 255 / w as usize) as u8).collect();
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90).encode(&luma, w, h, jpeg_encoder::ColorType::Luma).unwrap();
+        let limits = DecodeLimits { crop_bars: false, ..DecodeLimits::default() };
+        let (rgb, fw, fh, _) = Preparer::new(limits).decode(&jpeg).unwrap();
+        assert_eq!((fw, fh, rgb.len()), (96, 64, 96 * 64 * 3));
+        assert!(rgb.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]), "gray stays gray");
+        assert!(rgb.chunks(3).zip(&luma).all(|(p, y)| p[0].abs_diff(*y) <= 8), "the picture is the picture");
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_the_image_are_ignored() {
+        let limits = DecodeLimits { crop_bars: false, ..DecodeLimits::default() };
+        let clean = Preparer::new(limits).decode(&fruits()).unwrap();
+        let mut padded = fruits();
+        padded.extend(std::iter::repeat_n(0u8, 4096));
+        padded.extend(b"trailing bytes of a capture");
+        assert_eq!(Preparer::new(limits).decode(&padded).unwrap().0, clean.0);
+        let cut = &fruits()[..fruits().len() / 2];
+        assert!(refusal(cut).starts_with("truncated"), "{}", refusal(cut));
+    }
+
+    #[test]
+    fn what_is_not_a_jpeg_is_named() {
+        assert!(refusal(b"").starts_with("empty"));
+        assert!(refusal(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").starts_with("a PNG image"));
+        assert!(refusal(b"GIF89a\x01\0").starts_with("a GIF image"));
+        assert!(refusal(b"\n<!DOCTYPE html><html><body>502 Bad Gateway").starts_with("an HTML page"));
+        assert!(refusal(b"{\"error\": \"no frame\"}").starts_with("text, not an image"));
+        let random: Vec<u8> = (0..64u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x80).collect();
+        assert!(refusal(&random).starts_with("not an image: no JPEG start-of-image marker"), "{}", refusal(&random));
+    }
 
     fn frame(w: usize, h: usize, picture: (usize, usize, usize, usize)) -> Vec<u8> {
         let (x0, y0, x1, y1) = picture;
