@@ -249,6 +249,7 @@ async fn recover(store: &TableStore, input: &InputKey, layout: Layout, shared: &
         return Ok(staged);
     }
     let dir = staging::staging_dir(input);
+    store.remove_partial_puts(&dir);
     let mut ranges: Vec<(i64, i64)> = store.list(&dir).await?.iter().filter_map(|n| staging::staged_range(n)).collect();
     ranges.sort_unstable();
     let now = Instant::now();
