@@ -110,8 +110,16 @@ for f in text_string_to_metric_families(sys.stdin.read()):
     out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
 print(json.dumps(out))
 "#;
+    let out = python_with_stdin(script, "prometheus_client", text.as_bytes());
+    assert!(out.status.success(), "not Prometheus text: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `script` with the Python packages scripts/setup.sh installed (`module` among them),
+/// `input` on its stdin.
+fn python_with_stdin(script: &str, module: &str, input: &[u8]) -> std::process::Output {
     let python_path = root().join(".vitrine/python");
-    assert!(python_path.join("prometheus_client").exists(), "prometheus-client is missing: run scripts/setup.sh");
+    assert!(python_path.join(module).exists(), "{module} is missing: run scripts/setup.sh");
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -122,10 +130,8 @@ print(json.dumps(out))
         .spawn()
         .expect("python3 runs");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "not Prometheus text: {}\n{text}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// The value of the sample `name` with exactly `labels` in `families` (as
@@ -161,21 +167,8 @@ for instance in job["instances"]:
         out.append(e.message)
 print(json.dumps(out))
 "##;
-    let python_path = root().join(".vitrine/python");
-    assert!(python_path.join("fastjsonschema").exists(), "fastjsonschema is missing: run scripts/setup.sh");
     let job = serde_json::json!({ "schema": schema, "definition": definition, "instances": instances });
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .env("PYTHONPATH", &python_path)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python_with_stdin(script, "fastjsonschema", job.to_string().as_bytes());
     assert!(out.status.success(), "the validator failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }

@@ -90,6 +90,16 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Every object under `location` on `s3`, and those that are not published files.
+fn s3_objects(s3: &S3Server, location: &str) -> (Vec<String>, Vec<String>) {
+    let objects = duckdb_s3(s3, &format!("SELECT file FROM glob('{location}/**') ORDER BY 1"));
+    let prefix = format!("{location}/");
+    let names: Vec<String> =
+        objects.iter().map(|r| r[0].as_str().unwrap().trim_start_matches(&prefix).to_string()).collect();
+    let stray = names.iter().filter(|f| !published_name(f)).cloned().collect();
+    (names, stray)
+}
+
 /// A published table file or a progress record: nothing partial, staged or temporary.
 fn published_name(name: &str) -> bool {
     let table_file = ["detections/", "product_events/", "exposures/"].iter().any(|t| name.starts_with(t))
@@ -159,13 +169,7 @@ fn killed_at_random_and_restarted_every_row_is_in_the_tables_exactly_once_locall
     // (The folder also holds the dead-letter file, beside the tables.)
     let stray: Vec<&String> = local_files.iter().filter(|f| !published_name(f) && *f != "dead-letter.jsonl").collect();
     assert!(stray.is_empty(), "partial or temporary files are visible: {stray:?}");
-    let objects = duckdb_s3(&s3, &format!("SELECT file FROM glob('{s3_location}/**') ORDER BY 1"));
-    let prefix = format!("{s3_location}/");
-    let stray: Vec<String> = objects
-        .iter()
-        .map(|r| r[0].as_str().unwrap().trim_start_matches(&prefix).to_string())
-        .filter(|f| !published_name(f))
-        .collect();
+    let (objects, stray) = s3_objects(&s3, &s3_location);
     assert!(objects.len() > 3 && stray.is_empty(), "objects on S3 that are not published files: {stray:?}");
 }
 
@@ -242,12 +246,6 @@ fn while_the_store_is_down_no_frame_is_taken_and_once_it_is_back_every_row_is_th
     let status = pipeline.wait_for_exit(Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()), "{}", log_text());
     check_tables("S3 after an outage", &tables(&s3_location, |sql| duckdb_s3(&s3, sql)), &clean);
-    let objects = duckdb_s3(&s3, &format!("SELECT file FROM glob('{s3_location}/**') ORDER BY 1"));
-    let prefix = format!("{s3_location}/");
-    let stray: Vec<String> = objects
-        .iter()
-        .map(|r| r[0].as_str().unwrap().trim_start_matches(&prefix).to_string())
-        .filter(|f| !published_name(f))
-        .collect();
+    let (_, stray) = s3_objects(&s3, &s3_location);
     assert!(stray.is_empty(), "objects on S3 that are not published files: {stray:?}");
 }
