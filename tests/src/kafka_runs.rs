@@ -239,9 +239,23 @@ pub fn topic_values(brokers: &str, topic: &str, quiet: Duration) -> Vec<Value> {
 /// Every message of `topic`, from the beginning, until none came for `quiet`: its headers
 /// (as a JSON object of strings) and its JSON value.
 pub fn topic_messages(brokers: &str, topic: &str, quiet: Duration) -> Vec<(Value, Value)> {
+    topic_messages_with(brokers, &[], topic, quiet)
+}
+
+/// [`topic_messages`] with client `settings` besides (TLS, credentials).
+pub fn topic_messages_with(
+    brokers: &str,
+    settings: &[(&str, String)],
+    topic: &str,
+    quiet: Duration,
+) -> Vec<(Value, Value)> {
     use rdkafka::message::Headers;
+    let mut config = ClientConfig::new();
+    for (name, value) in settings {
+        config.set(*name, value);
+    }
     // Assigned, not subscribed: no group join to wait for.
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", brokers)
         .set("group.id", "test-reader")
         .set("enable.auto.commit", "false")

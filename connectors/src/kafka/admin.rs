@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::{client_config, describe, MAX_MESSAGE_BYTES};
+use super::{client_config, describe, ClientLog, MAX_MESSAGE_BYTES};
 
 /// A topic to create: name, partitions and topic configs.
 #[derive(Clone, Debug)]
@@ -42,8 +41,8 @@ impl TopicSpec {
 
 /// Creates the topics that do not exist yet; returns the names created.
 pub async fn create_topics(brokers: &str, topics: &[TopicSpec]) -> Result<Vec<String>, String> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(brokers).create().map_err(|e| describe(&e, brokers))?;
+    let admin: AdminClient<ClientLog> =
+        client_config(brokers).create_with_context(ClientLog).map_err(|e| describe(&e, brokers))?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| {
@@ -68,7 +67,8 @@ pub async fn create_topics(brokers: &str, topics: &[TopicSpec]) -> Result<Vec<St
 /// The number of partitions of `topic` (0 when it does not exist), asking the broker.
 pub fn partitions(brokers: &str, topic: &str) -> Result<usize, String> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = super::client_config(brokers).create().map_err(|e| super::describe(&e, brokers))?;
+    let consumer: BaseConsumer<ClientLog> =
+        super::client_config(brokers).create_with_context(ClientLog).map_err(|e| super::describe(&e, brokers))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
         .map_err(|e| super::describe(&e, brokers))?;

@@ -15,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use vitrine_schemas::CatalogItem;
 
-use super::{client_config, describe};
+use super::{client_config, describe, describe_for, ClientLog};
 use crate::catalog::{serve_image, CatalogChange, CatalogProblem};
 use crate::images::ImageStore;
 
@@ -74,12 +74,14 @@ pub fn run(
     stop: &Arc<AtomicBool>,
     on_problem: &dyn Fn(CatalogProblem),
 ) -> Result<(), String> {
-    let consumer: BaseConsumer = client_config(brokers)
+    let consumer: BaseConsumer<ClientLog> = client_config(brokers)
         .set("group.id", "vitrine-catalog")
         .set("enable.auto.commit", "false")
-        .create()
+        .create_with_context(ClientLog)
         .map_err(|e| describe(&e, brokers))?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| describe(&e, brokers))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| describe_for(&consumer, &e, brokers))?;
     let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
     if partitions == 0 {
         return Err(format!(

@@ -13,7 +13,11 @@ pub mod sink;
 pub mod source;
 pub mod state;
 
-use rdkafka::ClientConfig;
+use std::sync::Mutex;
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::{ClientConfig, ClientContext};
 
 /// Header names of a frame message.
 pub mod headers {
@@ -60,17 +64,81 @@ pub fn kafka_settings_from_env(vars: impl Iterator<Item = (String, String)>) -> 
         .collect()
 }
 
-/// A Kafka error in words, with what to check.
+/// The last connection, TLS or authentication failure any Kafka client of this process logged.
+/// The error a call returns then ("transport failure", a time-out) does not say which it was.
+static LAST_FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
+/// librdkafka's log lines, as structured logs; failures (facility `FAIL`, or errors) are also
+/// kept for [`describe`].
+pub fn client_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    use RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => tracing::error!(target: "librdkafka", facility, "{message}"),
+        L::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+    if facility == "FAIL" || (level as i32) <= RDKafkaLogLevel::Error as i32 {
+        *LAST_FAILURE.lock().expect("last Kafka failure") = Some(message.to_string());
+    }
+}
+
+/// The context of a Kafka client that needs nothing else: its log goes through [`client_log`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClientLog;
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        client_log(level, facility, message);
+    }
+}
+
+impl ConsumerContext for ClientLog {}
+
+/// A Kafka error in words, with what to check: the broker's address, TLS settings or
+/// credentials, after the last failure a client logged.
 pub fn describe(e: &rdkafka::error::KafkaError, brokers: &str) -> String {
     use rdkafka::error::KafkaError;
-    match e {
-        KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..) => {
-            format!("invalid Kafka client settings: {e} (check the VITRINE_KAFKA_* variables)")
-        }
-        _ => {
-            format!("{e} (brokers {brokers}: is the broker running and reachable? VITRINE_BROKERS overrides the spec)")
-        }
+    if let KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..) = e {
+        return format!("invalid Kafka client settings: {e} (check the VITRINE_KAFKA_* variables)");
     }
+    let last = LAST_FAILURE.lock().expect("last Kafka failure").clone();
+    explain(&e.to_string(), brokers, last.as_deref())
+}
+
+/// [`describe`] for an error of a call on `consumer`: first its queued log lines are taken (a
+/// consumer handles them only when polled), as they say why a connection failed.
+pub fn describe_for<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    e: &rdkafka::error::KafkaError,
+    brokers: &str,
+) -> String {
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+    while std::time::Instant::now() < until {
+        let _ = consumer.poll(std::time::Duration::from_millis(20));
+    }
+    describe(e, brokers)
+}
+
+fn explain(error: &str, brokers: &str, last_failure: Option<&str>) -> String {
+    let Some(failure) = last_failure else {
+        return format!(
+            "{error} (brokers {brokers}: is the broker running and reachable? VITRINE_BROKERS overrides the spec)"
+        );
+    };
+    let hint = if failure.contains("SASL") {
+        "the broker refused the credentials: check VITRINE_KAFKA_SASL_MECHANISM, VITRINE_KAFKA_SASL_USERNAME and \
+         VITRINE_KAFKA_SASL_PASSWORD"
+    } else if failure.contains("SSL") || failure.contains("certificate") || failure.contains("security.protocol") {
+        "TLS failed: check VITRINE_KAFKA_SECURITY_PROTOCOL (SSL or SASL_SSL for a TLS listener) and \
+         VITRINE_KAFKA_SSL_CA_LOCATION (the CA that signed the broker's certificate)"
+    } else if failure.contains("APIVERSION_QUERY") || failure.contains("by peer") {
+        "the broker closed the connection: does it want TLS (VITRINE_KAFKA_SECURITY_PROTOCOL=SSL) or \
+         credentials (SASL_SSL or SASL_PLAINTEXT, with VITRINE_KAFKA_SASL_*)?"
+    } else {
+        "is the broker running and reachable? VITRINE_BROKERS overrides the spec"
+    };
+    format!("{error}; last failure: {failure} (brokers {brokers}: {hint})")
 }
 
 #[cfg(test)]
@@ -90,5 +158,17 @@ mod tests {
             settings,
             [("security.protocol".to_string(), "SASL_SSL".to_string()), ("sasl.username".into(), "shop".into())]
         );
+    }
+
+    #[test]
+    fn a_failure_names_credentials_tls_or_reachability() {
+        let sasl = "SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user";
+        assert!(explain("timed out", "b:9092", Some(sasl)).contains("VITRINE_KAFKA_SASL_USERNAME"));
+        let tls = "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed";
+        assert!(explain("timed out", "b:9092", Some(tls)).contains("VITRINE_KAFKA_SSL_CA_LOCATION"));
+        let refused = "Connect to ipv4#127.0.0.1:9 failed: Connection refused";
+        let text = explain("timed out", "b:9092", Some(refused));
+        assert!(text.contains("Connection refused") && text.contains("reachable"), "{text}");
+        assert!(explain("timed out", "b:9092", None).contains("reachable"));
     }
 }

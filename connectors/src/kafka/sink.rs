@@ -39,7 +39,11 @@ pub struct DeliveryReports {
     first_failure: std::sync::Mutex<Option<String>>,
 }
 
-impl ClientContext for DeliveryReports {}
+impl ClientContext for DeliveryReports {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::client_log(level, facility, message);
+    }
+}
 
 impl ProducerContext for DeliveryReports {
     type DeliveryOpaque = ();

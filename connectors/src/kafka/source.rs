@@ -16,7 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use vitrine_schemas::{DeadLetter, Frame, SourcePosition};
 
 use super::frames::frame_from_message;
-use super::{client_config, describe, MAX_MESSAGE_BYTES};
+use super::{client_config, describe, describe_for, ClientLog, MAX_MESSAGE_BYTES};
 
 /// Where a frame came from: partition and offset.
 pub type Position = (i32, i64);
@@ -28,6 +28,9 @@ pub struct LagContext {
 }
 
 impl ClientContext for LagContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::client_log(level, facility, message);
+    }
     fn stats(&self, statistics: Statistics) {
         let mut lag = self.lag.lock().expect("lag");
         for topic in statistics.topics.values() {
@@ -53,7 +56,7 @@ pub struct KafkaFrameSource {
     brokers: String,
     /// Commits, as the offsets of group `{group_id}.sent`, how far results were sent. (Commit
     /// metadata could carry it, but not every Kafka-protocol broker keeps metadata: Tansu drops it.)
-    sent_group: BaseConsumer,
+    sent_group: BaseConsumer<ClientLog>,
     /// Per partition, the offset before which the last run already sent every frame's results.
     sent_before: BTreeMap<i32, i64>,
     /// The partitions this run starts by replaying (read from before their sent mark).
@@ -92,8 +95,9 @@ impl KafkaFrameSource {
             .set("statistics.interval.ms", "1000")
             .create_with_context(LagContext::default())
             .map_err(|e| describe(&e, brokers))?;
-        let metadata =
-            consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| describe(&e, brokers))?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| describe_for(&consumer, &e, brokers))?;
         let count = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
         if count == 0 {
             return Err(format!(
@@ -106,8 +110,9 @@ impl KafkaFrameSource {
             assignment.add_partition_offset(topic, *p, Offset::Stored).map_err(|e| describe(&e, brokers))?;
         }
         consumer.assign(&assignment).map_err(|e| describe(&e, brokers))?;
-        let sent_group: BaseConsumer =
-            consumer_config(brokers, &sent_group(group_id)).create().map_err(|e| describe(&e, brokers))?;
+        let sent_group: BaseConsumer<ClientLog> = consumer_config(brokers, &sent_group(group_id))
+            .create_with_context(ClientLog)
+            .map_err(|e| describe(&e, brokers))?;
         let (mut sent_before, mut replaying) = (BTreeMap::new(), BTreeMap::new());
         if !partitions.is_empty() {
             let timeout = Duration::from_secs(10);

@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use vitrine_schemas::ProductEvent;
 
-use super::{client_config, describe};
+use super::{client_config, describe, describe_for, ClientLog};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -40,12 +40,14 @@ pub fn follow(
     caught_up: &mut dyn FnMut(),
 ) -> Result<(), String> {
     // Assigned, never committed: every instance reads the whole partition.
-    let consumer: BaseConsumer = client_config(brokers)
+    let consumer: BaseConsumer<ClientLog> = client_config(brokers)
         .set("group.id", "vitrine-serve")
         .set("enable.auto.commit", "false")
-        .create()
+        .create_with_context(ClientLog)
         .map_err(|e| describe(&e, brokers))?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| describe(&e, brokers))?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .map_err(|e| describe_for(&consumer, &e, brokers))?;
     if metadata.topics().first().is_none_or(|t| t.partitions().is_empty()) {
         return Err(format!(
             "the state topic `{topic}` does not exist on {brokers}: create it with `vitrine topics create SPEC`"
