@@ -19,6 +19,15 @@ pub struct Frame {
     pub jpeg: Vec<u8>,
 }
 
+/// Largest `seq` a frame may have: 2^40, over 580 years of frames at 60 a second. Bounded so
+/// that what is computed from it (track ids are `seq * 1000 + rank`) cannot overflow.
+pub const MAX_SEQ: u64 = 1 << 40;
+
+/// Largest magnitude of a frame's `pts_ms` and `captured_at_ms`: 2^45 ms, about 1,100 years
+/// (a Unix-epoch time in ms today is about 2^40.7). Bounded so that differences of two times
+/// (latencies, gaps, clock jumps) cannot overflow.
+pub const MAX_TIME_MS: i64 = 1 << 45;
+
 /// Where a frame was read: the Kafka partition and offset of its message, or, for a frame
 /// read in-process (a video, a folder), no partition and the frame's `seq` as the offset.
 /// Results carry it so that the exactly-once sinks can say which input their files cover.

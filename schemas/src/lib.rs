@@ -12,7 +12,7 @@ pub mod tables;
 pub use catalog::{CatalogItem, Money};
 pub use detection::{BBox, Detection, FrameDetections};
 pub use event::{DeadLetter, EventKind, Exposure, ProductEvent};
-pub use frame::{Cause, Frame, SourcePosition};
+pub use frame::{Cause, Frame, SourcePosition, MAX_SEQ, MAX_TIME_MS};
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {

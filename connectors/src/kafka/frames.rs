@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use vitrine_schemas::{now_ms, DeadLetter, Frame, SourcePosition};
+use vitrine_schemas::{now_ms, DeadLetter, Frame, SourcePosition, MAX_SEQ, MAX_TIME_MS};
 
 use super::headers as h;
 
@@ -88,12 +88,25 @@ pub fn frame_from_message<H: Headers>(
         let v = text(name).ok_or_else(|| format!("missing header `{name}`"))?;
         v.trim().parse::<i64>().map_err(|_| format!("header `{name}` is `{v}`, not a whole number"))
     };
+    // Times in range, so that what is computed from them (gaps, latencies) cannot overflow.
+    let time = |name: &str| -> Result<i64, String> {
+        let t = number(name)?;
+        if t.unsigned_abs() > MAX_TIME_MS as u64 {
+            return Err(format!(
+                "header `{name}` is {t}, out of range (at most {MAX_TIME_MS} ms either way of 0; times are milliseconds)"
+            ));
+        }
+        Ok(t)
+    };
     let seq = match number(h::SEQ) {
-        Ok(s) if s >= 0 => s as u64,
-        Ok(s) => return Err(reject(0, 0, format!("header `{}` is negative ({s})", h::SEQ), payload)),
+        Ok(s) if (0..=MAX_SEQ as i64).contains(&s) => s as u64,
+        Ok(s) => {
+            let reason = format!("header `{}` is {s}, out of range (0 to {MAX_SEQ})", h::SEQ);
+            return Err(reject(0, 0, reason, payload));
+        }
         Err(reason) => return Err(reject(0, 0, reason, payload)),
     };
-    let pts_ms = match number(h::PTS_MS) {
+    let pts_ms = match time(h::PTS_MS) {
         Ok(p) => p,
         Err(reason) => return Err(reject(seq, 0, reason, payload)),
     };
@@ -102,7 +115,14 @@ pub fn frame_from_message<H: Headers>(
             return Err(reject(seq, pts_ms, format!("content type `{ct}`; frames must be image/jpeg"), payload));
         }
     }
-    let captured_at_ms = number(h::CAPTURED_AT_MS).unwrap_or_else(|_| now_ms());
+    // No capture time: the frame is taken as captured now. A wrong one is refused.
+    let captured_at_ms = match text(h::CAPTURED_AT_MS) {
+        None => now_ms(),
+        Some(_) => match time(h::CAPTURED_AT_MS) {
+            Ok(t) => t,
+            Err(reason) => return Err(reject(seq, pts_ms, reason, payload)),
+        },
+    };
     let (jpeg, origin) = match text(h::FRAME_URL) {
         Some(url) => match read_reference(url, refs_dir) {
             Ok(bytes) => (bytes, format!("{origin} -> {url}")),
@@ -170,6 +190,39 @@ mod tests {
         assert_eq!(err.payload, b"jpeg");
         let err = frame_from_message::<OwnedHeaders>(None, Some(b"x"), None, "t/0@2".into(), None).unwrap_err();
         assert!(err.reason.contains("no stream id"), "{}", err.reason);
+    }
+
+    fn with_header(name: &'static str, value: &str) -> OwnedHeaders {
+        let mut f = frame();
+        f.captured_at_ms = 1_800_000_000_000;
+        let kept = frame_headers(&f);
+        let hs = kept.iter().filter(|x| x.key != name).fold(OwnedHeaders::new(), |hs, x| hs.insert(x));
+        hs.insert(Header { key: name, value: Some(value.as_bytes()) })
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_naming_the_header() {
+        let refused = |name: &'static str, value: &str| {
+            let hs = with_header(name, value);
+            frame_from_message(Some(b"s1"), Some(b"jpeg"), Some(&hs), "t/0@1".into(), None).unwrap_err().reason
+        };
+        for (name, value) in [
+            (h::SEQ, "9223372036854775807"),
+            (h::SEQ, "-1"),
+            (h::PTS_MS, "-9223372036854775808"),
+            (h::PTS_MS, "35184372088833"),
+            (h::CAPTURED_AT_MS, "9223372036854775807"),
+        ] {
+            let reason = refused(name, value);
+            assert!(reason.contains(name) && reason.contains("out of range"), "{name}={value}: {reason}");
+        }
+        let reason = refused(h::CAPTURED_AT_MS, "yesterday");
+        assert!(reason.contains("not a whole number"), "{reason}");
+        // The largest values in range are taken.
+        for (name, value) in [(h::SEQ, MAX_SEQ.to_string()), (h::PTS_MS, (-MAX_TIME_MS).to_string())] {
+            let hs = with_header(name, &value);
+            assert!(frame_from_message(Some(b"s1"), Some(b"j"), Some(&hs), "t/0@1".into(), None).is_ok(), "{name}");
+        }
     }
 
     #[test]
