@@ -11,6 +11,7 @@ mod nanodet;
 mod nms;
 mod prepare;
 mod runtime;
+mod scan_check;
 mod yolo;
 
 pub use detector::{Detector, DetectorConfig};

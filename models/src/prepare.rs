@@ -14,11 +14,14 @@ pub struct DecodeLimits {
     pub max_bytes: usize,
     pub max_side: u32,
     pub crop_bars: bool,
+    /// Walk the compressed data before decoding and refuse a frame whose data is damaged
+    /// (decoders turn it into noise without a word).
+    pub check_data: bool,
 }
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        DecodeLimits { max_bytes: 16 << 20, max_side: 8192, crop_bars: true }
+        DecodeLimits { max_bytes: 16 << 20, max_side: 8192, crop_bars: true, check_data: true }
     }
 }
 
@@ -142,6 +145,11 @@ impl Preparer {
             ));
         };
         let jpeg = &jpeg[..end];
+        if let Some((width, height)) = crate::scan_check::frame_size(jpeg) {
+            if width.max(height) > limits.max_side {
+                return Err(ModelError::TooManyPixels { width, height, limit: limits.max_side });
+            }
+        }
         let options = DecoderOptions::default()
             .jpeg_set_out_colorspace(ColorSpace::RGB)
             .set_max_width(limits.max_side as usize)
@@ -153,6 +161,10 @@ impl Preparer {
         let (fw, fh) = (info.width as u32, info.height as u32);
         if fw == 0 || fh == 0 {
             return Err(ModelError::BadJpeg(format!("image is {fw}x{fh}")));
+        }
+        // After the header's limits (a decompression bomb is refused for its size, unwalked).
+        if limits.check_data {
+            crate::scan_check::check(jpeg).map_err(ModelError::BadJpeg)?;
         }
         let mut rgb = decoder.decode().map_err(|e| ModelError::BadJpeg(e.to_string()))?;
         let pixels = fw as usize * fh as usize;
@@ -457,8 +469,8 @@ mod tests {
         let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline JPEG");
         jpeg[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
         let err = prepare(&jpeg, DecodeLimits::default(), 8, 8).unwrap_err();
-        assert!(matches!(err, ModelError::BadJpeg(_) | ModelError::TooManyPixels { .. }), "{err}");
-        assert!(err.to_string().contains("8192"), "the error names the limit: {err}");
+        assert!(matches!(err, ModelError::TooManyPixels { width: 60000, height: 60000, limit: 8192 }), "{err}");
+        assert!(err.to_string().contains("decode.max_side"), "the error names the setting: {err}");
     }
 
     #[test]

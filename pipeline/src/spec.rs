@@ -43,6 +43,7 @@ impl LoadedSpec {
             max_bytes: decode.max_bytes,
             max_side: decode.max_side,
             crop_bars: decode.crop_bars,
+            check_data: decode.check_data,
         }
     }
 

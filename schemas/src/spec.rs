@@ -278,11 +278,15 @@ pub struct DecodeSpec {
     /// then sees the picture larger and scores it higher.
     #[serde(default = "yes")]
     pub crop_bars: bool,
+    /// Walk each frame's compressed data before decoding it and refuse a damaged one (about a
+    /// fifth of a decode); decoders would turn the damage into noise the model sees things in.
+    #[serde(default = "yes")]
+    pub check_data: bool,
 }
 
 impl Default for DecodeSpec {
     fn default() -> Self {
-        DecodeSpec { max_bytes: default_max_bytes(), max_side: default_max_side(), crop_bars: true }
+        DecodeSpec { max_bytes: default_max_bytes(), max_side: default_max_side(), crop_bars: true, check_data: true }
     }
 }
 
