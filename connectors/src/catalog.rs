@@ -325,6 +325,7 @@ pub fn run(
                     }
                 }
                 current = next;
+                images.keep_only(current.iter().filter_map(|i| i.image.as_deref()));
             }
             Err(e) => tracing::warn!(error = %e, "catalog reload failed; keeping the previous one"),
         }

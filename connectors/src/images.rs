@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// A picture: its bytes, content type and ETag.
 #[derive(Clone, Debug)]
@@ -19,7 +20,14 @@ pub struct StoredImage {
 #[derive(Clone, Debug, Default)]
 pub struct ImageStore {
     images: Arc<RwLock<HashMap<String, StoredImage>>>,
+    /// Pictures no catalog row uses any more, since when: served for [`RELEASE_GRACE`] still
+    /// (viewers hold cards with their URLs), then dropped, so a churning catalog does not grow
+    /// memory without end.
+    released: Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+/// How long a picture that no product uses any more is still served.
+pub const RELEASE_GRACE: Duration = Duration::from_secs(600);
 
 fn content_type(ext: &str) -> Option<&'static str> {
     match ext.to_ascii_lowercase().as_str() {
@@ -102,6 +110,46 @@ impl ImageStore {
     pub fn get(&self, name: &str) -> Option<StoredImage> {
         self.images.read().expect("image store lock").get(name).cloned()
     }
+
+    /// The catalog now uses only the pictures at `urls` (as [`ImageStore::add_file`] gave
+    /// them): the others (and their thumbnails) are dropped once unused for [`RELEASE_GRACE`].
+    pub fn keep_only<'a>(&self, urls: impl IntoIterator<Item = &'a str>) {
+        self.keep_only_at(urls, Instant::now());
+    }
+
+    fn keep_only_at<'a>(&self, urls: impl IntoIterator<Item = &'a str>, now: Instant) {
+        let mut in_use = std::collections::HashSet::new();
+        for url in urls {
+            if let Some(name) = url.strip_prefix("/v1/images/") {
+                in_use.insert(name.to_string());
+                in_use.extend(thumbnail_url(url).and_then(|t| t.strip_prefix("/v1/images/").map(str::to_string)));
+            }
+        }
+        let mut released = self.released.lock().expect("released images");
+        let mut images = self.images.write().expect("image store lock");
+        released.retain(|name, _| !in_use.contains(name));
+        for name in images.keys().filter(|name| !in_use.contains(*name)) {
+            released.entry(name.clone()).or_insert(now);
+        }
+        let expired: Vec<String> = released
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= RELEASE_GRACE)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in expired {
+            images.remove(&name);
+            released.remove(&name);
+        }
+    }
+
+    /// How many pictures (thumbnails included) are held.
+    pub fn len(&self) -> usize {
+        self.images.read().expect("image store lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]
@@ -128,5 +176,30 @@ mod tests {
         let again = store.get(thumb_url.strip_prefix("/v1/images/").unwrap()).unwrap();
         assert_eq!(Arc::as_ptr(&again.bytes), before);
         assert_eq!(thumbnail_url("https://cdn.example/a.jpg"), None);
+    }
+
+    #[test]
+    fn pictures_no_product_uses_are_dropped_after_a_grace_period() {
+        let store = ImageStore::default();
+        let fixtures = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/tests/fixtures"));
+        let apple = store.add_file(&fixtures.join("apple.jpg")).unwrap();
+        let coffee = store.add_file(&fixtures.join("coffee.jpg")).unwrap();
+        assert_eq!(store.len(), 4, "two pictures and their thumbnails");
+        let start = Instant::now();
+        // The coffee picture was replaced: still served during the grace period...
+        store.keep_only_at([apple.as_str()], start);
+        store.keep_only_at([apple.as_str()], start + RELEASE_GRACE / 2);
+        assert_eq!(store.len(), 4);
+        // ...then dropped with its thumbnail; the apple stays.
+        store.keep_only_at([apple.as_str()], start + RELEASE_GRACE);
+        assert_eq!(store.len(), 2);
+        assert!(store.get(apple.strip_prefix("/v1/images/").unwrap()).is_some());
+        assert!(store.get(coffee.strip_prefix("/v1/images/").unwrap()).is_none());
+        // A picture used again before the grace ends is kept.
+        let coffee = store.add_file(&fixtures.join("coffee.jpg")).unwrap();
+        store.keep_only_at([apple.as_str()], start + RELEASE_GRACE * 2);
+        store.keep_only_at([apple.as_str(), coffee.as_str()], start + RELEASE_GRACE * 2 + RELEASE_GRACE / 2);
+        store.keep_only_at([apple.as_str(), coffee.as_str()], start + RELEASE_GRACE * 4);
+        assert_eq!(store.len(), 4);
     }
 }

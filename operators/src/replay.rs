@@ -27,11 +27,21 @@ struct Point {
 pub struct ReplayPoints {
     points: Arc<Mutex<HashMap<String, BTreeMap<Time, Point>>>>,
     catalog_labels: Arc<Mutex<Option<HashMap<String, isize>>>>,
+    /// Nothing looks the points up (no Kafka source commits offsets): none are kept.
+    not_kept: bool,
 }
 
 impl ReplayPoints {
+    /// Points that are never looked up, so never kept: memory stays flat however long the run.
+    pub fn not_kept() -> ReplayPoints {
+        ReplayPoints { not_kept: true, ..ReplayPoints::default() }
+    }
+
     /// Debounce took every frame of `stream_id` at `time`, up to `next` (exclusive).
     pub fn record(&self, stream_id: &str, time: Time, next: u64, origins: impl IntoIterator<Item = (String, u64)>) {
+        if self.not_kept {
+            return;
+        }
         let mut points = self.points.lock().expect("replay points");
         let point = points.entry(stream_id.to_string()).or_default().entry(time).or_default();
         point.next = Some(next);
@@ -40,6 +50,9 @@ impl ReplayPoints {
 
     /// Another stage's per-label origins at `time` (the tracker's live tracks).
     pub fn record_origins(&self, stream_id: &str, time: Time, origins: impl IntoIterator<Item = (String, u64)>) {
+        if self.not_kept {
+            return;
+        }
         let mut points = self.points.lock().expect("replay points");
         merge(&mut points.entry(stream_id.to_string()).or_default().entry(time).or_default().origins, origins);
     }
@@ -86,6 +99,17 @@ mod tests {
         assert_eq!(r.before("s", 250), Some(7));
         assert_eq!(r.before("s", 1000), Some(9));
         assert_eq!(r.before("other", 1000), None);
+    }
+
+    #[test]
+    fn points_not_kept_take_no_memory() {
+        let r = ReplayPoints::not_kept();
+        for time in 0..10_000 {
+            r.record("s", time, time + 1, [("cup".to_string(), 0)]);
+            r.record_origins("s", time, [("cup".to_string(), 0)]);
+        }
+        assert!(r.points.lock().unwrap().is_empty());
+        assert_eq!(r.before("s", 20_000), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct OffsetTracker {
     committed: BTreeMap<i32, Commit>,
     /// Per partition, how far the last run sent results (a floor for `sent`).
     sent_before: BTreeMap<i32, i64>,
+    /// The last commit may not have reached the broker: send it again even if nothing moved.
+    resend: bool,
 }
 
 /// What is committed for a partition: where a restart reads from, and the offset before which
@@ -115,11 +117,17 @@ impl OffsetTracker {
             Some(c) => {
                 next.offset = next.offset.max(c.offset);
                 next.sent = next.sent.max(c.sent);
-                next.offset > c.offset || next.sent > c.sent
+                next.offset > c.offset || next.sent > c.sent || self.resend
             }
             None => true,
         });
+        self.resend = false;
         want
+    }
+
+    /// A commit failed on its way: the next one carries every partition again.
+    pub fn commit_failed(&mut self) {
+        self.resend = true;
     }
 
     /// The offsets were committed.
@@ -139,6 +147,20 @@ mod tests {
 
     fn offsets(commits: BTreeMap<i32, Commit>) -> BTreeMap<i32, i64> {
         commits.into_iter().map(|(p, c)| (p, c.offset)).collect()
+    }
+
+    #[test]
+    fn after_a_failed_commit_the_next_one_carries_every_partition_again() {
+        let mut t = OffsetTracker::default();
+        t.read(1, 0, 10, None);
+        t.read(1, 1, 20, None);
+        let first = t.to_commit(2, |_, _| None, |_| Some(i64::MAX));
+        assert_eq!(offsets(first.clone()), BTreeMap::from([(0, 11), (1, 21)]));
+        t.committed(&first);
+        assert!(t.to_commit(3, |_, _| None, |_| Some(i64::MAX)).is_empty(), "nothing moved");
+        t.commit_failed();
+        assert_eq!(offsets(t.to_commit(3, |_, _| None, |_| Some(i64::MAX))), BTreeMap::from([(0, 11), (1, 21)]));
+        assert!(t.to_commit(3, |_, _| None, |_| Some(i64::MAX)).is_empty(), "once");
     }
 
     #[test]

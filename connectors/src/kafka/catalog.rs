@@ -127,6 +127,7 @@ pub fn run(
         }
         if !batch.is_empty() {
             tracing::info!(topic, changes = batch.len(), products = current.len(), "catalog changed");
+            images.keep_only(current.values().filter_map(|i: &CatalogItem| i.image.as_deref()));
             if changes.send(batch).is_err() {
                 return Ok(());
             }

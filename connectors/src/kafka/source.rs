@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -16,15 +17,45 @@ use rdkafka::{Offset, TopicPartitionList};
 use vitrine_schemas::{DeadLetter, Frame, SourcePosition};
 
 use super::frames::frame_from_message;
-use super::{client_config, describe, describe_for, ClientLog, MAX_MESSAGE_BYTES};
+use super::{client_config, describe, describe_for, MAX_MESSAGE_BYTES};
 
 /// Where a frame came from: partition and offset.
 pub type Position = (i32, i64);
 
-/// Keeps, from librdkafka's statistics, how far each partition is behind its end.
+/// Keeps, from librdkafka's statistics, how far each partition is behind its end, and
+/// whether an asynchronous commit failed.
 #[derive(Debug, Default)]
 pub struct LagContext {
     lag: Mutex<BTreeMap<i32, i64>>,
+    commits: CommitReports,
+}
+
+/// Whether a commit sent without waiting failed since the last look (the callback runs when
+/// the consumer is polled).
+#[derive(Debug, Default)]
+pub struct CommitReports {
+    failed: AtomicBool,
+}
+
+impl CommitReports {
+    fn report(&self, result: rdkafka::error::KafkaResult<()>) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "committing Kafka offsets failed; the next commit sends them again");
+            self.failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl ClientContext for CommitReports {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::client_log(level, facility, message);
+    }
+}
+
+impl ConsumerContext for CommitReports {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        self.report(result);
+    }
 }
 
 impl ClientContext for LagContext {
@@ -45,7 +76,11 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        self.commits.report(result);
+    }
+}
 
 /// One worker's share of the frames topic.
 pub struct KafkaFrameSource {
@@ -56,7 +91,7 @@ pub struct KafkaFrameSource {
     brokers: String,
     /// Commits, as the offsets of group `{group_id}.sent`, how far results were sent. (Commit
     /// metadata could carry it, but not every Kafka-protocol broker keeps metadata: Tansu drops it.)
-    sent_group: BaseConsumer<ClientLog>,
+    sent_group: BaseConsumer<CommitReports>,
     /// Per partition, the offset before which the last run already sent every frame's results.
     sent_before: BTreeMap<i32, i64>,
     /// The partitions this run starts by replaying (read from before their sent mark).
@@ -110,8 +145,8 @@ impl KafkaFrameSource {
             assignment.add_partition_offset(topic, *p, Offset::Stored).map_err(|e| describe(&e, brokers))?;
         }
         consumer.assign(&assignment).map_err(|e| describe(&e, brokers))?;
-        let sent_group: BaseConsumer<ClientLog> = consumer_config(brokers, &sent_group(group_id))
-            .create_with_context(ClientLog)
+        let sent_group: BaseConsumer<CommitReports> = consumer_config(brokers, &sent_group(group_id))
+            .create_with_context(CommitReports::default())
             .map_err(|e| describe(&e, brokers))?;
         let (mut sent_before, mut replaying) = (BTreeMap::new(), BTreeMap::new());
         if !partitions.is_empty() {
@@ -204,8 +239,10 @@ impl KafkaFrameSource {
     }
 
     /// Commits, per partition, where a restart reads from (the next offset to read) and the
-    /// offset before which every frame's results were sent.
-    pub fn commit(&self, next: &BTreeMap<i32, (i64, i64)>) -> Result<(), String> {
+    /// offset before which every frame's results were sent. `wait`: for the broker's answer
+    /// (at a drain); else the commit is sent and its failure, if any, comes back through
+    /// [`KafkaFrameSource::commit_failed`] (the timely worker must not wait on a round trip).
+    pub fn commit(&self, next: &BTreeMap<i32, (i64, i64)>, wait: bool) -> Result<(), String> {
         if next.is_empty() {
             return Ok(());
         }
@@ -214,8 +251,18 @@ impl KafkaFrameSource {
             list.add_partition_offset(&self.topic, *p, Offset::Offset(*offset)).map_err(|e| e.to_string())?;
             sent_list.add_partition_offset(&self.topic, *p, Offset::Offset(*sent)).map_err(|e| e.to_string())?;
         }
+        let mode = if wait { CommitMode::Sync } else { CommitMode::Async };
         // Each is true on its own (results sent up to here; state rebuilt from there): no order needed.
-        self.sent_group.commit(&sent_list, CommitMode::Sync).map_err(|e| describe(&e, &self.brokers))?;
-        self.consumer.commit(&list, CommitMode::Sync).map_err(|e| describe(&e, &self.brokers))
+        self.sent_group.commit(&sent_list, mode).map_err(|e| describe(&e, &self.brokers))?;
+        self.consumer.commit(&list, mode).map_err(|e| describe(&e, &self.brokers))
+    }
+
+    /// Whether a commit sent without waiting failed since the last call (then what it carried
+    /// must be committed again).
+    pub fn commit_failed(&self) -> bool {
+        // The sent group is never polled for messages: serve its callbacks and log lines here.
+        while self.sent_group.poll(Duration::ZERO).is_some() {}
+        let frames = self.consumer.context().commits.failed.swap(false, Ordering::Relaxed);
+        self.sent_group.context().failed.swap(false, Ordering::Relaxed) | frames
     }
 }

@@ -18,12 +18,13 @@ pub async fn hls_js() -> Response {
         .into_response()
 }
 
-/// The playlist a sampler published for stream `id` in the Kafka source's `hls_dir`.
-pub fn published_playlist(state: &ServerState, id: &str) -> Option<String> {
+/// The playlist a sampler published for stream `id` in the Kafka source's `hls_dir` (read
+/// off the runtime's threads: a slow disk must not hold up every viewer).
+pub async fn published_playlist(state: &ServerState, id: &str) -> Option<String> {
     if !vitrine_schemas::spec::valid_stream_id(id) {
         return None;
     }
-    std::fs::read_to_string(state.hls_dir.as_ref()?.join(id).join(crate::hls::PLAYLIST)).ok()
+    tokio::fs::read_to_string(state.hls_dir.as_ref()?.join(id).join(crate::hls::PLAYLIST)).await.ok()
 }
 
 /// `GET /v1/streams/{id}/hls/{name}`: `live.m3u8` or one of its segments, from the stream's
@@ -42,7 +43,7 @@ pub async fn serve(State(state): State<ServerState>, Path((id, name)): Path<(Str
         // A sampler's playlist is read from the folder; segments are not (they are named once).
         let text = match &embedded {
             Some(hls) => hls.playlist().map(|text| text.to_string()),
-            None => published_playlist(&state, &id),
+            None => published_playlist(&state, &id).await,
         };
         return match text {
             // Players reload a live playlist about once a segment: a CDN may keep it a second.

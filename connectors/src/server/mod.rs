@@ -139,25 +139,21 @@ async fn index(State(state): State<ServerState>) -> Response {
 }
 
 async fn streams(State(state): State<ServerState>) -> Json<serde_json::Value> {
-    let streams: Vec<_> = state
-        .hub
-        .stream_ids()
-        .into_iter()
-        .map(|id| {
-            serde_json::json!({
-                "stream_id": id,
-                "media_time_ms": state.hub.media_time(&id),
-                "playback": playback(&state, &id),
-                "on_screen": state.hub.on_screen(&id),
-            })
-        })
-        .collect();
+    let mut streams = Vec::new();
+    for id in state.hub.stream_ids() {
+        streams.push(serde_json::json!({
+            "stream_id": id,
+            "media_time_ms": state.hub.media_time(&id),
+            "playback": playback(&state, &id).await,
+            "on_screen": state.hub.on_screen(&id),
+        }));
+    }
     Json(serde_json::json!({ "streams": streams }))
 }
 
 /// How a player plays stream `id`: its live HLS (whose program date minus `media_origin_ms`
 /// is the media time), its source file, or nothing.
-fn playback(state: &ServerState, id: &str) -> serde_json::Value {
+async fn playback(state: &ServerState, id: &str) -> serde_json::Value {
     let hls = |origin: Option<i64>| {
         serde_json::json!({
             "kind": "hls",
@@ -168,7 +164,7 @@ fn playback(state: &ServerState, id: &str) -> serde_json::Value {
     };
     if let Some(stream) = state.hls.get(id) {
         hls(stream.media_origin_ms())
-    } else if let Some(published) = live::published_playlist(state, id) {
+    } else if let Some(published) = live::published_playlist(state, id).await {
         hls(crate::hls::origin_of(&published))
     } else if state.videos.contains_key(id) {
         serde_json::json!({ "kind": "file", "url": format!("/v1/streams/{id}/video") })

@@ -320,7 +320,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let worker_health = health.clone();
     let tiling = Some(Tiling { grid: spec.infer.tiles.get() as u32, overlap: spec.infer.tile_overlap });
     let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
-    let replay = ReplayPoints::default();
+    // Only Kafka commits look replay points up (and forget the old ones): without a Kafka
+    // source none are kept, or a looping demo would keep one per epoch for days.
+    let replay = if kafka_source.is_some() { ReplayPoints::default() } else { ReplayPoints::not_kept() };
     // Streams that do not wait for the model: shed when it falls behind (infer.shed_after).
     let live_streams: std::collections::HashSet<String> = spec
         .sources
@@ -520,12 +522,12 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                         }
                     }
                 }
-                // Commits are round trips to the broker: at most five a second.
+                // At most five commits a second (sent without waiting for the broker's answer).
                 if last_commit.elapsed() >= Duration::from_millis(200) {
                     for (partition, lag) in feed.lag() {
                         metrics.kafka_lag.with_label_values(&[partition.to_string().as_str()]).set(lag);
                     }
-                    commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
+                    commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref(), false);
                     last_commit = Instant::now();
                 }
             }
@@ -581,7 +583,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             // (a drain once waited 30 s here and committed too little, `||` skipping it).
             loop {
                 let busy = parquet_busy();
-                commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref());
+                commit(feed, &mut offsets, &replay, durable.load(Ordering::Relaxed), parquet.as_ref(), true);
                 let hopeless = !worker_sinks_alive.load(Ordering::Relaxed);
                 if (!busy && !offsets.waiting_for_durability()) || hopeless || Instant::now() >= deadline {
                     break;
@@ -671,13 +673,19 @@ impl StageObserver for StageMetrics {
 }
 
 /// Commits what the durable time, the Parquet files and the streams' replay points allow.
+/// `wait`: for the broker's answer (at a drain); else the commit is sent and a failure makes
+/// the next one carry everything again.
 fn commit(
     feed: &KafkaFrameSource,
     offsets: &mut OffsetTracker,
     replay: &ReplayPoints,
     durable: Time,
     parquet: Option<&ParquetWorker>,
+    wait: bool,
 ) {
+    if feed.commit_failed() {
+        offsets.commit_failed();
+    }
     let cap = |partition: i32| match parquet {
         Some(parquet) => parquet.durable(partition),
         None => Some(i64::MAX),
@@ -688,7 +696,7 @@ fn commit(
     }
     tracing::debug!(?next, durable, "committing offsets");
     let wire = next.iter().map(|(p, c)| (*p, (c.offset, c.sent))).collect();
-    match feed.commit(&wire) {
+    match feed.commit(&wire, wait) {
         Ok(()) => offsets.committed(&next),
         Err(e) => tracing::warn!(error = %e, "committing Kafka offsets failed; will retry"),
     }
