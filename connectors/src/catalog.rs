@@ -34,11 +34,9 @@ pub type CatalogChange = (CatalogItem, isize);
 /// pictures are added to `images` and their `image` becomes the served URL.
 pub fn load(path: &Path, images: &ImageStore) -> Result<(BTreeSet<CatalogItem>, Vec<CatalogProblem>), String> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let rows = match ext.as_str() {
-        "csv" => formats::csv_rows(path)?,
-        "parquet" => formats::parquet_rows(path)?,
-        _ => formats::jsonl_rows(path)?,
-    };
+    let read_error = |e: String| format!("cannot read catalog {}: {e}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| read_error(e.to_string()))?;
+    let rows = rows(&ext, bytes).map_err(read_error)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut items = BTreeSet::new();
     let mut skus = std::collections::HashSet::new();
@@ -68,21 +66,26 @@ pub fn load(path: &Path, images: &ImageStore) -> Result<(BTreeSet<CatalogItem>, 
     Ok((items, problems))
 }
 
-/// Row readers per file format: (line or row number, the entry or why it is not one).
-mod formats {
-    use std::path::Path;
+/// The rows of a whole catalog file's `bytes` in format `ext` (`csv`, `parquet`, else JSONL):
+/// per row its line or row number and the entry, or why it is not one. Err: the file as a
+/// whole cannot be read so.
+pub fn rows(ext: &str, bytes: Vec<u8>) -> Result<formats::Rows, String> {
+    match ext {
+        "csv" => Ok(formats::csv_rows(&bytes)),
+        "parquet" => formats::parquet_rows(bytes),
+        _ => formats::jsonl_rows(bytes),
+    }
+}
 
+/// Row readers per file format: (line or row number, the entry or why it is not one).
+pub mod formats {
     use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray};
     use vitrine_schemas::{CatalogItem, Money};
 
     pub type Rows = Vec<(usize, Result<CatalogItem, String>)>;
 
-    fn read_error(path: &Path, e: impl std::fmt::Display) -> String {
-        format!("cannot read catalog {}: {e}", path.display())
-    }
-
-    pub fn jsonl_rows(path: &Path) -> Result<Rows, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| read_error(path, e))?;
+    pub fn jsonl_rows(bytes: Vec<u8>) -> Result<Rows, String> {
+        let text = String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text ({e}); JSONL catalogs are UTF-8"))?;
         Ok(text
             .lines()
             .enumerate()
@@ -110,10 +113,9 @@ mod formats {
         streams: Option<String>,
     }
 
-    pub fn csv_rows(path: &Path) -> Result<Rows, String> {
-        let mut reader =
-            csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| read_error(path, e))?;
-        Ok(reader
+    pub fn csv_rows(bytes: &[u8]) -> Rows {
+        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
+        reader
             .deserialize::<CsvRow>()
             .enumerate()
             .map(|(i, row)| {
@@ -133,20 +135,19 @@ mod formats {
                 });
                 (i + 2, item) // line 1 is the header
             })
-            .collect())
+            .collect()
     }
 
     /// Parquet columns: `sku`, `label`, `title`, `currency` (strings), `price` (double), and
     /// optionally `image`, `url` (strings), `in_stock` (boolean), `streams` (list of strings).
-    pub fn parquet_rows(path: &Path) -> Result<Rows, String> {
-        let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+    pub fn parquet_rows(bytes: Vec<u8>) -> Result<Rows, String> {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
             .and_then(|b| b.build())
-            .map_err(|e| read_error(path, e))?;
+            .map_err(|e| e.to_string())?;
         let mut rows = Vec::new();
         let mut row = 0;
         for batch in reader {
-            let batch = batch.map_err(|e| read_error(path, e))?;
+            let batch = batch.map_err(|e| e.to_string())?;
             for i in 0..batch.num_rows() {
                 row += 1;
                 rows.push((row, parquet_item(&batch, i)));

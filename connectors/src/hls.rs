@@ -300,8 +300,9 @@ pub fn is_segment_name(name: &str) -> bool {
     })
 }
 
-/// `name,start,end` (ffmpeg quotes names with commas; ours have none).
-fn parse_line(line: &str) -> Option<(String, f64, f64)> {
+/// A line of ffmpeg's segment list, `name,start_s,end_s` (ffmpeg quotes names with commas;
+/// ours have none): the segment's file name (no folder) and its times; None when it is not one.
+pub fn parse_line(line: &str) -> Option<(String, f64, f64)> {
     let mut fields = line.rsplitn(3, ',');
     let end: f64 = fields.next()?.parse().ok()?;
     let start: f64 = fields.next()?.parse().ok()?;

@@ -156,7 +156,7 @@ impl Preparer {
             .set_max_height(limits.max_side as usize)
             .set_strict_mode(true);
         let mut decoder = JpegDecoder::new_with_options(jpeg, options);
-        decoder.decode_headers().map_err(|e| header_error(e, limits))?;
+        guarded(|| decoder.decode_headers())?.map_err(|e| header_error(e, limits))?;
         let info = decoder.info().ok_or_else(|| ModelError::BadJpeg("no image header".into()))?;
         let (fw, fh) = (info.width as u32, info.height as u32);
         if fw == 0 || fh == 0 {
@@ -166,7 +166,7 @@ impl Preparer {
         if limits.check_data {
             crate::scan_check::check(jpeg).map_err(ModelError::BadJpeg)?;
         }
-        let mut rgb = decoder.decode().map_err(|e| ModelError::BadJpeg(e.to_string()))?;
+        let mut rgb = guarded(|| decoder.decode())?.map_err(|e| ModelError::BadJpeg(e.to_string()))?;
         let pixels = fw as usize * fh as usize;
         if rgb.len() == pixels {
             // A grayscale (one-component) JPEG comes out as luma: the model takes three channels.
@@ -282,6 +282,19 @@ fn header_error(e: zune_jpeg::errors::DecodeErrors, limits: DecodeLimits) -> Mod
     } else {
         ModelError::BadJpeg(text)
     }
+}
+
+/// Runs the JPEG decoder so that a panic in it (a bug on some hostile input; fuzzing found
+/// zune-jpeg's debug assertions failing) refuses the frame instead of ending the run.
+fn guarded<T>(decode: impl FnOnce() -> T) -> Result<T, ModelError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).map_err(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        ModelError::BadJpeg(format!("the JPEG decoder failed on this frame ({why}); the frame is refused"))
+    })
 }
 
 /// One-shot [`Preparer::prepare`], stretching to `width` x `height`.
@@ -471,6 +484,24 @@ mod tests {
         let err = prepare(&jpeg, DecodeLimits::default(), 8, 8).unwrap_err();
         assert!(matches!(err, ModelError::TooManyPixels { width: 60000, height: 60000, limit: 8192 }), "{err}");
         assert!(err.to_string().contains("decode.max_side"), "the error names the setting: {err}");
+    }
+
+    /// Every input that once crashed a fuzz target (tests/fuzz/regressions/jpeg_decode/) is
+    /// now refused or decoded, never a panic.
+    #[test]
+    fn inputs_that_crashed_the_fuzzer_are_answered() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fuzz/regressions/jpeg_decode");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let limits = DecodeLimits { max_side: 2048, ..DecodeLimits::default() };
+            if let Err(e) = prepare(&bytes, limits, 64, 48) {
+                assert!(!e.to_string().is_empty(), "{}", path.display());
+            }
+            seen += 1;
+        }
+        assert!(seen >= 1, "the regression inputs are in {dir}");
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub fn describe_plan(loaded: &LoadedSpec, shape: &Shape) -> String {
         spec.model.intra_threads,
         spec.model.min_score
     );
+    let settings = kafka_settings_shown(std::env::vars());
+    if !settings.is_empty() {
+        let _ = writeln!(out, "kafka client settings (VITRINE_KAFKA_*): {}", settings.join(", "));
+    }
     let _ = writeln!(out, "sources:");
     for source in &spec.sources {
         match source {
@@ -98,4 +102,34 @@ pub fn describe_plan(loaded: &LoadedSpec, shape: &Shape) -> String {
         }
     }
     out
+}
+
+/// The `VITRINE_KAFKA_*` settings as `name=value`, with secrets (passwords, keys, secrets,
+/// tokens) shown as `(hidden)`: a dry run's output ends up in CI logs and tickets.
+fn kafka_settings_shown(vars: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    let secret = |name: &str| ["password", "secret", "key", "token", "jaas"].iter().any(|s| name.contains(s));
+    vitrine_connectors::kafka::kafka_settings_from_env(vars)
+        .into_iter()
+        .map(|(name, value)| if secret(&name) { format!("{name}=(hidden)") } else { format!("{name}={value}") })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_not_shown() {
+        let vars = [
+            ("VITRINE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("VITRINE_KAFKA_SASL_USERNAME", "shop"),
+            ("VITRINE_KAFKA_SASL_PASSWORD", "hunter2"),
+            ("VITRINE_KAFKA_SSL_KEY_PASSWORD", "hunter3"),
+            ("VITRINE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET", "hunter4"),
+        ];
+        let shown = kafka_settings_shown(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).join(", ");
+        assert!(shown.contains("security.protocol=SASL_SSL") && shown.contains("sasl.username=shop"), "{shown}");
+        assert!(shown.contains("sasl.password=(hidden)"), "{shown}");
+        assert!(!shown.contains("hunter"), "{shown}");
+    }
 }

@@ -151,6 +151,8 @@ fn read(text: &str) -> Result<PipelineSpec, Vec<SpecProblem>> {
     for key in map.keys() {
         match key.as_str() {
             Some(k) if SECTIONS.contains(&k) => {}
+            // (An empty name has no path of its own: fuzzing found `"": ...` reported at ``.)
+            Some("") => problems.push(problem("(file)", "a section with an empty name (`\"\":`)")),
             Some(k) => problems.push(problem(k, format!("unknown section; expected one of {}", SECTIONS.join(", ")))),
             None => problems.push(problem("(file)", format!("section names must be strings, got {key:?}"))),
         }
@@ -299,6 +301,21 @@ model:
 catalog:
   path: c.jsonl
 "#;
+
+    /// Every input that once crashed the spec fuzz target (tests/fuzz/regressions/spec/) gets
+    /// problems that each have a path and a message.
+    #[test]
+    fn inputs_that_crashed_the_fuzzer_get_named_problems() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fuzz/regressions/spec");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = String::from_utf8(std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            let problems = parse(&text).unwrap_err();
+            assert!(problems.iter().all(|p| !p.path.is_empty() && !p.message.is_empty()), "{problems:?}");
+            seen += 1;
+        }
+        assert!(seen >= 1);
+    }
 
     #[test]
     fn a_minimal_spec_takes_defaults() {
