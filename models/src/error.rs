@@ -19,7 +19,7 @@ pub enum ModelError {
     ProviderNotBuilt { provider: &'static str },
     #[error("could not start the `{provider}` execution provider: {reason}. It needs an ONNX Runtime library built with it (e.g. the PyPI onnxruntime-gpu wheel's, with its libonnxruntime_providers_*.so beside it), an NVIDIA driver and a GPU; or set model.execution_provider: cpu")]
     ProviderFailed { provider: &'static str, reason: String },
-    #[error("could not load model {path}: {reason}")]
+    #[error("could not load model {path}: {reason}. Is it an ONNX model? (models/zoo holds the ones vitrine is tested with; model.decoder says how its outputs are read)")]
     LoadModel { path: PathBuf, reason: String },
     #[error("model {path} does not fit decoder `{decoder}`: {reason}")]
     ModelShape { path: PathBuf, decoder: &'static str, reason: String },

@@ -8,6 +8,29 @@ use vitrine_tests::kafka_runs::committed;
 use vitrine_tests::{demo_spec, replace, root, temp_dir, vitrine_bin, Broker};
 
 #[test]
+fn a_missing_model_or_a_file_that_is_not_one_is_refused_at_start_naming_it() {
+    let dir = temp_dir("bad-model");
+    let spec = demo_spec(&dir);
+    let model = spec.lines().find(|l| l.trim_start().starts_with("path: ") && l.contains(".onnx")).unwrap().trim();
+    let run = |model_path: &std::path::Path| {
+        let path = dir.join("bad-model.yaml");
+        std::fs::write(&path, replace(&spec, model, &format!("path: {}", model_path.display()))).unwrap();
+        let out = Command::new(vitrine_bin()).arg("run").arg(&path).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let missing = dir.join("no-such-model.onnx");
+    let (code, stderr) = run(&missing);
+    assert_eq!(code, Some(2), "a spec problem: {stderr}");
+    assert!(stderr.contains("model.path") && stderr.contains("does not exist"), "{stderr}");
+    let not_a_model = dir.join("notes.onnx");
+    std::fs::write(&not_a_model, "these are not the weights you are looking for\n").unwrap();
+    let (code, stderr) = run(&not_a_model);
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("notes.onnx") && last.contains("Is it an ONNX model?"), "{last}");
+}
+
+#[test]
 fn a_video_source_whose_input_cannot_be_opened_stops_the_run_with_exit_1_naming_it() {
     let dir = temp_dir("bad-input");
     let mut spec = demo_spec(&dir);
