@@ -93,6 +93,22 @@ pub struct KafkaSource {
     /// volume): the server plays it to viewers. Omit for no video in the viewer page.
     #[serde(default)]
     pub hls_dir: Option<String>,
+    /// Streams one worker takes at most; frames of more go to the dead-letter output (a
+    /// producer making up stream ids must not grow per-stream state without end).
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// Frames a second of media time a stream may have at most; denser frames go to the
+    /// dead-letter output (each costs a model run).
+    #[serde(default = "default_max_fps")]
+    pub max_fps: f64,
+}
+
+fn default_max_streams() -> usize {
+    1000
+}
+
+fn default_max_fps() -> f64 {
+    60.0
 }
 
 /// How fast a source delivers frames.
@@ -573,6 +589,15 @@ impl PipelineSpec {
                         problem(
                             format!("sources[{i}]"),
                             "one Kafka source per pipeline: its topic carries every stream".into(),
+                        );
+                    }
+                    if k.max_streams == 0 {
+                        problem(format!("sources[{i}].max_streams"), "must be at least 1".into());
+                    }
+                    if !(k.max_fps > 0.0 && k.max_fps.is_finite()) {
+                        problem(
+                            format!("sources[{i}].max_fps"),
+                            format!("must be a positive number, got {}", k.max_fps),
                         );
                     }
                     k.streams

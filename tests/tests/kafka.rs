@@ -252,11 +252,11 @@ fn frames_with_missing_headers_or_corrupt_jpegs_go_to_the_dead_letter_topic() {
             .arg(frames.join("f%d.jpg")),
     );
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
-    let headers = |seq: u64| {
+    let headers_at = |seq: u64, pts: u64| {
         [
             ("vitrine-stream-id", "shop1".to_string()),
             ("vitrine-seq", seq.to_string()),
-            ("vitrine-pts-ms", (seq * 1000).to_string()),
+            ("vitrine-pts-ms", pts.to_string()),
         ]
         .iter()
         .fold(OwnedHeaders::new(), |hs, (k, v)| hs.insert(Header { key: k, value: Some(v.as_bytes()) }))
@@ -268,24 +268,35 @@ fn frames_with_missing_headers_or_corrupt_jpegs_go_to_the_dead_letter_topic() {
         }
         producer.send(record).map_err(|(e, _)| e).unwrap();
     };
+    let headers = |seq: u64| headers_at(seq, seq * 1000);
+    let jpeg = |seq: u64| std::fs::read(frames.join(format!("f{}.jpg", seq + 1))).unwrap();
     for seq in 0..4u64 {
-        let jpeg = std::fs::read(frames.join(format!("f{}.jpg", seq + 1))).unwrap();
-        send(&jpeg, Some(headers(seq)));
+        send(&jpeg(seq), Some(headers(seq)));
     }
     send(b"a frame without headers", None);
     send(b"\xff\xd8 not really a jpeg", Some(headers(4)));
+    // A producer gone wrong: a frame again, an older one, and media time going back.
+    send(&jpeg(2), Some(headers(4)));
+    send(&jpeg(2), Some(headers(2)));
+    send(&jpeg(3), Some(headers_at(5, 100)));
     producer.flush(Duration::from_secs(10)).unwrap();
 
     let pipeline = start_pipeline(&spec, &dir.join("vitrine.log"), free_port());
-    let letters = consume(&broker.address, "vitrine.dead-letter", 2, Duration::from_secs(60));
+    let letters = consume(&broker.address, "vitrine.dead-letter", 5, Duration::from_secs(60));
     let detections = consume(&broker.address, "vitrine.detections", 4, Duration::from_secs(30));
     stop(pipeline);
     let log = std::fs::read_to_string(dir.join("vitrine.log")).unwrap();
-    assert_eq!(letters.len(), 2, "{log}");
+    assert_eq!(letters.len(), 5, "{log}");
+    let reasons: Vec<(&str, &str)> =
+        letters.iter().map(|r| (r.headers["vitrine-stage"].as_str(), r.headers["vitrine-reason"].as_str())).collect();
+    let source: Vec<&str> = reasons.iter().filter(|(stage, _)| *stage == "source").map(|(_, r)| *r).collect();
+    assert_eq!(source.len(), 4, "{reasons:?}");
+    assert!(source[0].contains("missing header"), "{source:?}");
+    assert_eq!(letters[0].value, b"a frame without headers");
+    assert!(source[1].contains("a duplicate of frame 4"), "{source:?}");
+    assert!(source[2].contains("older than frame 4"), "{source:?}");
+    assert!(source[3].contains("media time went back"), "{source:?}");
     let by_stage: HashMap<&str, &Record> = letters.iter().map(|r| (r.headers["vitrine-stage"].as_str(), r)).collect();
-    let source = by_stage.get("source").expect("the frame without headers is refused by the source");
-    assert_eq!(source.value, b"a frame without headers");
-    assert!(source.headers["vitrine-reason"].contains("missing header"), "{}", source.headers["vitrine-reason"]);
     let decode = by_stage.get("decode").expect("the corrupt JPEG is refused by decode");
     assert_eq!(decode.value, b"\xff\xd8 not really a jpeg");
     assert!(!decode.headers["vitrine-reason"].is_empty());

@@ -6,6 +6,7 @@
 //! binding, binary mode) and `vitrine.dead-letter`.
 
 pub mod admin;
+pub mod admission;
 pub mod catalog;
 pub mod frames;
 pub mod sampler;

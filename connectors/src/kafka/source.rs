@@ -16,6 +16,7 @@ use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use vitrine_schemas::{DeadLetter, Frame, SourcePosition};
 
+use super::admission::{Admission, Limits};
 use super::frames::frame_from_message;
 use super::{client_config, describe, describe_for, MAX_MESSAGE_BYTES};
 
@@ -96,6 +97,8 @@ pub struct KafkaFrameSource {
     sent_before: BTreeMap<i32, i64>,
     /// The partitions this run starts by replaying (read from before their sent mark).
     replaying: BTreeMap<i32, i64>,
+    /// Per stream: in order, not too dense, not too many streams.
+    admission: Admission,
 }
 
 /// The consumer group whose committed offsets say how far `group_id`'s results were sent.
@@ -183,12 +186,19 @@ impl KafkaFrameSource {
             sent_group,
             sent_before,
             replaying,
+            admission: Admission::new(Limits { max_streams: usize::MAX, max_fps: f64::INFINITY }),
         })
     }
 
     /// Where frames sent by reference may be read from (none: references are refused).
     pub fn with_refs_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
         self.refs_dir = dir;
+        self
+    }
+
+    /// The source's limits per stream (`max_streams`, `max_fps`); none until set.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.admission = Admission::new(limits);
         self
     }
 
@@ -211,7 +221,11 @@ impl KafkaFrameSource {
                     let origin = format!("{}/{}@{}", m.topic(), m.partition(), m.offset());
                     let position = SourcePosition { partition: Some(m.partition()), offset: m.offset() };
                     let frame = frame_from_message(m.key(), m.payload(), m.headers(), origin, self.refs_dir.as_deref())
-                        .map(|frame| Frame { position, ..frame });
+                        .map(|frame| Frame { position, ..frame })
+                        .and_then(|frame| match self.admission.admit(&frame.stream_id, frame.seq, frame.pts_ms) {
+                            Ok(()) => Ok(frame),
+                            Err(reason) => Err(refused(frame, reason)),
+                        });
                     out.push((frame, (m.partition(), m.offset())));
                 }
             }
@@ -264,5 +278,20 @@ impl KafkaFrameSource {
         while self.sent_group.poll(Duration::ZERO).is_some() {}
         let frames = self.consumer.context().commits.failed.swap(false, Ordering::Relaxed);
         self.sent_group.context().failed.swap(false, Ordering::Relaxed) | frames
+    }
+}
+
+/// A frame the source's limits refuse, as a dead letter with its bytes.
+fn refused(frame: Frame, reason: String) -> DeadLetter {
+    DeadLetter {
+        stream_id: frame.stream_id,
+        seq: frame.seq,
+        pts_ms: frame.pts_ms,
+        stage: "source".into(),
+        reason,
+        origin: frame.origin,
+        bytes: frame.jpeg.len() as u64,
+        at_ms: vitrine_schemas::now_ms(),
+        payload: frame.jpeg,
     }
 }

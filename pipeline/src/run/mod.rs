@@ -37,6 +37,7 @@ use timely::dataflow::{InputHandleVec, ProbeHandle};
 use vitrine_connectors::hls::HlsStream;
 use vitrine_connectors::hub::Hub;
 use vitrine_connectors::images::ImageStore;
+use vitrine_connectors::kafka::admission::Limits;
 use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::metrics::{Health, Metrics};
 use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll};
@@ -255,8 +256,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .as_ref()
                 .map(|k| {
                     let refs = k.frame_refs_dir.as_ref().map(|d| loaded.resolve(d));
-                    KafkaFrameSource::connect(&k.brokers, &k.topic, &k.group_id, w, peers)
-                        .map(|s| s.with_refs_dir(refs))
+                    KafkaFrameSource::connect(&k.brokers, &k.topic, &k.group_id, w, peers).map(|s| {
+                        s.with_refs_dir(refs).with_limits(Limits { max_streams: k.max_streams, max_fps: k.max_fps })
+                    })
                 })
                 .transpose()
         })
