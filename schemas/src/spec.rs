@@ -556,6 +556,13 @@ pub struct ServerSpec {
     /// Viewers connected at once, at most; more are closed with 1013 (try again later).
     #[serde(default = "default_max_viewers")]
     pub max_viewers: usize,
+    /// Viewers of one stream at once, at most; none: only `max_viewers`.
+    #[serde(default)]
+    pub max_viewers_per_stream: Option<usize>,
+    /// Viewers from one IP address at once, at most; none: no limit (behind a load balancer
+    /// or proxy every viewer comes from its address, so set it only when viewers connect directly).
+    #[serde(default)]
+    pub max_viewers_per_ip: Option<usize>,
 }
 
 /// A problem in a spec: where (a dotted path such as `debounce.hold`) and what.

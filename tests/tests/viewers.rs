@@ -238,3 +238,39 @@ async fn a_full_server_says_so_and_lets_the_next_viewer_in_when_one_leaves() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_or_one_stream_cannot_take_every_place() {
+    // Per address: the third viewer from 127.0.0.1 is refused, and let in once one leaves.
+    let server = start_with("  max_viewers_per_ip: 2\n");
+    let query = format!("token={}", server.token("demo", "1h"));
+    let mut first = server.connect(&query, Some(ORIGIN)).await;
+    assert_eq!(json(&mut first).await["type"], "hello");
+    let mut second = server.connect(&query, Some(ORIGIN)).await;
+    assert_eq!(json(&mut second).await["type"], "hello");
+    let mut third = server.connect(&query, Some(ORIGIN)).await;
+    let (code, reason) = closed_with(&mut third).await;
+    assert_eq!((code, reason.contains("server.max_viewers_per_ip")), (1013, true), "{reason}");
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut next_one = server.connect(&query, Some(ORIGIN)).await;
+        match next(&mut next_one).await {
+            Received::Json(hello) => {
+                assert_eq!(hello["type"], "hello");
+                break;
+            }
+            Received::Closed(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Received::Closed(close) => panic!("the address still counted a viewer that left: {close:?}"),
+        }
+    }
+
+    // Per stream.
+    let server = start_with("  max_viewers_per_stream: 1\n");
+    let query = format!("token={}", server.token("demo", "1h"));
+    let mut first = server.connect(&query, Some(ORIGIN)).await;
+    assert_eq!(json(&mut first).await["type"], "hello");
+    let mut second = server.connect(&query, Some(ORIGIN)).await;
+    let (code, reason) = closed_with(&mut second).await;
+    assert_eq!((code, reason.contains("server.max_viewers_per_stream")), (1013, true), "{reason}");
+}

@@ -23,6 +23,31 @@ pub struct Access {
     pub token_secret: Option<Vec<u8>>,
     /// Viewers connected at once, at most (0: no limit).
     pub max_viewers: usize,
+    /// Viewers of one stream at once, at most (0: no limit).
+    pub max_viewers_per_stream: usize,
+    /// Viewers from one IP address at once, at most (0: no limit).
+    pub max_viewers_per_ip: usize,
+    /// Viewers connected now, per IP address (only counted with a per-address limit).
+    pub per_ip: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// A viewer counted against its address's limit, until dropped.
+#[derive(Debug)]
+pub struct IpSlot {
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("viewers per address");
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Why a viewer was refused: the close code and reason it gets.
@@ -44,6 +69,27 @@ pub fn make_token(secret: &[u8], stream_id: &str, expires: i64) -> String {
 }
 
 impl Access {
+    /// Takes a place for a viewer from `ip`, or refuses it when its address has
+    /// `max_viewers_per_ip` connected already (none needed without that limit).
+    pub fn take_ip_slot(&self, ip: std::net::IpAddr) -> Result<Option<IpSlot>, Refusal> {
+        if self.max_viewers_per_ip == 0 {
+            return Ok(None);
+        }
+        let mut counts = self.per_ip.lock().expect("viewers per address");
+        let n = counts.entry(ip).or_default();
+        if *n >= self.max_viewers_per_ip {
+            return Err(Refusal {
+                code: CLOSE_SERVER_FULL,
+                reason: format!(
+                    "too many viewers from {ip} ({}, server.max_viewers_per_ip): close another one first",
+                    self.max_viewers_per_ip
+                ),
+            });
+        }
+        *n += 1;
+        Ok(Some(IpSlot { counts: self.per_ip.clone(), ip }))
+    }
+
     pub fn check(&self, stream_id: &str, origin: Option<&str>, token: Option<&str>, now_s: i64) -> Result<(), Refusal> {
         if !self.allowed_origins.is_empty() && !origin.is_some_and(|o| self.allowed_origins.iter().any(|a| a == o)) {
             return Err(Refusal {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -101,7 +101,8 @@ pub async fn serve(
         .map_err(|e| ConnectorError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(addr = %local, "serving viewers: open http://{local}/");
-    axum::serve(listener, router(state))
+    // The peer's address, for `server.max_viewers_per_ip`.
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| ConnectorError::Listen { addr: addr.to_string(), reason: e.to_string() })
@@ -189,6 +190,7 @@ async fn websocket(
     State(state): State<ServerState>,
     Path(id): Path<String>,
     Query(params): Query<ViewerParams>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -205,6 +207,20 @@ async fn websocket(
             reason: format!("server full ({max} viewers, server.max_viewers): try again later"),
         });
     }
+    let per_stream = state.access.max_viewers_per_stream;
+    if refusal.is_none() && per_stream > 0 && state.hub.viewers_of(&id) >= per_stream {
+        refusal = Some(access::Refusal {
+            code: access::CLOSE_SERVER_FULL,
+            reason: format!("stream `{id}` has {per_stream} viewers (server.max_viewers_per_stream): try again later"),
+        });
+    }
+    let mut ip_slot = None;
+    if refusal.is_none() {
+        match state.access.take_ip_slot(peer.ip()) {
+            Ok(slot) => ip_slot = slot,
+            Err(refused) => refusal = Some(refused),
+        }
+    }
     // A small read buffer: client messages are a few bytes, and at 50,000 viewers each KiB a
     // connection is 50 MB (a longer message is read in several chunks, up to the limit).
     let upgrade = upgrade
@@ -219,7 +235,10 @@ async fn websocket(
             let frame = CloseFrame { code: refused.code, reason: refused.reason.into() };
             let _ = socket.send(Message::Close(Some(frame))).await;
         }),
-        None => upgrade.on_upgrade(move |socket| viewer_connection(socket, state, id, params.last_event_id)),
+        None => upgrade.on_upgrade(move |socket| async move {
+            viewer_connection(socket, state, id, params.last_event_id).await;
+            drop(ip_slot); // the address's place is free once the connection is over
+        }),
     }
 }
 

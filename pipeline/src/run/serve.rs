@@ -50,7 +50,14 @@ pub fn viewer_access(server: &ServerSpec) -> anyhow::Result<Access> {
         ),
         None => None,
     };
-    Ok(Access { allowed_origins: server.allowed_origins.clone(), token_secret, max_viewers: server.max_viewers })
+    Ok(Access {
+        allowed_origins: server.allowed_origins.clone(),
+        token_secret,
+        max_viewers: server.max_viewers,
+        max_viewers_per_stream: server.max_viewers_per_stream.unwrap_or(0),
+        max_viewers_per_ip: server.max_viewers_per_ip.unwrap_or(0),
+        per_ip: Default::default(),
+    })
 }
 
 /// Starts the server thread: a small tokio runtime that watches for signals and, with a
