@@ -58,7 +58,7 @@ for target in $targets; do
   # One process, 2 GB of memory, frames up to 1 MB; the corpus folder gets what is new.
   cargo +nightly fuzz run -s none --fuzz-dir . "$target" "corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=1048576 -print_final_stats=1 2>&1 \
-    | grep -E "^(stat::number_of_executed_runs|stat::new_units_added|==[0-9]+==|SUMMARY|thread .* panicked|Test unit written)" \
+    | grep -E "^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|stat::peak_rss_mb|==[0-9]+==|SUMMARY|thread .* panicked|Test unit written)" \
     || true
   if [ -n "$(ls -A "artifacts/$target" 2>/dev/null)" ]; then
     echo "fuzz: $target crashed; the input is in tests/fuzz/artifacts/$target/ (see above)" >&2
