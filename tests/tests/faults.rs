@@ -54,6 +54,23 @@ fn run_to_the_end(
     families
 }
 
+/// `vitrine topics create SPEC`, tried again for a while: a broker that has just started on
+/// a fresh S3 store may answer "unknown broker error" until the store takes writes (seen in CI).
+fn create_topics_when_the_store_is_ready(spec: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out =
+            Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(spec).output().unwrap();
+        if out.status.success() {
+            return;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(Instant::now() < deadline, "topics create kept failing: {stderr}");
+        eprintln!("topics create failed, trying again: {}", stderr.trim());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 #[test]
 fn a_broker_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
     let s3 = S3Server::start("tansu");
@@ -61,11 +78,10 @@ fn a_broker_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
     let dir = temp_dir("faults-broker");
     let brokers = broker.address.clone();
     let clean_spec = spec(&dir, &brokers, "clean");
-    let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&clean_spec).status();
-    assert!(status.unwrap().success());
     let fault_spec = spec(&dir, &brokers, "fault");
-    let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "2"]).arg(&fault_spec).status();
-    assert!(status.unwrap().success());
+    for spec in [&clean_spec, &fault_spec] {
+        create_topics_when_the_store_is_ready(spec);
+    }
     sample_streams(&brokers, &STREAMS);
     let frames = 180.0 * STREAMS.len() as f64;
 
