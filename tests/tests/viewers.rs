@@ -213,6 +213,22 @@ async fn a_viewer_that_loses_its_connection_resumes_with_nothing_lost() {
     assert!(snapshot["products"].as_array().unwrap().iter().any(|p| p["sku"] == "APL-GALA-1KG"), "{snapshot}");
 }
 
+/// Connects until a viewer gets its hello (the server may take a moment to count one that left).
+async fn next_viewer_gets_in(server: &Server, query: &str, still_refused: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut next_one = server.connect(query, Some(ORIGIN)).await;
+        match next(&mut next_one).await {
+            Received::Json(hello) => {
+                assert_eq!(hello["type"], "hello");
+                return;
+            }
+            Received::Closed(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Received::Closed(close) => panic!("{still_refused}: {close:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_server_says_so_and_lets_the_next_viewer_in_when_one_leaves() {
     let server = start_with("  max_viewers: 2\n");
@@ -225,18 +241,7 @@ async fn a_full_server_says_so_and_lets_the_next_viewer_in_when_one_leaves() {
     let (code, reason) = closed_with(&mut third).await;
     assert_eq!((code, reason.contains("server.max_viewers")), (1013, true), "{reason}");
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut next_one = server.connect(&query, Some(ORIGIN)).await;
-        match next(&mut next_one).await {
-            Received::Json(hello) => {
-                assert_eq!(hello["type"], "hello");
-                break;
-            }
-            Received::Closed(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Received::Closed(close) => panic!("still full after a viewer left: {close:?}"),
-        }
-    }
+    next_viewer_gets_in(&server, &query, "still full after a viewer left").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,18 +257,7 @@ async fn one_address_or_one_stream_cannot_take_every_place() {
     let (code, reason) = closed_with(&mut third).await;
     assert_eq!((code, reason.contains("server.max_viewers_per_ip")), (1013, true), "{reason}");
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut next_one = server.connect(&query, Some(ORIGIN)).await;
-        match next(&mut next_one).await {
-            Received::Json(hello) => {
-                assert_eq!(hello["type"], "hello");
-                break;
-            }
-            Received::Closed(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Received::Closed(close) => panic!("the address still counted a viewer that left: {close:?}"),
-        }
-    }
+    next_viewer_gets_in(&server, &query, "the address still counted a viewer that left").await;
 
     // Per stream.
     let server = start_with("  max_viewers_per_stream: 1\n");
