@@ -69,7 +69,18 @@ pub struct Pipeline(pub Child);
 impl Pipeline {
     /// `vitrine run SPEC ARGS...` with `env`, its log (stderr) in `log`.
     pub fn start(spec: &Path, args: &[&str], env: &[(&'static str, String)], log: &Path) -> Pipeline {
-        let child = Command::new(vitrine_bin())
+        Pipeline::start_with(Command::new(vitrine_bin()), spec, args, env, log)
+    }
+
+    /// As [`Pipeline::start`], with `command` (the vitrine binary, possibly behind a wrapper).
+    pub fn start_with(
+        mut command: Command,
+        spec: &Path,
+        args: &[&str],
+        env: &[(&'static str, String)],
+        log: &Path,
+    ) -> Pipeline {
+        let child = command
             .arg("run")
             .arg(spec)
             .args(args)

@@ -487,3 +487,79 @@ impl Drop for S3Server {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A small disk of its own that a test can fill up and free again: a tmpfs mounted in a private
+/// mount namespace (`unshare`, in a user namespace, so no root is needed where the kernel lets
+/// users make namespaces). A process started with [`SmallDisk::command`] sees it at `mount`;
+/// the test reaches it from outside through the holder's `/proc/PID/root`. Unmounted (with its
+/// files) when dropped.
+#[derive(Debug)]
+pub struct SmallDisk {
+    holder: std::process::Child,
+    /// Where the disk is mounted, as the processes inside see it.
+    pub mount: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn start(name: &str, megabytes: u32) -> SmallDisk {
+        use std::io::BufRead;
+        let mount = temp_dir(&format!("disk-{name}"));
+        let script =
+            format!("mount -t tmpfs -o size={megabytes}m vitrine-{name} \"$0\" && echo mounted && exec sleep infinity");
+        let mut holder = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", &script])
+            .arg(&mount)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) starts");
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
+        assert_eq!(line.trim(), "mounted", "could not mount a tmpfs in a user namespace (unshare -Urm)");
+        SmallDisk { holder, mount }
+    }
+
+    /// A path inside the disk, as this (outside) process reaches it.
+    pub fn outside(&self, inside: &Path) -> PathBuf {
+        let relative = inside.strip_prefix("/").unwrap_or(inside);
+        PathBuf::from(format!("/proc/{}/root", self.holder.id())).join(relative)
+    }
+
+    /// `program`, to be started inside the disk's mount namespace (as the same user).
+    pub fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new("nsenter");
+        command.args(["-t", &self.holder.id().to_string(), "--user", "--mount", "--preserve-credentials"]).arg(program);
+        command
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.outside(&self.mount.join("filler"))
+    }
+
+    /// Fills every free byte, as a disk that has run full.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.filler()).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling the small disk: {e}"),
+            }
+        }
+        let _ = file.sync_all();
+    }
+
+    /// Frees what [`SmallDisk::fill`] took.
+    pub fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}

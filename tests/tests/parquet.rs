@@ -11,11 +11,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vitrine_tests::kafka_runs::{
-    caught_up, check_tables, kafka_spec, sample_streams, tables, wait_caught_up, Pipeline,
+    caught_up, check_tables, kafka_spec, sample_streams, tables, wait_caught_up, Pipeline, Tables,
 };
 use vitrine_tests::{
     duckdb, duckdb_s3, free_port, http_get, http_response, metric_sample, prometheus_families, temp_dir, vitrine_bin,
-    Broker, S3Server,
+    Broker, S3Server, SmallDisk,
 };
 
 const STREAMS: [&str; 3] = ["shop1", "shop2", "shop3"];
@@ -180,11 +180,88 @@ fn metric_total(port: u16, name: &str) -> f64 {
     samples.filter(|s| s[0] == name).filter_map(|s| s[2].as_f64()).sum()
 }
 
+/// A store that fails every write for a while: an S3 server that is down, or a local disk
+/// that has run full.
+enum Outage {
+    S3(S3Server),
+    FullDisk(SmallDisk),
+}
+
+impl Outage {
+    fn location(&self) -> String {
+        match self {
+            Outage::S3(s3) => format!("s3://{}/vitrine", s3.bucket),
+            Outage::FullDisk(disk) => disk.mount.join("tables").display().to_string(),
+        }
+    }
+
+    fn start(&self, spec: &Path, env: &[(&'static str, String)], log: &Path) -> Pipeline {
+        match self {
+            Outage::S3(s3) => {
+                let env: Vec<_> = s3.env().into_iter().chain(env.iter().cloned()).collect();
+                Pipeline::start(spec, &[], &env, log)
+            }
+            Outage::FullDisk(disk) => Pipeline::start_with(disk.command(&vitrine_bin()), spec, &[], env, log),
+        }
+    }
+
+    fn begin(&mut self) {
+        match self {
+            Outage::S3(s3) => s3.kill(),
+            Outage::FullDisk(disk) => disk.fill(),
+        }
+    }
+
+    fn end(&mut self) {
+        match self {
+            Outage::S3(s3) => s3.restart(),
+            Outage::FullDisk(disk) => disk.free(),
+        }
+    }
+
+    /// What the run's log says about the failing writes.
+    fn error_logged(&self) -> &'static str {
+        match self {
+            Outage::S3(_) => "cannot write to the Parquet store; retrying",
+            Outage::FullDisk(_) => "No space left on device",
+        }
+    }
+
+    fn tables(&self) -> Tables {
+        match self {
+            Outage::S3(s3) => tables(&self.location(), |sql| duckdb_s3(s3, sql)),
+            Outage::FullDisk(disk) => tables(&disk.outside(Path::new(&self.location())).display().to_string(), duckdb),
+        }
+    }
+
+    /// Objects or files in the store that are not published table files.
+    fn stray(&self) -> Vec<String> {
+        match self {
+            Outage::S3(s3) => s3_objects(s3, &self.location()).1,
+            Outage::FullDisk(disk) => {
+                let files = files_under(&disk.outside(Path::new(&self.location())));
+                files.into_iter().filter(|f| !published_name(f) && f != "dead-letter.jsonl").collect()
+            }
+        }
+    }
+}
+
 #[test]
 fn while_the_store_is_down_no_frame_is_taken_and_once_it_is_back_every_row_is_there_once() {
+    ride_out(Outage::S3(S3Server::start("outage")), "s3-outage");
+}
+
+#[test]
+fn while_the_local_disk_is_full_no_frame_is_taken_and_once_there_is_room_every_row_is_there_once() {
+    ride_out(Outage::FullDisk(SmallDisk::start("parquet-full", 64)), "disk-full");
+}
+
+/// A run whose store fails as it becomes ready: it retries and says so, takes no new frames
+/// and commits nothing unwritten; once the store is back it goes on by itself, and the tables
+/// equal an uninterrupted run's, every row once.
+fn ride_out(mut store: Outage, name: &str) {
     let broker = Broker::start();
-    let mut s3 = S3Server::start("outage");
-    let dir = temp_dir("parquet-outage");
+    let dir = temp_dir(&format!("parquet-{name}"));
     let brokers = broker.address.clone();
     let clean_spec = spec(&dir, &brokers, "clean", &dir.join("clean").display().to_string());
     let status = Command::new(vitrine_bin()).args(["topics", "create", "--partitions", "3"]).arg(&clean_spec).status();
@@ -194,13 +271,11 @@ fn while_the_store_is_down_no_frame_is_taken_and_once_it_is_back_every_row_is_th
     run_to_the_end(&clean_spec, &[], &dir.join("clean.log"), &brokers, "clean");
     let clean = tables(&dir.join("clean").display().to_string(), duckdb);
 
-    // The store dies as soon as the run is ready (its progress read), before a file is written.
-    let s3_location = format!("s3://{}/vitrine", s3.bucket);
-    let outage_spec = spec(&dir, &brokers, "outage", &s3_location);
+    // The store fails as soon as the run is ready (its progress read), before a file is written.
+    let outage_spec = spec(&dir, &brokers, name, &store.location());
     let (port, listen) = listen();
-    let env: Vec<_> = s3.env().into_iter().chain([listen]).collect();
-    let log = dir.join("outage.log");
-    let mut pipeline = Pipeline::start(&outage_spec, &[], &env, &log);
+    let log = dir.join(format!("{name}.log"));
+    let mut pipeline = store.start(&outage_spec, &[listen], &log);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -210,7 +285,7 @@ fn while_the_store_is_down_no_frame_is_taken_and_once_it_is_back_every_row_is_th
         assert!(pipeline.0.try_wait().unwrap().is_none(), "exited:\n{}", log_text());
         std::thread::sleep(Duration::from_millis(50));
     }
-    s3.kill();
+    store.begin();
 
     // It retries, says so (log and metrics), and stops taking frames: the count of frames
     // read stands still, short of the frames in the topic, and nothing is committed.
@@ -227,25 +302,26 @@ fn while_the_store_is_down_no_frame_is_taken_and_once_it_is_back_every_row_is_th
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    eprintln!("frames read when the run stopped taking them: {stalled_at} of {all_frames}");
+    eprintln!("{name}: frames read when the run stopped taking them: {stalled_at} of {all_frames}");
     assert!(stalled_at < all_frames, "every frame was read before the queue of file sets filled:\n{}", log_text());
     assert!(log_text().contains("cannot write to the Parquet store; retrying"), "{}", log_text());
+    assert!(log_text().contains(store.error_logged()), "the log says why:\n{}", log_text());
     let families = prometheus_families(&http_get(port, "/metrics"));
     let retries = metric_sample(&families, "vitrine_sink_retries_total", &[("sink", "parquet")]).unwrap();
     assert!(retries >= 1.0, "retries are counted: {retries}");
     let waiting = metric_sample(&families, "vitrine_parquet_sets_waiting", &[]).unwrap();
     // (Two sets per worker queued, and the one being written.)
     assert!((1.0..=5.0).contains(&waiting), "file sets wait, a bounded few: {waiting}");
-    assert!(caught_up(&brokers, "outage").is_err(), "offsets were committed for frames whose rows are not written");
+    assert!(caught_up(&brokers, name).is_err(), "offsets were committed for frames whose rows are not written");
     assert_eq!(http_get(port, "/healthz"), "ok", "a store that is down is retried, not a dead part");
 
     // The store comes back: the run goes on by itself to the end, every row exactly once.
-    s3.restart();
-    wait_caught_up(&mut [&mut pipeline], &[&log], &brokers, "outage");
+    store.end();
+    wait_caught_up(&mut [&mut pipeline], &[&log], &brokers, name);
     pipeline.signal("INT");
     let status = pipeline.wait_for_exit(Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()), "{}", log_text());
-    check_tables("S3 after an outage", &tables(&s3_location, |sql| duckdb_s3(&s3, sql)), &clean);
-    let (_, stray) = s3_objects(&s3, &s3_location);
-    assert!(stray.is_empty(), "objects on S3 that are not published files: {stray:?}");
+    check_tables(&format!("{name}: after the outage"), &store.tables(), &clean);
+    let stray = store.stray();
+    assert!(stray.is_empty(), "{name}: files in the store that are not published table files: {stray:?}");
 }
