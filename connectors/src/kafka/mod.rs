@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod admission;
 pub mod catalog;
+pub mod fetch;
 pub mod frames;
 pub mod sampler;
 pub mod sink;

@@ -98,7 +98,7 @@ pub struct KafkaFrameSource {
     /// The partitions this run starts by replaying (read from before their sent mark).
     replaying: BTreeMap<i32, i64>,
     /// Per stream: in order, not too dense, not too many streams.
-    admission: Admission,
+    admission: Mutex<Admission>,
 }
 
 /// The consumer group whose committed offsets say how far `group_id`'s results were sent.
@@ -186,7 +186,7 @@ impl KafkaFrameSource {
             sent_group,
             sent_before,
             replaying,
-            admission: Admission::new(Limits { max_streams: usize::MAX, max_fps: f64::INFINITY }),
+            admission: Mutex::new(Admission::new(Limits { max_streams: usize::MAX, max_fps: f64::INFINITY })),
         })
     }
 
@@ -198,7 +198,7 @@ impl KafkaFrameSource {
 
     /// The source's limits per stream (`max_streams`, `max_fps`); none until set.
     pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.admission = Admission::new(limits);
+        self.admission = Mutex::new(Admission::new(limits));
         self
     }
 
@@ -207,9 +207,10 @@ impl KafkaFrameSource {
     }
 
     /// Up to `max` messages that are waiting (none if nothing arrives within `wait`).
-    pub fn poll(&mut self, max: usize, wait: Duration) -> Vec<(Result<Frame, DeadLetter>, Position)> {
+    pub fn poll(&self, max: usize, wait: Duration) -> Vec<(Result<Frame, DeadLetter>, Position)> {
         let mut out = Vec::new();
         let mut timeout = wait;
+        let mut admission = self.admission.lock().expect("admission");
         while out.len() < max {
             match self.consumer.poll(timeout) {
                 None => break,
@@ -222,7 +223,7 @@ impl KafkaFrameSource {
                     let position = SourcePosition { partition: Some(m.partition()), offset: m.offset() };
                     let frame = frame_from_message(m.key(), m.payload(), m.headers(), origin, self.refs_dir.as_deref())
                         .map(|frame| Frame { position, ..frame })
-                        .and_then(|frame| match self.admission.admit(&frame.stream_id, frame.seq, frame.pts_ms) {
+                        .and_then(|frame| match admission.admit(&frame.stream_id, frame.seq, frame.pts_ms) {
                             Ok(()) => Ok(frame),
                             Err(reason) => Err(refused(frame, reason)),
                         });

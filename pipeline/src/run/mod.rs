@@ -38,6 +38,7 @@ use vitrine_connectors::hls::HlsStream;
 use vitrine_connectors::hub::Hub;
 use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::kafka::admission::Limits;
+use vitrine_connectors::kafka::fetch::FetchingSource;
 use vitrine_connectors::kafka::source::KafkaFrameSource;
 use vitrine_connectors::metrics::{Health, Metrics};
 use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll};
@@ -413,7 +414,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
 
         // What this worker feeds: its Kafka partitions, and on worker 0 the embedded sources and
         // the catalog. The first worker of every process follows the catalog's labels (replay points).
-        let mut kafka = kafka_feeds.lock().expect("kafka").get_mut(local).and_then(Option::take);
+        // (Read on a thread of its own, which wakes this worker when a frame is there.)
+        let worker_thread = std::thread::current();
+        let kafka = kafka_feeds.lock().expect("kafka").get_mut(local).and_then(Option::take).map(|source| {
+            FetchingSource::start(source, move || worker_thread.unpark()).expect("starting a Kafka fetch thread")
+        });
         let embedded = if index == 0 { frames_rx.lock().expect("frames").take() } else { None };
         let catalog_changes = if local == 0 { catalog_rx.lock().expect("catalog").take() } else { None };
         let mut embedded_open = embedded.is_some();
@@ -497,10 +502,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 sent.fetch_add(1, Ordering::Relaxed);
                 room -= 1;
             }
-            if let Some(feed) = kafka.as_mut() {
+            if let Some(feed) = kafka.as_ref() {
                 if room > 0 && !dataflow_stop.load(Ordering::Relaxed) {
                     let time = *frames_in.time();
-                    for (frame, (partition, offset)) in feed.poll(room as usize, Duration::ZERO) {
+                    for (frame, (partition, offset)) in feed.take(room as usize) {
                         let id = frame.as_ref().ok().map(|f| (f.stream_id.as_str(), f.seq));
                         offsets.read(time, partition, offset, id);
                         if replay_left.get(&partition).is_some_and(|end| offset + 1 >= *end) {
@@ -580,7 +585,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         while kafka.is_none() && parquet_busy() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Some(feed) = kafka.as_mut() {
+        if let Some(feed) = kafka.as_ref() {
             // parquet_busy() also notes what the publisher published: call it before every commit
             // (a drain once waited 30 s here and committed too little, `||` skipping it).
             loop {
