@@ -129,7 +129,7 @@ fn rate(bytes: usize, started: Option<Instant>) -> f64 {
 
 /// vitrine's frame source, which reads the headers and takes each JPEG into a Frame. Returns MB/s.
 fn frame_source(brokers: &str, round: usize) -> f64 {
-    let mut source = KafkaFrameSource::connect(brokers, TOPIC, &format!("bench-vitrine-{round}"), 0, 1).unwrap();
+    let source = KafkaFrameSource::connect(brokers, TOPIC, &format!("bench-vitrine-{round}"), 0, 1).unwrap();
     let mut started = None;
     let (mut n, mut bytes) = (0, 0usize);
     while n < MESSAGES {
