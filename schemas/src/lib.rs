@@ -1,6 +1,7 @@
 //! Plain data of vitrine: what flows through the dataflow, what leaves it, and how it is
 //! configured. No I/O, no runtime: every other crate depends on this one.
 
+pub mod address_range;
 mod catalog;
 mod detection;
 mod event;

@@ -559,10 +559,15 @@ pub struct ServerSpec {
     /// Viewers of one stream at once, at most; none: only `max_viewers`.
     #[serde(default)]
     pub max_viewers_per_stream: Option<usize>,
-    /// Viewers from one IP address at once, at most; none: no limit (behind a load balancer
-    /// or proxy every viewer comes from its address, so set it only when viewers connect directly).
+    /// Viewers from one IP address at once, at most; none: no limit. Behind a load balancer or
+    /// proxy, list it in `trusted_proxies`, or every viewer counts as its address.
     #[serde(default)]
     pub max_viewers_per_ip: Option<usize>,
+    /// Addresses or CIDR ranges of the proxies and load balancers in front of the server: from
+    /// a connection of theirs, a viewer's address is taken from `X-Forwarded-For` (the last
+    /// address in it that is not a trusted proxy). Empty: the connection's own address.
+    #[serde(default)]
+    pub trusted_proxies: Vec<crate::address_range::AddressRange>,
 }
 
 /// A problem in a spec: where (a dotted path such as `debounce.hold`) and what.

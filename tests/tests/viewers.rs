@@ -69,12 +69,19 @@ impl Server {
 
     /// Connects (retrying while the server starts) with these query parameters and Origin.
     async fn connect(&self, query: &str, origin: Option<&str>) -> Socket {
+        self.connect_with(query, origin, &[]).await
+    }
+
+    async fn connect_with(&self, query: &str, origin: Option<&str>, headers: &[(&'static str, &str)]) -> Socket {
         let url = format!("ws://127.0.0.1:{}/v1/streams/demo/ws?{query}", self.port);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut request = url.as_str().into_client_request().unwrap();
             if let Some(origin) = origin {
                 request.headers_mut().insert("Origin", origin.parse().unwrap());
+            }
+            for (name, value) in headers {
+                request.headers_mut().insert(*name, value.parse().unwrap());
             }
             match tokio_tungstenite::connect_async(request).await {
                 Ok((socket, _)) => return socket,
@@ -267,4 +274,20 @@ async fn one_address_or_one_stream_cannot_take_every_place() {
     let mut second = server.connect(&query, Some(ORIGIN)).await;
     let (code, reason) = closed_with(&mut second).await;
     assert_eq!((code, reason.contains("server.max_viewers_per_stream")), (1013, true), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_viewer_counts_as_its_own_address() {
+    // Every viewer comes through the proxy at 127.0.0.1, which names it in X-Forwarded-For.
+    let server = start_with("  max_viewers_per_ip: 1\n  trusted_proxies: [127.0.0.1/32]\n");
+    let query = format!("token={}", server.token("demo", "1h"));
+    let via_proxy = |client: &'static str| [("X-Forwarded-For", client)];
+    let mut first = server.connect_with(&query, Some(ORIGIN), &via_proxy("203.0.113.9")).await;
+    assert_eq!(json(&mut first).await["type"], "hello");
+    let mut second = server.connect_with(&query, Some(ORIGIN), &via_proxy("198.51.100.7")).await;
+    assert_eq!(json(&mut second).await["type"], "hello", "another viewer behind the same proxy gets in");
+    // A viewer that forges an address in front of its own is still counted as its own.
+    let mut again = server.connect_with(&query, Some(ORIGIN), &via_proxy("192.0.2.1, 203.0.113.9")).await;
+    let (code, reason) = closed_with(&mut again).await;
+    assert_eq!((code, reason.contains("203.0.113.9")), (1013, true), "{reason}");
 }

@@ -27,6 +27,8 @@ pub struct Access {
     pub max_viewers_per_stream: usize,
     /// Viewers from one IP address at once, at most (0: no limit).
     pub max_viewers_per_ip: usize,
+    /// Proxies whose `X-Forwarded-For` names the viewer's address.
+    pub trusted_proxies: Vec<vitrine_schemas::address_range::AddressRange>,
     /// Viewers connected now, per IP address (only counted with a per-address limit).
     pub per_ip: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
 }

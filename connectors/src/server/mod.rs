@@ -27,6 +27,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
+use vitrine_schemas::address_range::client_address;
 use vitrine_schemas::now_ms;
 use vitrine_schemas::protocol::ClientMessage;
 
@@ -216,7 +217,9 @@ async fn websocket(
     }
     let mut ip_slot = None;
     if refusal.is_none() {
-        match state.access.take_ip_slot(peer.ip()) {
+        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let viewer = client_address(peer.ip(), forwarded, &state.access.trusted_proxies);
+        match state.access.take_ip_slot(viewer) {
             Ok(slot) => ip_slot = slot,
             Err(refused) => refusal = Some(refused),
         }

@@ -56,6 +56,7 @@ pub fn viewer_access(server: &ServerSpec) -> anyhow::Result<Access> {
         max_viewers: server.max_viewers,
         max_viewers_per_stream: server.max_viewers_per_stream.unwrap_or(0),
         max_viewers_per_ip: server.max_viewers_per_ip.unwrap_or(0),
+        trusted_proxies: server.trusted_proxies.clone(),
         per_ip: Default::default(),
     })
 }
