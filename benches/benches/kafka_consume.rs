@@ -55,6 +55,7 @@ fn main() {
             origin: None,
             position: Default::default(),
             jpeg: payload.clone(),
+            change: Default::default(),
         };
         let record = BaseRecord::to(TOPIC).key("bench").payload(&frame.jpeg).headers(frame_headers(&frame));
         let mut record = record;

@@ -55,6 +55,7 @@ fn rows() -> Vec<Row<FrameDetections>> {
                 model: "ssd-mobilenet-v2-coco-quant".into(),
                 detections,
                 position: SourcePosition { partition: Some(0), offset: seq as i64 },
+                carried: false,
             };
             Row { row: frame, captured_at_ms, offset: Some(seq as i64) }
         })

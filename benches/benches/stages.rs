@@ -104,6 +104,7 @@ fn frame(seq: u64) -> FrameDetections {
         model: "bench".into(),
         position: Default::default(),
         detections,
+        carried: false,
     }
 }
 

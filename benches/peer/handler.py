@@ -1,9 +1,12 @@
 """The peer baseline of `vitrine bench`: the per-frame approach of a serverless design.
 
 A handler gets one JPEG, decodes it with Pillow, resizes it, runs onnxruntime and decodes
-the outputs (and NMS) with numpy, then takes the next frame: no batching, no pipelining,
-onnxruntime's default threads. This script runs that handler over a folder of frames for at
-least --seconds and prints {"frames": N, "seconds": S} as JSON.
+the outputs (and NMS) with numpy, then takes the next frame: no batching, no pipelining. A
+serverless design runs many such handlers side by side, so `vitrine bench` starts P of them
+at once, each with T onnxruntime threads (--threads; 0: onnxruntime's default), at every split
+of the cores, and takes the best split as the baseline. Each handler takes its share of the
+frames (--shard i --shards P), runs for at least --seconds and prints
+{"frames": N, "seconds": S} as JSON.
 
     python3 benches/peer/handler.py --model M --decoder ssd_postprocessed|yolo|nanodet --frames DIR
 
@@ -20,9 +23,17 @@ p.add_argument("--frames", required=True)
 p.add_argument("--seconds", type=float, default=10.0)
 p.add_argument("--min-score", type=float, default=0.3)
 p.add_argument("--labels")
+p.add_argument("--threads", type=int, default=0)
+p.add_argument("--shard", type=int, default=0)
+p.add_argument("--shards", type=int, default=1)
+p.add_argument("--start-at", type=float, default=0.0)
 args = p.parse_args()
 
-session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+options = ort.SessionOptions()
+if args.threads > 0:
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+session = ort.InferenceSession(args.model, sess_options=options, providers=["CPUExecutionProvider"])
 inp = session.get_inputs()[0]
 
 
@@ -99,13 +110,13 @@ def handle(jpeg_path):
     return [(int(cls[k]), float(scores[k])) for k in nms(boxes, scores, cls)]
 
 
-frames = sorted(glob.glob(os.path.join(args.frames, "*.jpg")))
+frames = sorted(glob.glob(os.path.join(args.frames, "*.jpg")))[args.shard :: args.shards]
 handle(frames[0])  # warm-up, as a warm function instance would be
+# Handlers side by side start together (--start-at, wall clock) and count the same window.
+if args.start_at:
+    time.sleep(max(0.0, args.start_at - time.time()))
 done, started = 0, time.perf_counter()
-while True:
-    for f in frames:
-        handle(f)
-        done += 1
-    if time.perf_counter() - started >= args.seconds:
-        break
+while time.perf_counter() - started < args.seconds:
+    handle(frames[done % len(frames)])
+    done += 1
 print(json.dumps({"frames": done, "seconds": time.perf_counter() - started}))

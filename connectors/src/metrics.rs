@@ -46,6 +46,9 @@ pub struct Metrics {
     /// Runs of the model, counted by the inferencers (a tiled frame is several).
     pub model_runs: Arc<AtomicU64>,
     model_runs_total: IntCounter,
+    /// Frames the model skipped, their detections carried over (`infer.max_skip`).
+    pub frames_carried: Arc<AtomicU64>,
+    frames_carried_total: IntCounter,
     /// Messages of each frames-topic partition not read yet.
     pub kafka_lag: IntGaugeVec,
     viewers: IntGauge,
@@ -152,6 +155,13 @@ impl Metrics {
                 &[],
             )
             .with_label_values(&[] as &[&str]),
+            frames_carried: Arc::default(),
+            frames_carried_total: counter(
+                "frames_carried_total",
+                "Frames that showed nothing new (infer.max_skip): the model skipped them and the last detections were carried over.",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
             kafka_lag: gauge(
                 "kafka_consumer_lag_messages",
                 "Messages of each frames-topic partition this process reads that are not read yet.",
@@ -206,6 +216,8 @@ impl Metrics {
     pub fn render(&self, hub: Option<&Hub>) -> String {
         let runs = self.model_runs.load(Ordering::Relaxed);
         self.model_runs_total.inc_by(runs.saturating_sub(self.model_runs_total.get()));
+        let carried = self.frames_carried.load(Ordering::Relaxed);
+        self.frames_carried_total.inc_by(carried.saturating_sub(self.frames_carried_total.get()));
         if let Some(hub) = hub {
             self.viewers.set(hub.stats.connected.load(Ordering::Relaxed) as i64);
             let lagged = hub.stats.lagged_resnapshots.load(Ordering::Relaxed);

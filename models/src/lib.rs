@@ -20,3 +20,4 @@ pub use labels::Labels;
 pub use nms::{merge_detections, nms, Candidate};
 pub use prepare::{find_bars, prepare, tiles, Crop, DecodeLimits, Fit, InputSpec, Prepared, Preparer};
 pub use runtime::{find_runtime_library, Runtime};
+pub use scan_check::{block_brightness, frame_size};

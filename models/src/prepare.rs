@@ -106,8 +106,28 @@ impl Preparer {
 
     /// Decodes `jpeg` and fits it (bars cut if configured) into the model's input.
     pub fn prepare(&mut self, jpeg: &[u8], input: InputSpec) -> Result<Prepared, ModelError> {
-        let (rgb, fw, fh, crop) = self.decode(jpeg)?;
+        let (rgb, fw, fh, crop) = self.decode(jpeg, self.limits.check_data)?;
         self.fit(&rgb, fw, fh, crop, input)
+    }
+
+    /// The whole picture, then `tiles` (grid, overlap) if any, as [`Preparer::prepare_tiled`].
+    /// `data_checked`: the compressed data was walked already ([`crate::block_brightness`]),
+    /// so decode does not walk it again.
+    pub fn prepare_pictures(
+        &mut self,
+        jpeg: &[u8],
+        input: InputSpec,
+        tiles_of: Option<(u32, f32)>,
+        data_checked: bool,
+    ) -> Result<Vec<Prepared>, ModelError> {
+        let (rgb, fw, fh, crop) = self.decode(jpeg, self.limits.check_data && !data_checked)?;
+        let mut pictures = vec![self.fit(&rgb, fw, fh, crop, input)?];
+        if let Some((grid, overlap)) = tiles_of {
+            for tile in tiles(crop, grid, overlap) {
+                pictures.push(self.fit(&rgb, fw, fh, tile, input)?);
+            }
+        }
+        Ok(pictures)
     }
 
     /// Like [`Preparer::prepare`], plus `grid` x `grid` tiles of the picture overlapping by
@@ -120,17 +140,12 @@ impl Preparer {
         grid: u32,
         overlap: f32,
     ) -> Result<Vec<Prepared>, ModelError> {
-        let (rgb, fw, fh, crop) = self.decode(jpeg)?;
-        let mut pictures = vec![self.fit(&rgb, fw, fh, crop, input)?];
-        for tile in tiles(crop, grid, overlap) {
-            pictures.push(self.fit(&rgb, fw, fh, tile, input)?);
-        }
-        Ok(pictures)
+        self.prepare_pictures(jpeg, input, Some((grid, overlap)), false)
     }
 
     /// Decodes within the limits; returns the RGB pixels, their size and the picture inside
     /// any bars.
-    fn decode(&self, jpeg: &[u8]) -> Result<(Vec<u8>, u32, u32, Crop), ModelError> {
+    fn decode(&self, jpeg: &[u8], check_data: bool) -> Result<(Vec<u8>, u32, u32, Crop), ModelError> {
         let limits = self.limits;
         if jpeg.len() > limits.max_bytes {
             return Err(ModelError::TooLarge { bytes: jpeg.len(), limit: limits.max_bytes });
@@ -163,7 +178,7 @@ impl Preparer {
             return Err(ModelError::BadJpeg(format!("image is {fw}x{fh}")));
         }
         // After the header's limits (a decompression bomb is refused for its size, unwalked).
-        if limits.check_data {
+        if check_data {
             crate::scan_check::check(jpeg).map_err(ModelError::BadJpeg)?;
         }
         let mut rgb = guarded(|| decoder.decode())?.map_err(|e| ModelError::BadJpeg(e.to_string()))?;
@@ -355,7 +370,7 @@ mod tests {
         let mut jpeg = Vec::new();
         jpeg_encoder::Encoder::new(&mut jpeg, 90).encode(&luma, w, h, jpeg_encoder::ColorType::Luma).unwrap();
         let limits = DecodeLimits { crop_bars: false, ..DecodeLimits::default() };
-        let (rgb, fw, fh, _) = Preparer::new(limits).decode(&jpeg).unwrap();
+        let (rgb, fw, fh, _) = Preparer::new(limits).decode(&jpeg, true).unwrap();
         assert_eq!((fw, fh, rgb.len()), (96, 64, 96 * 64 * 3));
         assert!(rgb.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]), "gray stays gray");
         assert!(rgb.chunks(3).zip(&luma).all(|(p, y)| p[0].abs_diff(*y) <= 8), "the picture is the picture");
@@ -364,11 +379,11 @@ mod tests {
     #[test]
     fn bytes_after_the_end_of_the_image_are_ignored() {
         let limits = DecodeLimits { crop_bars: false, ..DecodeLimits::default() };
-        let clean = Preparer::new(limits).decode(&fruits()).unwrap();
+        let clean = Preparer::new(limits).decode(&fruits(), true).unwrap();
         let mut padded = fruits();
         padded.extend(std::iter::repeat_n(0u8, 4096));
         padded.extend(b"trailing bytes of a capture");
-        assert_eq!(Preparer::new(limits).decode(&padded).unwrap().0, clean.0);
+        assert_eq!(Preparer::new(limits).decode(&padded, true).unwrap().0, clean.0);
         let cut = &fruits()[..fruits().len() / 2];
         assert!(refusal(cut).starts_with("truncated"), "{}", refusal(cut));
     }

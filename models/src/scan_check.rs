@@ -12,7 +12,20 @@
 /// Why a scan is damaged, or `Ok` when it is whole or not checked.
 pub fn check(jpeg: &[u8]) -> Result<(), String> {
     let Some(layout) = Layout::read(jpeg)? else { return Ok(()) };
-    layout.walk(jpeg)
+    layout.walk(jpeg, None)
+}
+
+/// The brightness of every 8x8 block of the picture, from the same walk (the blocks' DC
+/// coefficients: a picture at 1/8 scale, for nothing beyond the check): each block's mean
+/// luma less 128, in MCU order. `Ok(None)` when the JPEG is not one the walk reads
+/// (progressive, several scans); `Err` when the scan is damaged, as [`check`] says.
+pub fn block_brightness(jpeg: &[u8]) -> Result<Option<Vec<i16>>, String> {
+    let Some(layout) = Layout::read(jpeg)? else { return Ok(None) };
+    let mut dc = Vec::with_capacity(layout.mcus * layout.scan[0].blocks);
+    layout.walk(jpeg, Some(&mut dc))?;
+    // A DC coefficient is 8 x the block's mean (less 128), in steps of the DC quantizer.
+    let step = layout.luma_dc_step as i32;
+    Ok(Some(dc.into_iter().map(|d| ((d * step) / 8).clamp(-128, 127) as i16).collect()))
 }
 
 /// Width and height from the frame header (SOFn), read without decoding.
@@ -76,6 +89,8 @@ struct Component {
     id: u8,
     h: usize,
     v: usize,
+    /// Its quantization table.
+    tq: usize,
 }
 
 struct ScanComponent {
@@ -93,6 +108,8 @@ struct Layout {
     /// DC tables 0-3, then AC tables 0-3.
     tables: Vec<Option<Huffman>>,
     data_start: usize,
+    /// The DC quantizer of the first component (luma), 1 when no table says.
+    luma_dc_step: u16,
 }
 
 impl Layout {
@@ -102,6 +119,7 @@ impl Layout {
         let mut tables: Vec<Option<Huffman>> = (0..8).map(|_| None).collect();
         let (mut size, mut components) = (None, Vec::new());
         let mut restart_interval = 0;
+        let mut dc_steps = [1u16; 4];
         let mut i = 2;
         while i + 4 <= jpeg.len() {
             if jpeg[i] != 0xFF {
@@ -123,7 +141,12 @@ impl Layout {
                     let height = u16::from_be_bytes([body[1], body[2]]) as usize;
                     let width = u16::from_be_bytes([body[3], body[4]]) as usize;
                     for c in body[6..].chunks_exact(3).take(body[5] as usize) {
-                        components.push(Component { id: c[0], h: (c[1] >> 4) as usize, v: (c[1] & 15) as usize });
+                        components.push(Component {
+                            id: c[0],
+                            h: (c[1] >> 4) as usize,
+                            v: (c[1] & 15) as usize,
+                            tq: (c[2] & 3) as usize,
+                        });
                     }
                     if components.is_empty()
                         || components.iter().any(|c| !(1..=4).contains(&c.h) || !(1..=4).contains(&c.v))
@@ -146,6 +169,18 @@ impl Layout {
                         }
                         tables[class * 4 + id] = Some(Huffman::new(&counts, symbols)?);
                         t = &t[17 + n..];
+                    }
+                }
+                0xDB => {
+                    let mut t = body;
+                    while let Some(&pq_tq) = t.first() {
+                        let (wide, id) = (pq_tq >> 4 == 1, (pq_tq & 3) as usize);
+                        let size = if wide { 129 } else { 65 };
+                        if t.len() < size {
+                            break;
+                        }
+                        dc_steps[id] = if wide { u16::from_be_bytes([t[1], t[2]]) } else { t[1] as u16 }.max(1);
+                        t = &t[size..];
                     }
                 }
                 0xDD if body.len() >= 2 => restart_interval = u16::from_be_bytes([body[0], body[1]]) as usize,
@@ -184,6 +219,7 @@ impl Layout {
                         scan,
                         tables,
                         data_start: i + 2 + len,
+                        luma_dc_step: dc_steps[components[0].tq],
                     }));
                 }
                 _ => {}
@@ -194,14 +230,18 @@ impl Layout {
     }
 
     /// Decodes every block's Huffman codes, as a decoder would, and says where it went wrong.
-    fn walk(&self, jpeg: &[u8]) -> Result<(), String> {
+    /// With `luma_dc`, also the DC coefficient of each block of the first component.
+    fn walk(&self, jpeg: &[u8], mut luma_dc: Option<&mut Vec<i32>>) -> Result<(), String> {
         let mut bits = Bits::new(jpeg, self.data_start);
+        // DC coefficients are coded as differences from the last block of the component.
+        let mut predictor = 0i32;
         let at = |mcu: usize| {
             format!("block row {} of {}", mcu / self.mcus_per_row + 1, self.mcus.div_ceil(self.mcus_per_row))
         };
         for mcu in 0..self.mcus {
             if self.restart_interval > 0 && mcu > 0 && mcu % self.restart_interval == 0 {
                 let expected = 0xD0 + ((mcu / self.restart_interval - 1) % 8) as u8;
+                predictor = 0;
                 match bits.restart() {
                     Some(m) if m == expected => {}
                     found => {
@@ -214,10 +254,14 @@ impl Layout {
                     }
                 }
             }
-            for c in &self.scan {
+            for (i, c) in self.scan.iter().enumerate() {
                 let (dc, ac) = (self.tables[c.dc].as_ref().expect("dc"), self.tables[c.ac].as_ref().expect("ac"));
                 for _ in 0..c.blocks {
-                    block(&mut bits, dc, ac).map_err(|why| damaged(&format!("{why} ({})", at(mcu))))?;
+                    let diff = block(&mut bits, dc, ac).map_err(|why| damaged(&format!("{why} ({})", at(mcu))))?;
+                    if let (0, Some(out)) = (i, luma_dc.as_deref_mut()) {
+                        predictor += diff;
+                        out.push(predictor);
+                    }
                 }
             }
             if bits.past_end {
@@ -240,13 +284,13 @@ fn damaged(why: &str) -> String {
     format!("damaged: the JPEG's compressed data is corrupt: {why}; the frame is refused rather than decoded as noise")
 }
 
-/// One 8x8 block: a DC difference and up to 63 AC coefficients.
-fn block(bits: &mut Bits, dc: &Huffman, ac: &Huffman) -> Result<(), &'static str> {
+/// One 8x8 block: a DC difference (returned) and up to 63 AC coefficients.
+fn block(bits: &mut Bits, dc: &Huffman, ac: &Huffman) -> Result<i32, &'static str> {
     let s = bits.symbol(dc).ok_or("an invalid Huffman code")?;
     if s > 11 {
         return Err("a DC difference longer than 11 bits");
     }
-    bits.skip(s as u32);
+    let diff = bits.value(s as u32);
     let mut k = 1;
     while k < 64 {
         let rs = bits.symbol(ac).ok_or("an invalid Huffman code")?;
@@ -268,7 +312,7 @@ fn block(bits: &mut Bits, dc: &Huffman, ac: &Huffman) -> Result<(), &'static str
     if k > 64 {
         return Err("coefficients past the end of a block");
     }
-    Ok(())
+    Ok(diff)
 }
 
 /// The entropy-coded bits, with byte stuffing (FF 00) undone. At a marker (or the end of the
@@ -331,6 +375,20 @@ impl<'a> Bits<'a> {
         }
     }
 
+    /// A signed value of `n` bits (JPEG's EXTEND: a leading 0 bit means negative).
+    fn value(&mut self, n: u32) -> i32 {
+        if n == 0 {
+            return 0;
+        }
+        let v = self.peek(n) as i32;
+        self.consume(n);
+        if v < 1 << (n - 1) {
+            v - (1 << n) + 1
+        } else {
+            v
+        }
+    }
+
     fn symbol(&mut self, table: &Huffman) -> Option<u8> {
         let (len, symbol) = table.fast[self.peek(8) as usize];
         if len > 0 {
@@ -390,6 +448,28 @@ mod tests {
 
     const FIXTURES: [&str; 6] =
         ["apple.jpg", "astronaut-wide.jpg", "astronaut.jpg", "coffee.jpg", "fruits.jpg", "shelf.jpg"];
+
+    #[test]
+    fn block_brightness_is_the_picture_at_an_eighth_of_its_size() {
+        use zune_jpeg::zune_core::{colorspace::ColorSpace, options::DecoderOptions};
+        for name in FIXTURES {
+            let jpeg = fixture(name);
+            let blocks = block_brightness(&jpeg).unwrap().expect("a baseline JPEG");
+            let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::Luma);
+            let luma = zune_jpeg::JpegDecoder::new_with_options(&jpeg, options).decode().unwrap();
+            let (w, h) = frame_size(&jpeg).unwrap();
+            assert!(blocks.len() >= (w as usize / 8) * (h as usize / 8), "{name}: a value per 8x8 block");
+            // The mean brightness of the blocks is the picture's (blocks past the edge repeat it).
+            let from_blocks = blocks.iter().map(|&b| b as f64 + 128.0).sum::<f64>() / blocks.len() as f64;
+            let decoded = luma.iter().map(|&p| p as f64).sum::<f64>() / luma.len() as f64;
+            assert!((from_blocks - decoded).abs() < 4.0, "{name}: {from_blocks:.1} against {decoded:.1}");
+        }
+        let mut cut = fixture("shelf.jpg");
+        let half = cut.len() / 2;
+        cut.truncate(half);
+        cut.extend([0xFF, 0xD9]);
+        assert!(block_brightness(&cut).unwrap_err().contains("damaged"));
+    }
 
     /// Where the entropy-coded data starts and ends (before the end-of-image marker).
     fn scan(jpeg: &[u8]) -> (usize, usize) {

@@ -511,6 +511,7 @@ mod tests {
             height: 10,
             model: "m".into(),
             position: Default::default(),
+            carried: false,
             detections: labels
                 .iter()
                 .map(|(l, s)| Detection {

@@ -1,8 +1,8 @@
 //! decode: JPEG bytes -> the model's input picture, or a dead letter.
 
 use timely::dataflow::Stream;
-use vitrine_models::{DecodeLimits, InputSpec, Prepared, Preparer};
-use vitrine_schemas::{now_ms, DeadLetter, Frame};
+use vitrine_models::{frame_size, Crop, DecodeLimits, InputSpec, Prepared, Preparer};
+use vitrine_schemas::{now_ms, Change, DeadLetter, Frame};
 
 use crate::{MapFallible, Stage, StageTimer, Time};
 
@@ -10,10 +10,17 @@ use crate::{MapFallible, Stage, StageTimer, Time};
 #[derive(Clone, Debug)]
 pub struct PreparedFrame {
     pub frame: Frame,
-    /// The whole picture.
+    /// The whole picture (no pixels when the frame is `Unchanged`: it is not decoded).
     pub prepared: Prepared,
     /// Tiles of the picture (when tiling), each at the model's input size.
     pub tiles: Vec<Prepared>,
+}
+
+impl PreparedFrame {
+    /// Whether the model skips this frame and the tracker carries the last detections over.
+    pub fn carried(&self) -> bool {
+        self.frame.change == Change::Unchanged
+    }
 }
 
 /// Small objects: besides the whole picture, `grid` x `grid` tiles overlapping by `overlap`.
@@ -48,10 +55,22 @@ impl FrameDecoder {
     }
 
     pub fn decode(&mut self, mut frame: Frame) -> Result<PreparedFrame, DeadLetter> {
-        let pictures = match self.tiling {
-            None => self.preparer.prepare(&frame.jpeg, self.input).map(|p| vec![p]),
-            Some(t) => self.preparer.prepare_tiled(&frame.jpeg, self.input, t.grid, t.overlap),
-        };
+        if frame.change == Change::Unchanged {
+            // (Its data was walked whole at the source, so its header has a size.)
+            if let Some((frame_width, frame_height)) = frame_size(&frame.jpeg) {
+                frame.jpeg = Vec::new();
+                let whole = Crop { x: 0, y: 0, width: frame_width, height: frame_height };
+                let (width, height) = (self.input.width, self.input.height);
+                let content = Crop { x: 0, y: 0, width, height };
+                let prepared =
+                    Prepared { frame_width, frame_height, crop: whole, width, height, content, pixels: Vec::new() };
+                return Ok(PreparedFrame { frame, prepared, tiles: Vec::new() });
+            }
+            frame.change = Change::Unchecked;
+        }
+        let tiles_of = self.tiling.map(|t| (t.grid, t.overlap));
+        let checked = frame.change == Change::New;
+        let pictures = self.preparer.prepare_pictures(&frame.jpeg, self.input, tiles_of, checked);
         match pictures {
             Ok(mut pictures) => {
                 frame.jpeg = Vec::new();

@@ -41,12 +41,19 @@ impl Default for BatchConfig {
 pub struct Inferencer {
     detector: Detector,
     runs: Arc<AtomicU64>,
+    /// Frames the model skipped (nothing new on them).
+    carried: Arc<AtomicU64>,
     timer: StageTimer,
 }
 
 impl Inferencer {
     pub fn new(detector: Detector) -> Inferencer {
-        Inferencer { detector, runs: Arc::default(), timer: StageTimer::default() }
+        Inferencer { detector, runs: Arc::default(), carried: Arc::default(), timer: StageTimer::default() }
+    }
+
+    /// Counts frames whose detections were carried over into `carried`.
+    pub fn counting_carried(self, carried: Arc<AtomicU64>) -> Inferencer {
+        Inferencer { carried, ..self }
     }
 
     /// Counts model runs into `runs` (a batch is one run).
@@ -64,15 +71,28 @@ impl Inferencer {
     }
 
     /// Detections of each frame (or its dead letter), in order. A tiled frame's pictures (the
-    /// whole and its tiles) run with the rest, and their detections are merged by NMS.
+    /// whole and its tiles) run with the rest, and their detections are merged by NMS. A frame
+    /// that showed nothing new is not run: it comes out `carried`, without detections, and the
+    /// tracker gives it the stream's last ones.
     pub fn infer_batch(&mut self, frames: Vec<PreparedFrame>) -> Vec<Result<FrameDetections, DeadLetter>> {
-        let pictures: Vec<_> = frames.iter().flat_map(|f| std::iter::once(&f.prepared).chain(&f.tiles)).collect();
-        let mut results = self.detector.detect_batch(&pictures).into_iter();
-        let runs = if self.detector.batches() { 1 } else { pictures.len() as u64 };
+        let pictures: Vec<_> =
+            frames.iter().filter(|f| !f.carried()).flat_map(|f| std::iter::once(&f.prepared).chain(&f.tiles)).collect();
+        let mut results =
+            if pictures.is_empty() { Vec::new() } else { self.detector.detect_batch(&pictures) }.into_iter();
+        let runs = match (pictures.is_empty(), self.detector.batches()) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => pictures.len() as u64,
+        };
         self.runs.fetch_add(runs, Ordering::Relaxed);
+        let carried = frames.iter().filter(|f| f.carried()).count() as u64;
+        self.carried.fetch_add(carried, Ordering::Relaxed);
         let per_frame: Vec<_> = frames
             .iter()
             .map(|f| {
+                if f.carried() {
+                    return Ok(Vec::new());
+                }
                 let parts: Vec<_> = results.by_ref().take(1 + f.tiles.len()).collect();
                 if parts.len() == 1 {
                     return parts.into_iter().next().expect("one result");
@@ -85,19 +105,24 @@ impl Inferencer {
         frames
             .into_iter()
             .zip(per_frame)
-            .map(|(PreparedFrame { frame, prepared, .. }, result)| match result {
-                Ok(detections) => Ok(FrameDetections {
-                    stream_id: frame.stream_id,
-                    seq: frame.seq,
-                    pts_ms: frame.pts_ms,
-                    captured_at_ms: frame.captured_at_ms,
-                    width: prepared.frame_width,
-                    height: prepared.frame_height,
-                    model: model.clone(),
-                    detections,
-                    position: frame.position,
-                }),
-                Err(e) => Err(dead_letter(&frame, "infer", e.to_string())),
+            .map(|(f, result)| {
+                let carried = f.carried();
+                let PreparedFrame { frame, prepared, .. } = f;
+                match result {
+                    Ok(detections) => Ok(FrameDetections {
+                        stream_id: frame.stream_id,
+                        seq: frame.seq,
+                        pts_ms: frame.pts_ms,
+                        captured_at_ms: frame.captured_at_ms,
+                        width: prepared.frame_width,
+                        height: prepared.frame_height,
+                        model: model.clone(),
+                        detections,
+                        position: frame.position,
+                        carried,
+                    }),
+                    Err(e) => Err(dead_letter(&frame, "infer", e.to_string())),
+                }
             })
             .collect()
     }

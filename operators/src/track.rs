@@ -61,15 +61,23 @@ struct Track {
 pub struct Tracker {
     config: TrackerConfig,
     streams: HashMap<String, Vec<Track>>,
+    /// Per stream, the detections of the last frame the model saw (for frames it skipped).
+    last_seen: HashMap<String, Vec<Detection>>,
 }
 
 impl Tracker {
     pub fn new(config: TrackerConfig) -> Tracker {
-        Tracker { config, streams: HashMap::new() }
+        Tracker { config, streams: HashMap::new(), last_seen: HashMap::new() }
     }
 
-    /// Sets `track_id` on the detections of `frame` that belong to a track.
+    /// Sets `track_id` on the detections of `frame` that belong to a track. A frame the model
+    /// skipped (`carried`) gets the detections of the stream's last frame it saw.
     pub fn track(&mut self, frame: &mut FrameDetections) {
+        if frame.carried {
+            frame.detections = self.last_seen.get(&frame.stream_id).cloned().unwrap_or_default();
+        } else {
+            self.last_seen.insert(frame.stream_id.clone(), frame.detections.clone());
+        }
         let config = &self.config;
         let tracks = self.streams.entry(frame.stream_id.clone()).or_default();
         let pts = frame.pts_ms;
@@ -248,7 +256,24 @@ mod tests {
             model: "m".into(),
             position: Default::default(),
             detections,
+            carried: false,
         }
+    }
+
+    #[test]
+    fn a_frame_the_model_skipped_carries_the_last_detections_and_their_tracks() {
+        let mut tracker = Tracker::new(TrackerConfig::default());
+        let mut seen = frame(1, vec![det("cup", 0.9, 0.1), det("apple", 0.8, 0.5)]);
+        tracker.track(&mut seen);
+        let mut skipped = FrameDetections { carried: true, ..frame(2, Vec::new()) };
+        tracker.track(&mut skipped);
+        let labels =
+            |f: &FrameDetections| f.detections.iter().map(|d| (d.label.clone(), d.track_id)).collect::<Vec<_>>();
+        assert_eq!(labels(&skipped), labels(&seen), "the same objects, on the same tracks");
+        // Another stream has nothing to carry.
+        let mut other = FrameDetections { carried: true, stream_id: "t".into(), ..frame(2, Vec::new()) };
+        tracker.track(&mut other);
+        assert!(other.detections.is_empty());
     }
 
     fn ids(tracker: &mut Tracker, seq: u64, detections: Vec<Detection>) -> Vec<Option<u64>> {

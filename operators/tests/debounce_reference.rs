@@ -23,6 +23,7 @@ fn frames(scores: &[[u8; 3]]) -> Vec<FrameDetections> {
             height: 10,
             model: "m".into(),
             position: Default::default(),
+            carried: false,
             detections: LABELS
                 .iter()
                 .zip(s)

@@ -23,6 +23,7 @@ fn frame(seq: u64, present: &[bool; 2]) -> FrameDetections {
         height: 10,
         model: "m".into(),
         position: Default::default(),
+        carried: false,
         detections: LABELS
             .iter()
             .zip(present)

@@ -16,6 +16,7 @@ fn frame(seq: u64, labels: &[&str]) -> FrameDetections {
         height: 360,
         model: "test".into(),
         position: Default::default(),
+        carried: false,
         detections: labels
             .iter()
             .map(|l| Detection {

@@ -62,6 +62,7 @@ fn every_record_the_dataflow_exchanges_survives_the_wire() {
         origin: None,
         position,
         jpeg: vec![0xff, 0xd8, 0xff, 0xd9],
+        change: vitrine_schemas::Change::Unchanged,
     });
     round_trip(FrameDetections {
         stream_id: "show-1".into(),
@@ -73,6 +74,7 @@ fn every_record_the_dataflow_exchanges_survives_the_wire() {
         model: "ssd".into(),
         detections: vec![detection(None), detection(Some(9)), detection(None)],
         position,
+        carried: true,
     });
     round_trip((("cup".to_string(), (on_screen(Some(3)), item(Vec::new()))), 20u64, 1isize));
     round_trip((("cup".to_string(), (on_screen(None), item(vec!["show-1".into()]))), 20u64, -1isize));

@@ -6,8 +6,10 @@
 //! - the pipeline, embedded, with N streams read as fast as it takes them (throughput), then
 //!   N streams paced at F frames/s each (frame-to-viewer latency: from a frame's capture to
 //!   its detections reaching the sink thread, where viewers, Kafka and Parquet are fed);
-//! - optionally a peer: the per-frame approach of a serverless handler (Python: Pillow
-//!   decode, onnxruntime, numpy decoding and NMS, one frame at a time), `benches/peer/`.
+//! - optionally the fair peer: the per-frame approach of a serverless design (Python handlers:
+//!   Pillow decode, onnxruntime, numpy decoding and NMS, one frame at a time each,
+//!   `benches/peer/`), as many side by side as the split says, at every split of the cores
+//!   into handler processes x threads; the best split is the peer's figure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,12 +66,18 @@ pub struct BenchReport {
     pub latency_fps_per_stream: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
-    pub peer: Option<Throughput>,
+    /// Every split of the peer tried (none without `--peer-python`); the best is its figure.
+    pub peer: Vec<Throughput>,
 }
 
 impl BenchReport {
     pub fn best_raw(&self) -> &Throughput {
-        self.raw.iter().max_by(|a, b| a.fps.total_cmp(&b.fps)).expect("at least one raw setting")
+        best(&self.raw).expect("at least one raw setting")
+    }
+
+    /// The peer at its best split.
+    pub fn best_peer(&self) -> Option<&Throughput> {
+        best(&self.peer)
     }
 
     /// The table `vitrine bench` prints.
@@ -92,13 +100,15 @@ impl BenchReport {
             "  latency          {} streams at {} frames/s    p50 {:.0} ms, p99 {:.0} ms (capture to viewer)\n",
             self.streams, self.latency_fps_per_stream, self.latency_p50_ms, self.latency_p99_ms
         );
-        if let Some(peer) = &self.peer {
-            out += &format!(
-                "  peer baseline    {:<26} {:>8.1} frames/s  pipeline is {:.2}x the peer\n",
-                peer.setting,
-                peer.fps,
-                self.pipeline.fps / peer.fps
-            );
+        if let Some(best_peer) = self.best_peer() {
+            for peer in &self.peer {
+                let mark = if std::ptr::eq(peer, best_peer) {
+                    format!("  <- fair peer: pipeline is {:.2}x", self.pipeline.fps / peer.fps)
+                } else {
+                    String::new()
+                };
+                out += &format!("  per-frame peer   {:<26} {:>8.1} frames/s{mark}\n", peer.setting, peer.fps);
+            }
         }
         out
     }
@@ -190,10 +200,14 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
     let mut latencies = paced.latencies_ms.clone();
     latencies.sort_unstable();
 
-    let peer = match &options.peer_python {
-        Some(python) => Some(peer(python, loaded, &frames_dir, options.seconds)?),
-        None => None,
-    };
+    let mut peers = Vec::new();
+    if let Some(python) = &options.peer_python {
+        for (processes, threads) in splits(cores) {
+            let result = peer(python, loaded, &frames_dir, options.seconds, processes, threads)?;
+            tracing::info!(setting = %result.setting, fps = format!("{:.1}", result.fps), "per-frame peer");
+            peers.push(result);
+        }
+    }
     let _ = std::fs::remove_dir_all(&work);
     Ok(BenchReport {
         model,
@@ -207,8 +221,12 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
         latency_fps_per_stream: options.fps,
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
-        peer,
+        peer: peers,
     })
+}
+
+fn best(settings: &[Throughput]) -> Option<&Throughput> {
+    settings.iter().max_by(|a, b| a.fps.total_cmp(&b.fps))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -299,8 +317,16 @@ fn raw_loop(detectors: Vec<Detector>, frames: &[Prepared], at_least: Duration) -
     Ok((started.elapsed().as_secs_f64(), counts.iter().sum()))
 }
 
-/// The peer baseline: benches/peer/handler.py, one frame at a time.
-fn peer(python: &Path, loaded: &LoadedSpec, frames: &Path, seconds: f64) -> anyhow::Result<Throughput> {
+/// The per-frame peer: `processes` handlers of benches/peer/handler.py side by side, each
+/// with `threads` onnxruntime threads and its share of the frames, one frame at a time.
+fn peer(
+    python: &Path,
+    loaded: &LoadedSpec,
+    frames: &Path,
+    seconds: f64,
+    processes: usize,
+    threads: usize,
+) -> anyhow::Result<Throughput> {
     // The repository's benches/peer/, above the spec or the working directory.
     let cwd = std::env::current_dir().unwrap_or_default();
     let script = loaded
@@ -312,23 +338,40 @@ fn peer(python: &Path, loaded: &LoadedSpec, frames: &Path, seconds: f64) -> anyh
         .ok_or_else(|| anyhow!("benches/peer/handler.py not found above the spec or here (run from the repository)"))?;
     let spec = &loaded.spec;
     let labels = spec.model.labels.as_ref().map(|p| loaded.resolve(p));
-    let mut cmd = Command::new(python);
-    cmd.arg(&script)
-        .arg("--model")
-        .arg(loaded.resolve(&spec.model.path))
-        .args(["--decoder", spec.model.decoder.as_str()])
-        .arg("--frames")
-        .arg(frames)
-        .args(["--seconds", &seconds.to_string(), "--min-score", &spec.model.min_score.to_string()]);
-    if let Some(labels) = labels {
-        cmd.arg("--labels").arg(labels);
+    // Every handler loads its model, then all start counting at once (Python and onnxruntime
+    // take a few seconds to load).
+    let epoch_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    let start_at = epoch_s + 8.0;
+    let handlers = (0..processes)
+        .map(|shard| {
+            let mut cmd = Command::new(python);
+            cmd.arg(&script)
+                .arg("--model")
+                .arg(loaded.resolve(&spec.model.path))
+                .args(["--decoder", spec.model.decoder.as_str()])
+                .arg("--frames")
+                .arg(frames)
+                .args(["--seconds", &seconds.to_string(), "--min-score", &spec.model.min_score.to_string()])
+                .args(["--threads", &threads.to_string(), "--shard", &shard.to_string()])
+                .args(["--shards", &processes.to_string(), "--start-at", &start_at.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            if let Some(labels) = &labels {
+                cmd.arg("--labels").arg(labels);
+            }
+            cmd.spawn().with_context(|| format!("running {}", python.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (mut frames_done, mut longest) = (0, 0.0f64);
+    for handler in handlers {
+        let out = handler.wait_with_output()?;
+        if !out.status.success() {
+            bail!("the peer handler failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading the peer's result")?;
+        frames_done += result["frames"].as_u64().unwrap_or(0);
+        longest = longest.max(result["seconds"].as_f64().unwrap_or(f64::NAN));
     }
-    let out = cmd.output().with_context(|| format!("running {}", python.display()))?;
-    if !out.status.success() {
-        bail!("the peer handler failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading the peer's result")?;
-    let frames = result["frames"].as_u64().unwrap_or(0);
-    let seconds = result["seconds"].as_f64().unwrap_or(f64::NAN);
-    Ok(Throughput { setting: "python per-frame handler".into(), frames, seconds, fps: frames as f64 / seconds })
+    let setting = format!("{processes} handler{} x {threads} thread{}", plural(processes), plural(threads));
+    Ok(Throughput { setting, frames: frames_done, seconds: longest, fps: frames_done as f64 / longest })
 }

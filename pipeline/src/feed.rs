@@ -77,6 +77,7 @@ mod tests {
             origin: None,
             position: vitrine_schemas::SourcePosition::in_stream(seq),
             jpeg: Default::default(),
+            change: Default::default(),
         }
     }
 

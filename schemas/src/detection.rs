@@ -64,4 +64,8 @@ pub struct FrameDetections {
     /// Where the frame was read (for the exactly-once sinks; not part of the Kafka message).
     #[serde(default)]
     pub position: SourcePosition,
+    /// The model did not see this frame: it showed nothing new (`infer.max_skip`), and these
+    /// are the detections of the stream's last frame it saw.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub carried: bool,
 }

@@ -17,6 +17,23 @@ pub struct Frame {
     pub position: SourcePosition,
     /// The encoded image (JPEG).
     pub jpeg: Vec<u8>,
+    /// What the source's change check found (`infer.max_skip`).
+    #[serde(default)]
+    pub change: Change,
+}
+
+/// Whether a frame shows anything new to the model (`infer.max_skip`), as the source's check
+/// of its compressed data found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Change {
+    /// Not checked: decode checks the data, and the model sees the frame.
+    #[default]
+    Unchecked,
+    /// The data is whole and the picture differs from the last one the model saw: the model runs.
+    New,
+    /// The data is whole and the picture is like the last one the model saw: that frame's
+    /// detections are carried over, and the frame is not decoded.
+    Unchanged,
 }
 
 /// Largest `seq` a frame may have: 2^40, over 580 years of frames at 60 a second. Bounded so

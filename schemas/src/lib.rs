@@ -13,7 +13,7 @@ pub mod tables;
 pub use catalog::{CatalogItem, Money};
 pub use detection::{BBox, Detection, FrameDetections};
 pub use event::{DeadLetter, EventKind, Exposure, ProductEvent};
-pub use frame::{Cause, Frame, SourcePosition, MAX_SEQ, MAX_TIME_MS};
+pub use frame::{Cause, Change, Frame, SourcePosition, MAX_SEQ, MAX_TIME_MS};
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {

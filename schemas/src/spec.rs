@@ -331,6 +331,27 @@ pub struct InferSpec {
     /// See `tiles`.
     #[serde(default = "default_tile_overlap")]
     pub tile_overlap: f32,
+    /// Skip the model on frames that show nothing new: a frame whose picture barely differs
+    /// from the stream's last frame the model saw carries that frame's detections over (the
+    /// tracker keeps its tracks), up to `max_skip` frames in a row; then the model runs anyway.
+    /// `0`: the model sees every frame.
+    #[serde(default)]
+    pub max_skip: u32,
+    /// With `max_skip`: a frame is new when more than this share of its 8x8 blocks changed in
+    /// brightness by more than `changed_level` since the last frame the model saw.
+    #[serde(default = "default_changed_share")]
+    pub changed_share: f32,
+    /// See `changed_share` (in levels of 0-255 brightness).
+    #[serde(default = "default_changed_level")]
+    pub changed_level: u8,
+}
+
+fn default_changed_share() -> f32 {
+    0.03
+}
+
+fn default_changed_level() -> u8 {
+    16
 }
 
 impl Default for InferSpec {
@@ -341,6 +362,9 @@ impl Default for InferSpec {
             batch_wait: Duration::ZERO,
             tiles: one(),
             tile_overlap: default_tile_overlap(),
+            max_skip: 0,
+            changed_share: default_changed_share(),
+            changed_level: default_changed_level(),
         }
     }
 }

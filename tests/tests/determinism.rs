@@ -15,6 +15,11 @@ fn events_with(workers: usize) -> Vec<Vec<serde_json::Value>> {
 
 /// Runs the sample stream (or part of it) and returns its product events from Parquet.
 fn events_of(name: &str, workers: usize, pace: &str, trim: &str) -> Vec<Vec<serde_json::Value>> {
+    run_of(name, workers, pace, trim, "").0
+}
+
+/// As [`events_of`], with more of a spec (`extra`); also returns the model runs.
+fn run_of(name: &str, workers: usize, pace: &str, trim: &str, extra: &str) -> (Vec<Vec<serde_json::Value>>, u64) {
     let dir = temp_dir(name);
     let spec = dir.join("spec.yaml");
     let root = root();
@@ -37,7 +42,7 @@ catalog:
 sinks:
   parquet:
     path: {out}
-"#,
+{extra}"#,
             root = root.display(),
             input = if trim.is_empty() { root.join("examples/sample/shopping.mp4") } else { dir.join("clip.mp4") }
                 .display(),
@@ -58,11 +63,36 @@ sinks:
         assert!(status.success());
     }
     let out = Command::new(vitrine_bin()).args(["run", "--workers", &workers.to_string()]).arg(&spec).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    duckdb(&format!(
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let runs = log
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("model_runs=")?.parse().ok())
+        .unwrap_or_else(|| panic!("no model_runs in the log:\n{log}"));
+    let events = duckdb(&format!(
         "SELECT event_id, kind, sku, pts_ms FROM read_parquet('{}/out/product_events/**/*.parquet') ORDER BY pts_ms, kind",
         dir.display()
-    ))
+    ));
+    (events, runs)
+}
+
+#[test]
+fn skipping_frames_that_show_nothing_new_keeps_every_event_within_a_frame_at_half_the_model_runs() {
+    let (every, runs_every) = run_of("skip-off", 2, "fast", "", "");
+    let (skipping, runs_skipping) = run_of("skip-on", 2, "fast", "", "infer:\n  max_skip: 10\n");
+    assert_eq!(every.len(), 6, "{every:?}");
+    // The same events, each at the same media time within one frame (200 ms at 5 frames/s):
+    // a product coming in on a frame the model skipped is seen on the next one it runs on.
+    let what =
+        |events: &[Vec<serde_json::Value>]| events.iter().map(|e| (e[1].clone(), e[2].clone())).collect::<Vec<_>>();
+    assert_eq!(what(&skipping), what(&every), "{skipping:?}");
+    for (skipped, seen) in skipping.iter().zip(&every) {
+        let (a, b) = (skipped[3].as_i64().unwrap(), seen[3].as_i64().unwrap());
+        assert!((a - b).abs() <= 200, "{skipped:?} is more than a frame from {seen:?}");
+    }
+    eprintln!("model runs: {runs_skipping} skipping unchanged frames, {runs_every} without");
+    assert_eq!(runs_every, 180);
+    assert!(runs_skipping * 2 <= runs_every, "{runs_skipping} of {runs_every} frames went to the model");
 }
 
 #[test]

@@ -38,8 +38,14 @@ impl std::fmt::Debug for FetchingSource {
 }
 
 impl FetchingSource {
-    /// Starts reading. `wake` is called after each message is queued (the worker's unpark).
-    pub fn start(source: KafkaFrameSource, wake: impl Fn() + Send + 'static) -> std::io::Result<FetchingSource> {
+    /// Starts reading. `mark` looks at each frame, in order, before it is queued (the change
+    /// check of `infer.max_skip`); `wake` is called after each message is queued (the worker's
+    /// unpark).
+    pub fn start(
+        source: KafkaFrameSource,
+        mut mark: impl FnMut(&mut Frame) + Send + 'static,
+        wake: impl Fn() + Send + 'static,
+    ) -> std::io::Result<FetchingSource> {
         let source = Arc::new(source);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = sync_channel::<Fetched>(AHEAD);
@@ -48,7 +54,10 @@ impl FetchingSource {
         let thread = std::thread::Builder::new().name(name).spawn(move || {
             'reading: while !stopped.load(Ordering::Relaxed) {
                 // (Waits up to 100 ms for a message, so a stop is seen within that.)
-                for item in reader.poll(AHEAD, Duration::from_millis(100)) {
+                for mut item in reader.poll(AHEAD, Duration::from_millis(100)) {
+                    if let Ok(frame) = &mut item.0 {
+                        mark(frame);
+                    }
                     // Waits while the queue is full; fails once the worker has let go.
                     if tx.send(item).is_err() {
                         break 'reading;

@@ -131,7 +131,16 @@ pub fn frame_from_message<H: Headers>(
         None => (payload, origin),
     };
     let position = SourcePosition::in_stream(seq);
-    Ok(Frame { stream_id, seq, pts_ms, captured_at_ms, origin: Some(origin), position, jpeg })
+    Ok(Frame {
+        stream_id,
+        seq,
+        pts_ms,
+        captured_at_ms,
+        origin: Some(origin),
+        position,
+        jpeg,
+        change: Default::default(),
+    })
 }
 
 /// Width and height from a JPEG's frame header (SOFn), without decoding it.
@@ -169,6 +178,7 @@ mod tests {
             origin: None,
             position: SourcePosition::in_stream(7),
             jpeg: vec![0xFF, 0xD8, 0xFF, 0xD9],
+            change: Default::default(),
         }
     }
 

@@ -339,6 +339,7 @@ mod tests {
                 track_id: None,
             }],
             position: SourcePosition { partition: Some(3), offset },
+            carried: false,
         }
     }
 

@@ -128,6 +128,7 @@ mod tests {
                     })
                     .collect(),
                 position: SourcePosition { partition: Some(2), offset },
+                carried: false,
             };
             rows.detections.push(Row { captured_at_ms: d.captured_at_ms, offset: Some(offset), row: d });
         }

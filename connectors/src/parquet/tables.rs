@@ -230,6 +230,7 @@ mod tests {
             model: "ssd".into(),
             detections: vec![detection("cup", Some(5000)), detection("apple", None)],
             position: SourcePosition::in_stream(12),
+            carried: false,
         };
         let empty = FrameDetections { seq: 13, detections: vec![], ..frame.clone() };
         let rows: Vec<Row<FrameDetections>> = [frame, empty]

@@ -51,6 +51,7 @@ pub fn run(spec: &FramesSource, dir: &Path, sink: &FrameSink) -> Result<u64, Con
             origin: Some(path.display().to_string()),
             position: vitrine_schemas::SourcePosition::in_stream(seq),
             jpeg,
+            change: Default::default(),
         };
         if !sink.send(frame) {
             break;

@@ -11,15 +11,30 @@ use std::sync::Arc;
 use vitrine_schemas::Frame;
 
 /// Where a source sends its frames, and how it learns that it should stop.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FrameSink {
     pub frames: SyncSender<Frame>,
     pub stop: Arc<AtomicBool>,
+    /// Looks at each frame on the source's thread before it is sent (the change check of
+    /// `infer.max_skip`, which needs a stream's frames in order).
+    pub mark: Option<FrameMark>,
+}
+
+/// See [`FrameSink::mark`].
+pub type FrameMark = Arc<dyn Fn(&mut Frame) + Send + Sync>;
+
+impl std::fmt::Debug for FrameSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameSink").field("marked", &self.mark.is_some()).finish()
+    }
 }
 
 impl FrameSink {
     /// Sends a frame; false when the pipeline is stopping or gone.
-    pub fn send(&self, frame: Frame) -> bool {
+    pub fn send(&self, mut frame: Frame) -> bool {
+        if let Some(mark) = &self.mark {
+            mark(&mut frame);
+        }
         !self.stopping() && self.frames.send(frame).is_ok()
     }
 

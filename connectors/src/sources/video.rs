@@ -151,6 +151,7 @@ fn read_frames(spec: &VideoSource, input: &str, sink: &FrameSink, child: &mut Ch
                 origin: None,
                 position: vitrine_schemas::SourcePosition::in_stream(seq),
                 jpeg,
+                change: Default::default(),
             };
             if !sink.send(frame) {
                 stopped = true;

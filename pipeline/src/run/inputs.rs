@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::anyhow;
@@ -14,8 +14,9 @@ use vitrine_connectors::catalog::{self, CatalogChange, CatalogProblem};
 use vitrine_connectors::hls::HlsStream;
 use vitrine_connectors::images::ImageStore;
 use vitrine_connectors::sources::video::HlsRun;
-use vitrine_connectors::sources::{self, FrameSink};
+use vitrine_connectors::sources::{self, FrameMark, FrameSink};
 use vitrine_connectors::ConnectorError;
+use vitrine_operators::{ChangeGate, SkipConfig};
 use vitrine_schemas::spec::SourceSpec;
 use vitrine_schemas::Frame;
 
@@ -144,12 +145,18 @@ pub(super) fn start_embedded_sources(
     sources: Vec<SourceSpec>,
     hls_streams: &HashMap<String, Arc<HlsStream>>,
     frames: SyncSender<Frame>,
+    skip: SkipConfig,
     stop: &Arc<AtomicBool>,
     supervisor: &Supervisor,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for (stream_id, run) in sources.into_iter().filter_map(|s| embedded_source(s, loaded, hls_streams)) {
-        let sink = FrameSink { frames: frames.clone(), stop: stop.clone() };
+        // Each source's frames are checked for change on its own thread, in order.
+        let mark = ChangeGate::new(skip).map(|gate| {
+            let gate = Mutex::new(gate);
+            Arc::new(move |frame: &mut Frame| gate.lock().expect("change gate").mark(frame)) as FrameMark
+        });
+        let sink = FrameSink { frames: frames.clone(), stop: stop.clone(), mark };
         let supervisor = supervisor.clone();
         threads.push(std::thread::Builder::new().name(format!("source-{stream_id}")).spawn(move || {
             if let Err(e) = run(&sink) {

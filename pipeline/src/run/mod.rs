@@ -46,8 +46,9 @@ use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::ServerState;
 use vitrine_models::{find_runtime_library, Detector, Runtime};
 use vitrine_operators::{
-    product_outputs, stable_hash, BatchConfig, DebounceConfig, DecodeFrames, Emitted, FrameDecoder, InferDetections,
-    Inferencer, ReplayPoints, Stage, StageObserver, StageTimer, Tiling, Time, TrackObjects, TrackerConfig,
+    product_outputs, stable_hash, BatchConfig, ChangeGate, DebounceConfig, DecodeFrames, Emitted, FrameDecoder,
+    InferDetections, Inferencer, ReplayPoints, SkipConfig, Stage, StageObserver, StageTimer, Tiling, Time,
+    TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec, VideoSource};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections};
@@ -247,9 +248,14 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let catalog = inputs::CatalogInputs { images: &images, out: &out_tx, report_problems: runs_embedded };
     let (catalog_rx, catalog_threads) = inputs::start_catalog(&loaded, &catalog, &stop, &supervisor)?;
     let (frames_tx, frames_rx) = mpsc::sync_channel::<Frame>(16);
+    let skip = SkipConfig {
+        max_skip: spec.infer.max_skip,
+        changed_share: spec.infer.changed_share,
+        changed_level: spec.infer.changed_level,
+    };
     let embedded_sources = if runs_embedded { spec.sources.clone() } else { Vec::new() };
     let source_threads =
-        inputs::start_embedded_sources(&loaded, embedded_sources, &hls_streams, frames_tx, &stop, &supervisor)?;
+        inputs::start_embedded_sources(&loaded, embedded_sources, &hls_streams, frames_tx, skip, &stop, &supervisor)?;
     // Each worker connects to its own Kafka partitions up front, so a bad broker fails the run now.
     let kafka_feeds: Vec<Option<KafkaFrameSource>> = (first_worker..first_worker + workers)
         .map(|w| {
@@ -376,7 +382,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 frames_route.local_route(stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]))
             });
             let (prepared, decode_failed) = frames.decode_frames(decoder);
-            let inferencer = Inferencer::new(detector).counting_runs(metrics.model_runs.clone()).timed(timer.clone());
+            let inferencer = Inferencer::new(detector)
+                .counting_runs(metrics.model_runs.clone())
+                .counting_carried(metrics.frames_carried.clone())
+                .timed(timer.clone());
             let (detections, infer_failed) = prepared.infer_detections(inferencer, batch);
             // A frame stops counting against the in-flight bound once inferred: tracking holds
             // it until its time is complete, and counting that wait would starve the model.
@@ -417,7 +426,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         // (Read on a thread of its own, which wakes this worker when a frame is there.)
         let worker_thread = std::thread::current();
         let kafka = kafka_feeds.lock().expect("kafka").get_mut(local).and_then(Option::take).map(|source| {
-            FetchingSource::start(source, move || worker_thread.unpark()).expect("starting a Kafka fetch thread")
+            let mut gate = ChangeGate::new(skip);
+            let mark = move |frame: &mut Frame| gate.iter_mut().for_each(|g| g.mark(frame));
+            FetchingSource::start(source, mark, move || worker_thread.unpark()).expect("starting a Kafka fetch thread")
         });
         let embedded = if index == 0 { frames_rx.lock().expect("frames").take() } else { None };
         let catalog_changes = if local == 0 { catalog_rx.lock().expect("catalog").take() } else { None };
