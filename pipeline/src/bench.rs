@@ -63,9 +63,20 @@ pub struct BenchReport {
     pub pipeline: Throughput,
     /// pipeline frames/s / best raw frames/s.
     pub ratio_to_raw: f64,
+    /// The pipeline skipping the model on frames that show nothing new (`infer.max_skip`).
+    pub skipping: Throughput,
+    /// Of the frames of the skipping run, those the model saw.
+    pub skipping_model_share: f64,
     pub latency_fps_per_stream: f64,
+    /// Streams of the latency run: 70% of what the pipeline sustains (without skipping).
+    pub latency_streams: usize,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    /// What p99 should stay within: one model run (the raw loop's, per session) + one epoch + 25 ms.
+    pub latency_bound_ms: f64,
+    /// The skipping pipeline's streams at `latency_fps_per_stream`, run live-paced to see that
+    /// 2 cores sustain them: (streams, frames shed, p99 ms).
+    pub sustained: (usize, u64, f64),
     /// Every split of the peer tried (none without `--peer-python`); the best is its figure.
     pub peer: Vec<Throughput>,
 }
@@ -97,8 +108,13 @@ impl BenchReport {
             self.pipeline.setting, self.pipeline.fps, self.ratio_to_raw
         );
         out += &format!(
-            "  latency          {} streams at {} frames/s    p50 {:.0} ms, p99 {:.0} ms (capture to viewer)\n",
-            self.streams, self.latency_fps_per_stream, self.latency_p50_ms, self.latency_p99_ms
+            "  pipeline, skipping unchanged frames (max_skip) {:>8.1} frames/s  model on {:.0}% of frames\n",
+            self.skipping.fps,
+            self.skipping_model_share * 100.0
+        );
+        out += &format!(
+            "  latency          {} streams at {} frames/s (70% load)  p50 {:.0} ms, p99 {:.0} ms (capture to viewer; bound {:.0} ms)\n",
+            self.latency_streams, self.latency_fps_per_stream, self.latency_p50_ms, self.latency_p99_ms, self.latency_bound_ms
         );
         if let Some(best_peer) = self.best_peer() {
             for peer in &self.peer {
@@ -109,6 +125,26 @@ impl BenchReport {
                 };
                 out += &format!("  per-frame peer   {:<26} {:>8.1} frames/s{mark}\n", peer.setting, peer.fps);
             }
+        }
+        let fps = self.latency_fps_per_stream;
+        let streams = |t: &Throughput| (t.fps / fps).floor() as usize;
+        out += &format!("  streams at {fps} frames/s on {} cores (sustained throughput / {fps}):\n", self.cores);
+        out += &format!("    raw model loop            {:>5}\n", streams(self.best_raw()));
+        if let Some(peer) = self.best_peer() {
+            out += &format!("    per-frame peer (best)     {:>5}\n", streams(peer));
+        }
+        out += &format!("    pipeline                  {:>5}\n", streams(&self.pipeline));
+        let (n, shed, p99) = self.sustained;
+        out += &format!(
+            "    pipeline, skipping        {:>5}   ({n} live streams run: {shed} frames shed, p99 {p99:.0} ms)\n",
+            streams(&self.skipping)
+        );
+        if let Some(peer) = self.best_peer() {
+            out += &format!(
+                "  pipeline / fair peer: {:.2}x without skipping, {:.2}x skipping\n",
+                self.pipeline.fps / peer.fps,
+                self.skipping.fps / peer.fps
+            );
         }
         out
     }
@@ -162,7 +198,7 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
     for (i, jpeg) in jpegs.iter().take(latency_frames).enumerate() {
         std::fs::write(latency_dir.join(format!("{i:05}.jpg")), jpeg)?;
     }
-    let pipeline_spec = |dir: &Path, pace: Pace, fps: f64| {
+    let pipeline_spec = |dir: &Path, pace: Pace, fps: f64, streams: usize| {
         let mut s = loaded.clone();
         s.spec.sources = (0..streams)
             .map(|i| {
@@ -183,7 +219,7 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
     let run_options =
         RunOptions { workers: Some(workers), exit_when_done: true, record_latencies: true, cluster: None };
     let stop = || Arc::new(AtomicBool::new(false));
-    let summary = run(pipeline_spec(&frames_dir, Pace::Fast, source_fps(spec)), run_options.clone(), stop())?;
+    let summary = run(pipeline_spec(&frames_dir, Pace::Fast, source_fps(spec), streams), run_options.clone(), stop())?;
     let pipeline = Throughput {
         setting: format!(
             "{workers} worker{} x {} thread{}",
@@ -196,9 +232,49 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
         fps: summary.frames as f64 / summary.seconds,
     };
     let best = raw.iter().map(|r| r.fps).fold(0.0, f64::max);
-    let paced = run(pipeline_spec(&latency_dir, Pace::Realtime, options.fps), run_options, stop())?;
+
+    // The same, skipping the model on frames that show nothing new (the spec's max_skip, or 10).
+    let skipping_spec = |dir: &Path, pace: Pace, fps: f64, streams: usize| {
+        let mut s = pipeline_spec(dir, pace, fps, streams);
+        s.spec.infer.max_skip = spec.infer.max_skip.max(10);
+        s
+    };
+    let skipped = run(skipping_spec(&frames_dir, Pace::Fast, source_fps(spec), streams), run_options.clone(), stop())?;
+    let skipping = Throughput {
+        setting: format!("{} (max_skip {})", pipeline.setting, spec.infer.max_skip.max(10)),
+        frames: skipped.frames,
+        seconds: skipped.seconds,
+        fps: skipped.frames as f64 / skipped.seconds,
+    };
+    let skipping_model_share = skipped.model_runs as f64 / skipped.frames.max(1) as f64;
+
+    // Latency at 70% of what the pipeline sustains, live-paced.
+    let latency_streams = ((0.7 * pipeline.fps / options.fps).floor() as usize).max(1);
+    let paced =
+        run(pipeline_spec(&latency_dir, Pace::Realtime, options.fps, latency_streams), run_options.clone(), stop())?;
     let mut latencies = paced.latencies_ms.clone();
     latencies.sort_unstable();
+    let best_setting = raw.iter().max_by(|a, b| a.fps.total_cmp(&b.fps)).expect("a raw setting");
+    let sessions: f64 = best_setting.setting.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(1.0);
+    let model_run_ms = 1000.0 * sessions / best;
+    let latency_bound_ms = model_run_ms + spec.epoch.as_secs_f64() * 1000.0 + 25.0;
+
+    // As many live streams as the skipping pipeline's throughput says, each starting at another
+    // point of the frames (live streams do not change in step): frames shed, if any, say it
+    // cannot keep up.
+    let sustained_streams = ((skipping.fps / options.fps).floor() as usize).max(1);
+    let staggered = stagger(&frames_dir, &work.join("staggered"), sustained_streams)?;
+    let mut live = skipping_spec(&frames_dir, Pace::Realtime, options.fps, sustained_streams);
+    for (source, dir) in live.spec.sources.iter_mut().zip(&staggered) {
+        if let SourceSpec::Frames(f) = source {
+            f.dir = dir.display().to_string();
+        }
+    }
+    let live_frames = (options.seconds * options.fps).ceil() as usize;
+    let sustained_run = run(trimmed(live, live_frames), run_options, stop())?;
+    let mut live_latencies = sustained_run.latencies_ms.clone();
+    live_latencies.sort_unstable();
+    let sustained = (sustained_streams, sustained_run.frames_shed, percentile(&live_latencies, 0.99));
 
     let mut peers = Vec::new();
     if let Some(python) = &options.peer_python {
@@ -218,11 +294,58 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
         ratio_to_raw: pipeline.fps / best,
         raw,
         pipeline,
+        skipping,
+        skipping_model_share,
         latency_fps_per_stream: options.fps,
+        latency_streams,
         latency_p50_ms: percentile(&latencies, 0.50),
         latency_p99_ms: percentile(&latencies, 0.99),
+        latency_bound_ms,
+        sustained,
         peer: peers,
     })
+}
+
+/// `streams` folders of the frames in `frames`, each starting further in (and wrapping round),
+/// as links.
+fn stagger(frames: &Path, into: &Path, streams: usize) -> anyhow::Result<Vec<PathBuf>> {
+    let paths = vitrine_connectors::sources::folder::list_frames(frames)?;
+    (0..streams)
+        .map(|i| {
+            let dir = into.join(format!("{i:03}"));
+            std::fs::create_dir_all(&dir)?;
+            let start = i * paths.len() / streams.max(1);
+            for (n, path) in paths.iter().cycle().skip(start).take(paths.len()).enumerate() {
+                let link = dir.join(format!("{n:05}.jpg"));
+                if !link.exists() {
+                    std::os::unix::fs::symlink(std::fs::canonicalize(path)?, &link)?;
+                }
+            }
+            Ok(dir)
+        })
+        .collect()
+}
+
+/// The spec with each source's frames limited to the first `frames` (a folder source's
+/// `limit`), so a live-paced run lasts about `frames / fps` seconds.
+fn trimmed(mut loaded: LoadedSpec, frames: usize) -> LoadedSpec {
+    for source in &mut loaded.spec.sources {
+        if let SourceSpec::Frames(f) = source {
+            let dir = PathBuf::from(&f.dir);
+            let trimmed = dir.with_extension("first");
+            if std::fs::create_dir_all(&trimmed).is_ok() {
+                let paths = vitrine_connectors::sources::folder::list_frames(&dir).unwrap_or_default();
+                for path in paths.iter().take(frames) {
+                    let link = trimmed.join(path.file_name().expect("a file name"));
+                    if !link.exists() {
+                        let _ = std::os::unix::fs::symlink(std::fs::canonicalize(path).unwrap_or(path.clone()), &link);
+                    }
+                }
+                f.dir = trimmed.display().to_string();
+            }
+        }
+    }
+    loaded
 }
 
 fn best(settings: &[Throughput]) -> Option<&Throughput> {
