@@ -207,6 +207,8 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
                     dir: dir.display().to_string(),
                     fps,
                     pace,
+                    // Live streams deliver frames at their own moments: spread over a frame's time.
+                    phase: Duration::from_secs_f64(i as f64 / streams as f64 / fps),
                 })
             })
             .collect();

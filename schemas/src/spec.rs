@@ -185,6 +185,11 @@ pub struct FramesSource {
     /// `realtime` or `fast`.
     #[serde(default = "fast")]
     pub pace: Pace,
+    /// With `realtime`: how long after the start the first frame comes (not in specs; `vitrine
+    /// bench` sets it so that its live streams do not all deliver frames at the same instant,
+    /// as independent streams do not).
+    #[serde(skip)]
+    pub phase: Duration,
 }
 
 /// Where ONNX Runtime runs the model.

@@ -36,7 +36,7 @@ pub fn run(spec: &FramesSource, dir: &Path, sink: &FrameSink) -> Result<u64, Con
         let seq = seq as u64;
         let pts_ms = pts_of(seq, spec.fps);
         if spec.pace == Pace::Realtime {
-            let due = started + Duration::from_millis(pts_ms as u64);
+            let due = started + spec.phase + Duration::from_millis(pts_ms as u64);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         let jpeg = std::fs::read(path).unwrap_or_else(|e| {

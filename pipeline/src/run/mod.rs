@@ -108,6 +108,20 @@ const PARQUET_QUEUE_PER_WORKER: usize = 2;
 /// sources (which then wait): memory stays bounded whatever the source's speed.
 const IN_FLIGHT_PER_WORKER: u64 = 8;
 
+/// What a frame the model will see weighs against the in-flight bound, in frames the model
+/// skips (`infer.max_skip`): those cost next to nothing, and counting them as whole frames
+/// left a worker idle while the other still had model runs queued.
+const MODEL_FRAME_WEIGHT: u64 = 8;
+
+/// A frame's weight against the in-flight bound.
+fn weight(frame: &Frame) -> u64 {
+    if frame.change == vitrine_schemas::Change::Unchanged {
+        1
+    } else {
+        MODEL_FRAME_WEIGHT
+    }
+}
+
 pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let spec = loaded.spec.clone();
@@ -303,7 +317,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     // The dataflow.
     let frames_rx = Arc::new(Mutex::new(Some(frames_rx)));
     let catalog_rx = Arc::new(Mutex::new(Some(catalog_rx)));
+    // In-flight weights sent into the dataflow and done with (see `weight`), and frames fed.
     let (sent, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let fed = Arc::new(AtomicU64::new(0));
     let limits = loaded.decode_limits();
     let debounce = DebounceConfig {
         min_score: spec.debounce.min_score,
@@ -390,8 +406,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             // A frame stops counting against the in-flight bound once inferred: tracking holds
             // it until its time is complete, and counting that wait would starve the model.
             let detections = detections
-                .inspect(move |_: &FrameDetections| {
-                    done_d.fetch_add(1, Ordering::Relaxed);
+                .inspect(move |d: &FrameDetections| {
+                    done_d.fetch_add(if d.carried { 1 } else { MODEL_FRAME_WEIGHT }, Ordering::Relaxed);
                 })
                 .track_objects(tracker.clone(), replay.clone(), timer.clone())
                 .inspect(move |d: &FrameDetections| {
@@ -414,7 +430,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             decode_failed
                 .concat(infer_failed)
                 .inspect(move |d: &DeadLetter| {
-                    done_x.fetch_add(1, Ordering::Relaxed);
+                    done_x.fetch_add(MODEL_FRAME_WEIGHT, Ordering::Relaxed);
                     let _ = out_x.send(Output::DeadLetter(d.clone()));
                 })
                 .probe_with(&probe);
@@ -453,7 +469,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             return;
         }
         // Frames stay in the process that read them until inferred: the bound is per process.
-        let max_in_flight = IN_FLIGHT_PER_WORKER * workers as u64;
+        let max_in_flight = IN_FLIGHT_PER_WORKER * MODEL_FRAME_WEIGHT * workers as u64;
         let epoch = |ms: i64| (ms.max(0) as u64 / epoch_ms) * epoch_ms;
         let mut offsets =
             kafka.as_ref().map_or_else(OffsetTracker::default, |k| OffsetTracker::resuming(k.sent_before()));
@@ -509,14 +525,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     parquet.reads.borrow_mut().read(*frames_in.time(), input, frame.position.offset);
                 }
                 metrics.frames_read.with_label_values(&[frame.stream_id.as_str()]).inc();
+                let weight = weight(&frame);
                 frames_in.send(frame);
-                sent.fetch_add(1, Ordering::Relaxed);
-                room -= 1;
+                sent.fetch_add(weight, Ordering::Relaxed);
+                room = room.saturating_sub(weight);
+                fed.fetch_add(1, Ordering::Relaxed);
             }
             if let Some(feed) = kafka.as_ref() {
                 if room > 0 && !dataflow_stop.load(Ordering::Relaxed) {
                     let time = *frames_in.time();
-                    for (frame, (partition, offset)) in feed.take(room as usize) {
+                    // (Each message taken as a frame the model sees: its weight is known once taken.)
+                    for (frame, (partition, offset)) in feed.take(room.div_ceil(MODEL_FRAME_WEIGHT) as usize) {
                         let id = frame.as_ref().ok().map(|f| (f.stream_id.as_str(), f.seq));
                         offsets.read(time, partition, offset, id);
                         if replay_left.get(&partition).is_some_and(|end| offset + 1 >= *end) {
@@ -529,8 +548,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                         match frame {
                             Ok(frame) => {
                                 metrics.frames_read.with_label_values(&[frame.stream_id.as_str()]).inc();
+                                sent.fetch_add(weight(&frame), Ordering::Relaxed);
                                 frames_in.send(frame);
-                                sent.fetch_add(1, Ordering::Relaxed);
+                                fed.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(letter) => {
                                 if feed.sent_before().get(&partition).is_none_or(|sent| offset >= *sent) {
@@ -575,7 +595,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         }
         health.set_ready(false);
         if local == 0 {
-            tracing::info!(frames = sent.load(Ordering::Relaxed), "inputs ended; draining the dataflow");
+            tracing::info!(frames = fed.load(Ordering::Relaxed), "inputs ended; draining the dataflow");
             dataflow_stop.store(true, Ordering::Relaxed); // also stops the catalog watcher
         }
         drop(frames_in);
