@@ -173,6 +173,13 @@ impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<PreparedFrame>
                         for (cap, result) in caps.iter().zip(results) {
                             output.session(cap).give(result);
                         }
+                        // One model run a turn: the worker gets back to its other work (feeding
+                        // frames to the other workers, sending results on) between runs, and
+                        // comes back at once for the rest.
+                        if !waiting.is_empty() {
+                            activator.activate();
+                            break;
+                        }
                     }
                 }
             },
