@@ -1,5 +1,6 @@
 //! `vitrine bench` measures what it says on the demo's frames: the raw model loop at every
-//! split of the cores, the pipeline over every frame of every stream, and latency.
+//! split of the cores, the pipeline over every frame of every stream (and skipping unchanged
+//! frames), latency, and the streams it sustains live.
 //! (The figures themselves are for the README, from scripts/bench.sh; here only that they exist.)
 
 use std::process::Command;
@@ -27,4 +28,11 @@ fn bench_reports_the_pipeline_against_the_raw_model_loop() {
     assert!(ratio > 0.0 && ratio.is_finite(), "{report}");
     let (p50, p99) = (report["latency_p50_ms"].as_f64().unwrap(), report["latency_p99_ms"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= p99, "{report}");
+    // Skipping unchanged frames: the same frames, the model on fewer of them, and a live run
+    // of as many streams as that sustains.
+    assert_eq!(report["skipping"]["frames"], 360, "{report}");
+    let share = report["skipping_model_share"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 0.75, "the model saw {share} of the frames: {report}");
+    let streams = report["sustained"][0].as_u64().unwrap();
+    assert!(streams >= 1, "{report}");
 }
