@@ -82,7 +82,7 @@ fn sample(options: &SamplerOptions, stop: Arc<AtomicBool>) -> Result<SamplerStat
     let mut last_report = Instant::now();
     loop {
         let (tx, rx) = mpsc::sync_channel::<Frame>(8);
-        let sink = FrameSink { frames: tx, stop: stop.clone(), mark: None };
+        let sink = FrameSink { frames: tx, stop: stop.clone(), mark: None, wake: Default::default() };
         let source = options.source.clone();
         let input = options.input.clone();
         let before = stats.frames;

@@ -18,6 +18,9 @@ pub struct FrameSink {
     /// Looks at each frame on the source's thread before it is sent (the change check of
     /// `infer.max_skip`, which needs a stream's frames in order).
     pub mark: Option<FrameMark>,
+    /// The thread that takes the frames, woken after each one (it may be parked for longer
+    /// than frames take to come).
+    pub wake: Arc<std::sync::OnceLock<std::thread::Thread>>,
 }
 
 /// See [`FrameSink::mark`].
@@ -35,7 +38,11 @@ impl FrameSink {
         if let Some(mark) = &self.mark {
             mark(&mut frame);
         }
-        !self.stopping() && self.frames.send(frame).is_ok()
+        let sent = !self.stopping() && self.frames.send(frame).is_ok();
+        if let Some(taker) = self.wake.get() {
+            taker.unpark();
+        }
+        sent
     }
 
     pub fn stopping(&self) -> bool {

@@ -139,24 +139,32 @@ fn embedded_source(
     }
 }
 
+/// Where the embedded sources' frames go.
+pub(super) struct EmbeddedFeed {
+    pub frames: SyncSender<Frame>,
+    /// The worker that takes them, woken after each frame.
+    pub taker: Arc<std::sync::OnceLock<std::thread::Thread>>,
+    /// The change check each source runs on its frames (`infer.max_skip`).
+    pub skip: SkipConfig,
+}
+
 /// Starts a thread for each embedded source; a source that fails stops the run.
 pub(super) fn start_embedded_sources(
     loaded: &LoadedSpec,
     sources: Vec<SourceSpec>,
     hls_streams: &HashMap<String, Arc<HlsStream>>,
-    frames: SyncSender<Frame>,
-    skip: SkipConfig,
+    feed: EmbeddedFeed,
     stop: &Arc<AtomicBool>,
     supervisor: &Supervisor,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for (stream_id, run) in sources.into_iter().filter_map(|s| embedded_source(s, loaded, hls_streams)) {
         // Each source's frames are checked for change on its own thread, in order.
-        let mark = ChangeGate::new(skip).map(|gate| {
+        let mark = ChangeGate::new(feed.skip).map(|gate| {
             let gate = Mutex::new(gate);
             Arc::new(move |frame: &mut Frame| gate.lock().expect("change gate").mark(frame)) as FrameMark
         });
-        let sink = FrameSink { frames: frames.clone(), stop: stop.clone(), mark };
+        let sink = FrameSink { frames: feed.frames.clone(), stop: stop.clone(), mark, wake: feed.taker.clone() };
         let supervisor = supervisor.clone();
         threads.push(std::thread::Builder::new().name(format!("source-{stream_id}")).spawn(move || {
             if let Err(e) = run(&sink) {

@@ -113,6 +113,9 @@ const IN_FLIGHT_PER_WORKER: u64 = 8;
 /// left a worker idle while the other still had model runs queued.
 const MODEL_FRAME_WEIGHT: u64 = 8;
 
+/// Longest a worker parks with nothing to do (it also wakes when each epoch begins).
+const MAX_PARK_MS: u64 = 100;
+
 /// A frame's weight against the in-flight bound.
 fn weight(frame: &Frame) -> u64 {
     if frame.change == vitrine_schemas::Change::Unchanged {
@@ -262,14 +265,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let catalog = inputs::CatalogInputs { images: &images, out: &out_tx, report_problems: runs_embedded };
     let (catalog_rx, catalog_threads) = inputs::start_catalog(&loaded, &catalog, &stop, &supervisor)?;
     let (frames_tx, frames_rx) = mpsc::sync_channel::<Frame>(16);
+    // The worker that takes the embedded sources' frames (worker 0), which they wake.
+    let feeder = Arc::new(std::sync::OnceLock::new());
     let skip = SkipConfig {
         max_skip: spec.infer.max_skip,
         changed_share: spec.infer.changed_share,
         changed_level: spec.infer.changed_level,
     };
     let embedded_sources = if runs_embedded { spec.sources.clone() } else { Vec::new() };
+    let embedded_feed = inputs::EmbeddedFeed { frames: frames_tx, taker: feeder.clone(), skip };
     let source_threads =
-        inputs::start_embedded_sources(&loaded, embedded_sources, &hls_streams, frames_tx, skip, &stop, &supervisor)?;
+        inputs::start_embedded_sources(&loaded, embedded_sources, &hls_streams, embedded_feed, &stop, &supervisor)?;
     // Each worker connects to its own Kafka partitions up front, so a bad broker fails the run now.
     let kafka_feeds: Vec<Option<KafkaFrameSource>> = (first_worker..first_worker + workers)
         .map(|w| {
@@ -447,6 +453,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             FetchingSource::start(source, mark, move || worker_thread.unpark()).expect("starting a Kafka fetch thread")
         });
         let embedded = if index == 0 { frames_rx.lock().expect("frames").take() } else { None };
+        if embedded.is_some() {
+            let _ = feeder.set(std::thread::current());
+        }
         let catalog_changes = if local == 0 { catalog_rx.lock().expect("catalog").take() } else { None };
         let mut embedded_open = embedded.is_some();
         let mut feed = FeedQueue::new(live_streams.clone(), shed_after_ms);
@@ -591,7 +600,18 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             if finished {
                 break;
             }
-            worker.step_or_park(Some(Duration::from_millis(2)));
+            // Park until the next epoch begins (time must move on then), unless frames wait that
+            // could not be fed: room comes back as other workers finish frames, and nothing
+            // wakes this one for that. Frames arriving wake it (the Kafka fetch thread, the
+            // embedded sources); so do records from other workers. Before: 2 ms, 550 wakeups a
+            // second when idle.
+            let waiting = !feed.is_empty() || (kafka.is_some() && room == 0);
+            let park = if waiting {
+                Duration::from_millis(2)
+            } else {
+                Duration::from_millis((epoch_ms - now_ms().max(0) as u64 % epoch_ms).clamp(1, MAX_PARK_MS))
+            };
+            worker.step_or_park(Some(park));
         }
         health.set_ready(false);
         if local == 0 {
