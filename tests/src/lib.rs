@@ -527,7 +527,13 @@ impl SmallDisk {
     /// `program`, to be started inside the disk's mount namespace (as the same user).
     pub fn command(&self, program: &Path) -> Command {
         let mut command = Command::new("nsenter");
-        command.args(["-t", &self.holder.id().to_string(), "--user", "--mount", "--preserve-credentials"]).arg(program);
+        // (Entering a mount namespace moves to its root: keep this working directory, where
+        // the program finds what it looks for above it.)
+        let here = std::env::current_dir().expect("a working directory");
+        command
+            .args(["-t", &self.holder.id().to_string(), "--user", "--mount", "--preserve-credentials"])
+            .arg(format!("--wd={}", here.display()))
+            .arg(program);
         command
     }
 
