@@ -19,7 +19,7 @@ pub struct PreparedFrame {
 impl PreparedFrame {
     /// Whether the model skips this frame and the tracker carries the last detections over.
     pub fn carried(&self) -> bool {
-        self.frame.change == Change::Unchanged
+        self.frame.carries_detections()
     }
 }
 
@@ -55,7 +55,7 @@ impl FrameDecoder {
     }
 
     pub fn decode(&mut self, mut frame: Frame) -> Result<PreparedFrame, DeadLetter> {
-        if frame.change == Change::Unchanged {
+        if frame.carries_detections() {
             // (Its data was walked whole at the source, so its header has a size.)
             if let Some((frame_width, frame_height)) = frame_size(&frame.jpeg) {
                 frame.jpeg = Vec::new();

@@ -69,11 +69,6 @@ impl ChangeGate {
             frame.change = Change::New;
         }
     }
-
-    /// Forgets a stream (it ended): its next frame is new.
-    pub fn forget(&mut self, stream_id: &str) {
-        self.streams.remove(stream_id);
-    }
 }
 
 /// Whether more than `changed_share` of the blocks changed by more than `changed_level`.

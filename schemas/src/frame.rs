@@ -22,6 +22,13 @@ pub struct Frame {
     pub change: Change,
 }
 
+impl Frame {
+    /// Whether the model skips this frame (its detections are carried over).
+    pub fn carries_detections(&self) -> bool {
+        self.change == Change::Unchanged
+    }
+}
+
 /// Whether a frame shows anything new to the model (`infer.max_skip`), as the source's check
 /// of its compressed data found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -118,7 +118,7 @@ const MAX_PARK_MS: u64 = 100;
 
 /// A frame's weight against the in-flight bound.
 fn weight(frame: &Frame) -> u64 {
-    if frame.change == vitrine_schemas::Change::Unchanged {
+    if frame.carries_detections() {
         1
     } else {
         MODEL_FRAME_WEIGHT
