@@ -222,8 +222,13 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
         s.spec.catalog.kafka = None;
         s
     };
-    let run_options =
-        RunOptions { workers: Some(workers), exit_when_done: true, record_latencies: true, cluster: None };
+    let run_options = RunOptions {
+        workers: Some(workers),
+        exit_when_done: true,
+        record_latencies: true,
+        record_events: false,
+        cluster: None,
+    };
     let stop = || Arc::new(AtomicBool::new(false));
     let summary = run(pipeline_spec(&frames_dir, Pace::Fast, source_fps(spec), streams), run_options.clone(), stop())?;
     let pipeline = Throughput {

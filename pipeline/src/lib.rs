@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod bench;
 pub mod cluster;
+pub mod eval;
 pub mod feed;
 pub mod mesh;
 pub mod offsets;

@@ -154,6 +154,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Scores the product events of a recorded show against what a person labelled on it
+    /// (docs/eval.md): entrances announced in time, false cards, timing, and model runs.
+    Eval {
+        /// The YAML pipeline spec; its sources are the recordings (kind video or frames).
+        spec: PathBuf,
+        /// The truth file (YAML or JSON): per stream, segments of media time and the products on screen.
+        #[arg(long)]
+        truth: PathBuf,
+        /// How far from the truth an entrance or exit may be and still count as in time.
+        #[arg(long, default_value = "500ms", value_parser = humantime_serde::re::humantime::parse_duration)]
+        tolerance: std::time::Duration,
+        /// Timely workers (default: the spec's).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints a signed viewer token for a stream (the spec's server.token_secret_env holds the secret).
     Token {
         /// The YAML pipeline spec.
@@ -251,6 +269,39 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("vitrine bench: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Eval { spec, truth, tolerance, workers, json } => {
+            let loaded = match load_spec(&spec) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let truth = match vitrine_pipeline::eval::load_truth(&truth) {
+                Ok(truth) => truth,
+                Err(e) => {
+                    eprintln!("vitrine eval: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            stop_on_signals(stop.clone());
+            let options = vitrine_pipeline::eval::EvalOptions { tolerance, workers };
+            match vitrine_pipeline::eval::eval(loaded, &truth, &options, stop) {
+                Ok(report) => {
+                    let text = if json {
+                        serde_json::to_string_pretty(&report).expect("a report serialises") + "\n"
+                    } else {
+                        report.table()
+                    };
+                    match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(_) => ExitCode::FAILURE,
+                    }
+                }
+                Err(e) => {
+                    eprintln!("vitrine eval: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -484,6 +535,7 @@ fn main() -> ExitCode {
                 cluster: shape.cluster,
                 exit_when_done,
                 record_latencies: false,
+                record_events: false,
             };
             match run(loaded, options, stop) {
                 Ok(summary) => {

@@ -9,6 +9,7 @@ mod frame;
 pub mod protocol;
 pub mod spec;
 pub mod tables;
+pub mod truth;
 
 pub use catalog::{CatalogItem, Money};
 pub use detection::{BBox, Detection, FrameDetections};

@@ -51,7 +51,7 @@ use vitrine_operators::{
     TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec, VideoSource};
-use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections};
+use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
 
 mod inputs;
 mod serve;
@@ -80,6 +80,8 @@ pub struct RunOptions {
     pub exit_when_done: bool,
     /// Keep every frame's capture-to-sink latency in the summary (benchmarks).
     pub record_latencies: bool,
+    /// Keep every product event, and each stream's last media time, in the summary (`vitrine eval`).
+    pub record_events: bool,
 }
 
 /// What a run did.
@@ -96,6 +98,12 @@ pub struct RunSummary {
     /// Per frame, milliseconds from capture to its detections reaching the sinks (when asked for).
     #[serde(skip)]
     pub latencies_ms: Vec<u32>,
+    /// Every product event, in the order sent (when asked for).
+    #[serde(skip)]
+    pub product_events: Vec<ProductEvent>,
+    /// Per stream, the media time of the last frame processed (when events are asked for).
+    #[serde(skip)]
+    pub last_pts_ms: BTreeMap<String, i64>,
 }
 
 /// Frames taken from the embedded sources and not yet fed (live streams shed past this).
@@ -192,6 +200,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
             hub: hub.clone(),
             durable: durable.clone(),
             record_latencies: options.record_latencies,
+            record_events: options.record_events,
             sent_before: sent_before.clone(),
             replaying: replaying.clone(),
         };

@@ -118,6 +118,7 @@ pub(super) struct Sinks {
     pub hub: Option<Arc<Hub>>,
     pub durable: Arc<AtomicU64>,
     pub record_latencies: bool,
+    pub record_events: bool,
     /// Per Kafka partition, the offset before which the last run already sent the results
     /// (frames before it are replayed only to rebuild state).
     pub sent_before: Arc<Mutex<BTreeMap<i32, i64>>>,
@@ -175,6 +176,10 @@ pub(super) fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::
                 if sinks.record_latencies {
                     summary.latencies_ms.push(latency.min(u32::MAX as u64) as u32);
                 }
+                if sinks.record_events {
+                    let last = summary.last_pts_ms.entry(d.stream_id.clone()).or_insert(d.pts_ms);
+                    *last = (*last).max(d.pts_ms);
+                }
                 if let Some(hub) = &sinks.hub {
                     hub.set_media_time(&d.stream_id, d.pts_ms);
                 }
@@ -193,6 +198,9 @@ pub(super) fn sink_loop(outputs: Receiver<Output>, mut sinks: Sinks) -> anyhow::
                 let m = &sinks.metrics;
                 m.events.with_label_values(&[e.stream_id.as_str(), e.kind.as_str()]).inc();
                 tracing::info!(stream = %e.stream_id, kind = e.kind.as_str(), sku = %e.sku, pts_ms = e.pts_ms, price = e.price.as_f64(), "product event");
+                if sinks.record_events {
+                    summary.product_events.push(e.clone());
+                }
                 if let Some(hub) = &sinks.hub {
                     m.time_sink("viewers", || hub.publish(&e));
                     m.capture_to_viewer_seconds.observe((now_ms() - cause.captured_at_ms).max(0) as f64 / 1000.0);
