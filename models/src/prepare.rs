@@ -321,7 +321,9 @@ pub fn prepare(jpeg: &[u8], limits: DecodeLimits, width: u32, height: u32) -> Re
 ///
 /// A row or column belongs to a bar while every sampled pixel in it is within a small
 /// tolerance of the frame's corner colour. At most 45% of a side is cut, and nothing is cut
-/// from a frame that is uniform all over.
+/// from a frame that is uniform all over, nor from one with "bars" on all four sides: that is
+/// a product on a plain background, and cutting it out would show the model nothing but the
+/// product, which it then misreads (a tennis ball on grey, cut out, read as an apple).
 pub fn find_bars(rgb: &[u8], width: u32, height: u32) -> Crop {
     const TOLERANCE: i32 = 10;
     let (w, h) = (width as usize, height as usize);
@@ -343,6 +345,9 @@ pub fn find_bars(rgb: &[u8], width: u32, height: u32) -> Crop {
     let right = (0..max_cols).take_while(|&i| col_is_bar(w - 1 - i)).count();
     if top == max_rows || left == max_cols {
         // Uniform frame (e.g. a black screen between shots): nothing to cut.
+        return Crop { x: 0, y: 0, width, height };
+    }
+    if top + bottom > 0 && left + right > 0 {
         return Crop { x: 0, y: 0, width, height };
     }
     Crop { x: left as u32, y: top as u32, width: (w - left - right) as u32, height: (h - top - bottom) as u32 }
@@ -427,6 +432,12 @@ mod tests {
     fn letterbox_bars_are_cut() {
         let rgb = frame(320, 180, (0, 20, 320, 150));
         assert_eq!(find_bars(&rgb, 320, 180), Crop { x: 0, y: 20, width: 320, height: 130 });
+    }
+
+    #[test]
+    fn a_product_on_a_plain_background_is_not_cut_out() {
+        let rgb = frame(320, 180, (140, 70, 180, 110));
+        assert_eq!(find_bars(&rgb, 320, 180), Crop { x: 0, y: 0, width: 320, height: 180 });
     }
 
     #[test]
