@@ -1,0 +1,104 @@
+//! `vitrine eval` on vitrine's labelled show (examples/show) with the demo's settings: the
+//! summary must be at least as good as the committed figures (tests/expected/labelled-show.json),
+//! so a change that loses recall, adds false cards or worsens timing fails here. Also: the
+//! truth file is valid against its published schema, and eval names a truth's mistakes.
+
+use std::process::Command;
+
+use serde_json::Value;
+use vitrine_tests::{root, schema_errors, temp_dir, vitrine_bin};
+
+fn yaml_file(path: &str) -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(&std::fs::read_to_string(root().join(path)).unwrap()).unwrap()
+}
+
+#[test]
+fn the_labelled_show_scores_at_least_the_committed_figures_with_the_demo_settings() {
+    // The show's spec must detect as the demo does, or the figures say nothing about the demo.
+    let (demo, show) = (yaml_file("examples/demo.yaml"), yaml_file("examples/show/show.yaml"));
+    for section in ["model", "decode", "infer", "debounce"] {
+        let strip_path = |v: &serde_yaml_ng::Value| {
+            let mut v = v.get(section).cloned().unwrap_or(serde_yaml_ng::Value::Null);
+            if let Some(m) = v.as_mapping_mut() {
+                m.remove("path");
+            }
+            v
+        };
+        assert_eq!(strip_path(&show), strip_path(&demo), "examples/show/show.yaml `{section}` differs from the demo's");
+    }
+
+    let out = Command::new(vitrine_bin())
+        .args(["eval", "examples/show/show.yaml", "--truth", "examples/show/truth.yaml", "--json"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &report["summary"];
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/expected/labelled-show.json")).unwrap())
+            .unwrap();
+    let figure = |k: &str| s[k].as_f64().unwrap_or_else(|| panic!("no {k} in {s}"));
+    let bound = |k: &str| expected[k].as_f64().unwrap();
+    assert_eq!(figure("entrances"), 16.0, "the truth has 16 entrances: {s}");
+    let checks = [
+        ("on_time", figure("on_time") >= bound("on_time_at_least")),
+        ("false_cards", figure("false_cards") <= bound("false_cards_at_most")),
+        (
+            "entrance_error_max_frames",
+            figure("entrance_error_max_frames") <= bound("entrance_error_max_frames_at_most"),
+        ),
+        ("exits_lingering", figure("exits_lingering") <= bound("exits_lingering_at_most")),
+        ("cards_dropped_early", figure("cards_dropped_early") <= bound("cards_dropped_early_at_most")),
+        ("model_runs_per_frame", figure("model_runs_per_frame") <= bound("model_runs_per_frame_at_most")),
+    ];
+    let failed: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(k, _)| *k).collect();
+    assert!(failed.is_empty(), "worse than tests/expected/labelled-show.json on {failed:?}: {s}");
+    // Every labelled segment has its row, and the frames are all there (113 s at 5 frames/s).
+    assert_eq!(report["segments"].as_array().unwrap().len(), 25, "{}", report["segments"]);
+    assert_eq!(figure("frames"), 565.0);
+}
+
+#[test]
+fn the_truth_is_valid_against_its_schema_and_the_schema_refuses_a_broken_one() {
+    let truth: Value = serde_json::to_value(yaml_file("examples/show/truth.yaml")).unwrap();
+    let mut broken = truth.clone();
+    broken["streams"][0]["segments"][1].as_object_mut().unwrap().remove("end");
+    let mut misspelt = truth.clone();
+    misspelt["streams"][0]["segments"][1]["product"] = serde_json::json!(["CUP-ESP-01"]);
+    let errors = schema_errors(&root().join("docs/truth.schema.json"), "truth", &[truth, broken, misspelt]);
+    assert_eq!(errors[0], None, "examples/show/truth.yaml");
+    assert!(errors[1].is_some() && errors[2].is_some(), "{errors:?}");
+}
+
+#[test]
+fn a_truth_naming_a_product_the_catalog_lacks_or_overlapping_segments_is_refused_naming_it() {
+    let dir = temp_dir("eval-truth");
+    let cases = [
+        (
+            "version: 1\nstreams:\n  - stream_id: show\n    segments:\n      - {start: 2s, end: 10s, products: [CUP-ESPRESSO]}\n",
+            "the catalog",
+            "CUP-ESPRESSO",
+        ),
+        (
+            "version: 1\nstreams:\n  - stream_id: show\n    segments:\n      - {start: 2s, end: 10s}\n      - {start: 9s, end: 12s}\n",
+            "streams[0].segments[1]: starts at 9s, before the previous segment ends",
+            "",
+        ),
+        ("version: 1\nstreams:\n  - stream_id: shop9\n    segments: []\n", "stream `shop9`", "show"),
+    ];
+    for (text, says, names) in cases {
+        let truth = dir.join("truth.yaml");
+        std::fs::write(&truth, text).unwrap();
+        let out = Command::new(vitrine_bin())
+            .args(["eval", "examples/show/show.yaml", "--truth"])
+            .arg(&truth)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text}");
+        assert!(stderr.contains(says) && stderr.contains(names), "{text}\n{stderr}");
+    }
+}
