@@ -110,19 +110,20 @@ impl Preparer {
         self.fit(&rgb, fw, fh, crop, input)
     }
 
-    /// The whole picture, then `tiles` (grid, overlap) if any, as [`Preparer::prepare_tiled`].
+    /// The whole picture, then the tiles `tiles_of` asks for, seeing the whole (grid, overlap;
+    /// none: no tiles), as [`Preparer::prepare_tiled`].
     /// `data_checked`: the compressed data was walked already ([`crate::block_brightness`]),
     /// so decode does not walk it again.
     pub fn prepare_pictures(
         &mut self,
         jpeg: &[u8],
         input: InputSpec,
-        tiles_of: Option<(u32, f32)>,
+        tiles_of: impl FnOnce(&Prepared) -> Option<(u32, f32)>,
         data_checked: bool,
     ) -> Result<Vec<Prepared>, ModelError> {
         let (rgb, fw, fh, crop) = self.decode(jpeg, self.limits.check_data && !data_checked)?;
         let mut pictures = vec![self.fit(&rgb, fw, fh, crop, input)?];
-        if let Some((grid, overlap)) = tiles_of {
+        if let Some((grid, overlap)) = tiles_of(&pictures[0]) {
             for tile in tiles(crop, grid, overlap) {
                 pictures.push(self.fit(&rgb, fw, fh, tile, input)?);
             }
@@ -140,7 +141,7 @@ impl Preparer {
         grid: u32,
         overlap: f32,
     ) -> Result<Vec<Prepared>, ModelError> {
-        self.prepare_pictures(jpeg, input, Some((grid, overlap)), false)
+        self.prepare_pictures(jpeg, input, |_| Some((grid, overlap)), false)
     }
 
     /// Decodes within the limits; returns the RGB pixels, their size and the picture inside

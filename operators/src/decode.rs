@@ -1,5 +1,7 @@
 //! decode: JPEG bytes -> the model's input picture, or a dead letter.
 
+use std::collections::HashMap;
+
 use timely::dataflow::Stream;
 use vitrine_models::{frame_size, Crop, DecodeLimits, InputSpec, Prepared, Preparer};
 use vitrine_schemas::{now_ms, Change, DeadLetter, Frame};
@@ -28,6 +30,65 @@ impl PreparedFrame {
 pub struct Tiling {
     pub grid: u32,
     pub overlap: f32,
+    /// 0: tile every frame. Else tile a frame only when its picture changed since the
+    /// stream's last tiled frame (more than `change` of a 16x16 grid's cells moved by more
+    /// than `level` in brightness), or `every` frames after it (`infer.tile_every`).
+    pub every: u32,
+    pub change: f32,
+    pub level: u8,
+}
+
+/// A stream's last tiled frame: its picture on a coarse grid, and the frames since.
+#[derive(Debug)]
+struct LastTiled {
+    cells: Vec<u8>,
+    since: u32,
+}
+
+/// Cells a side of the grid that [`brightness_grid`] measures a picture on.
+const GRID: usize = 16;
+
+/// The picture's brightness on a 16x16 grid (every other pixel of every other row): enough
+/// to see a cut or a product coming in, for about a 20th of a resize.
+fn brightness_grid(p: &Prepared) -> Vec<u8> {
+    let (w, h) = (p.width as usize, p.height as usize);
+    if w < GRID || h < GRID || p.pixels.len() < w * h * 3 {
+        return Vec::new();
+    }
+    let (mut sums, mut counts) = (vec![0u32; GRID * GRID], vec![0u32; GRID * GRID]);
+    for y in (0..h).step_by(2) {
+        let row = y * GRID / h * GRID;
+        for x in (0..w).step_by(2) {
+            let i = (y * w + x) * 3;
+            let luma = (2 * u32::from(p.pixels[i]) + 5 * u32::from(p.pixels[i + 1]) + u32::from(p.pixels[i + 2])) / 8;
+            sums[row + x * GRID / w] += luma;
+            counts[row + x * GRID / w] += 1;
+        }
+    }
+    sums.iter().zip(&counts).map(|(s, c)| (s / (*c).max(1)) as u8).collect()
+}
+
+/// Whether a stream's frame, seen as `cells`, must be tiled; updates the stream's last tiled frame.
+fn wants_tiles(tiling: Tiling, last: &mut HashMap<String, LastTiled>, stream_id: &str, cells: Vec<u8>) -> bool {
+    if tiling.every == 0 {
+        return true;
+    }
+    let quiet = last.get(stream_id).is_some_and(|l| {
+        let moved = l.cells.iter().zip(&cells).filter(|(a, b)| a.abs_diff(**b) > tiling.level).count();
+        l.since + 1 < tiling.every
+            && l.cells.len() == cells.len()
+            && (moved as f32) <= tiling.change * cells.len() as f32
+    });
+    match last.get_mut(stream_id) {
+        Some(l) if quiet => {
+            l.since += 1;
+            false
+        }
+        _ => {
+            last.insert(stream_id.to_string(), LastTiled { cells, since: 0 });
+            true
+        }
+    }
 }
 
 /// Decodes frames for one model input size; keeps its resize buffers between frames.
@@ -36,12 +97,20 @@ pub struct FrameDecoder {
     preparer: Preparer,
     input: InputSpec,
     tiling: Option<Tiling>,
+    /// Per stream, its last tiled frame (when tiling adapts: `Tiling::every`).
+    last_tiled: HashMap<String, LastTiled>,
     timer: StageTimer,
 }
 
 impl FrameDecoder {
     pub fn new(limits: DecodeLimits, input: InputSpec) -> FrameDecoder {
-        FrameDecoder { preparer: Preparer::new(limits), input, tiling: None, timer: StageTimer::default() }
+        FrameDecoder {
+            preparer: Preparer::new(limits),
+            input,
+            tiling: None,
+            last_tiled: HashMap::new(),
+            timer: StageTimer::default(),
+        }
     }
 
     /// Reports each frame's decode time to `timer`.
@@ -68,8 +137,13 @@ impl FrameDecoder {
             }
             frame.change = Change::Unchecked;
         }
-        let tiles_of = self.tiling.map(|t| (t.grid, t.overlap));
         let checked = frame.change == Change::New;
+        let (tiling, last_tiled, stream_id) = (self.tiling, &mut self.last_tiled, frame.stream_id.as_str());
+        let tiles_of = |whole: &Prepared| {
+            let t = tiling?;
+            let cells = if t.every > 0 { brightness_grid(whole) } else { Vec::new() };
+            wants_tiles(t, last_tiled, stream_id, cells).then_some((t.grid, t.overlap))
+        };
         let pictures = self.preparer.prepare_pictures(&frame.jpeg, self.input, tiles_of, checked);
         match pictures {
             Ok(mut pictures) => {
@@ -116,5 +190,46 @@ impl<'scope> DecodeFrames<'scope> for Stream<'scope, Time, Vec<Frame>> {
     ) -> (Stream<'scope, Time, Vec<PreparedFrame>>, Stream<'scope, Time, Vec<DeadLetter>>) {
         let timer = decoder.timer.clone();
         self.map_fallible("Decode", move |frame| timer.time(Stage::Decode, 1, || decoder.decode(frame)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADAPTIVE: Tiling = Tiling { grid: 2, overlap: 0.2, every: 4, change: 0.1, level: 16 };
+
+    fn picture(shade: impl Fn(usize, usize) -> u8) -> Prepared {
+        let (w, h) = (64usize, 64usize);
+        let pixels = (0..w * h).flat_map(|i| [shade(i % w, i / w); 3]).collect();
+        let whole = Crop { x: 0, y: 0, width: 64, height: 64 };
+        Prepared { frame_width: 64, frame_height: 64, crop: whole, width: 64, height: 64, content: whole, pixels }
+    }
+
+    #[test]
+    fn a_quiet_stream_is_tiled_every_few_frames_and_a_cut_at_once() {
+        let mut last = HashMap::new();
+        let grey = brightness_grid(&picture(|_, _| 80));
+        let tiled: Vec<bool> = (0..9).map(|_| wants_tiles(ADAPTIVE, &mut last, "show", grey.clone())).collect();
+        assert_eq!(tiled, [true, false, false, false, true, false, false, false, true]);
+        // A cut: half the picture brighter.
+        let cut = brightness_grid(&picture(|x, _| if x < 32 { 200 } else { 80 }));
+        assert!(wants_tiles(ADAPTIVE, &mut last, "show", cut.clone()));
+        assert!(!wants_tiles(ADAPTIVE, &mut last, "show", cut));
+        // Another stream has its own last tiled frame; `every` 0 tiles every frame.
+        assert!(wants_tiles(ADAPTIVE, &mut last, "other", grey.clone()));
+        let always = Tiling { every: 0, ..ADAPTIVE };
+        assert!((0..3).all(|_| wants_tiles(always, &mut last, "show", grey.clone())));
+    }
+
+    #[test]
+    fn a_small_product_coming_in_is_a_change_only_past_the_share() {
+        let mut last = HashMap::new();
+        let grey = brightness_grid(&picture(|_, _| 80));
+        assert!(wants_tiles(ADAPTIVE, &mut last, "show", grey));
+        // One cell of 256 changes: under 10%, so it waits for the next tiled frame.
+        let product = brightness_grid(&picture(|x, y| if x < 4 && y < 4 { 220 } else { 80 }));
+        assert_eq!(product.iter().filter(|c| **c != 80).count(), 1);
+        assert!(!wants_tiles(ADAPTIVE, &mut last, "show", product));
     }
 }

@@ -5,6 +5,7 @@
 //! frames one after the other). With `max_wait`, a batch that is not full waits that long for
 //! more frames before it runs: more throughput on a GPU, more latency everywhere.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +16,8 @@ use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
-use vitrine_models::{merge_detections, Detector};
-use vitrine_schemas::{DeadLetter, FrameDetections};
+use vitrine_models::{merge_detections, Detector, ModelError};
+use vitrine_schemas::{DeadLetter, Detection, FrameDetections};
 
 use crate::decode::{dead_letter, PreparedFrame};
 use crate::{Stage, StageTimer, Time};
@@ -36,6 +37,15 @@ impl Default for BatchConfig {
     }
 }
 
+/// The whole picture's detections and more found elsewhere (tiles), merged per object.
+fn merge_with(mut whole: Vec<Detection>, more: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    if more.is_empty() {
+        return whole;
+    }
+    whole.extend(more);
+    merge_detections(whole, iou)
+}
+
 /// Runs one detector (one ONNX session: a worker owns it, since `run` needs `&mut`).
 #[derive(Debug)]
 pub struct Inferencer {
@@ -43,12 +53,27 @@ pub struct Inferencer {
     runs: Arc<AtomicU64>,
     /// Frames the model skipped (nothing new on them).
     carried: Arc<AtomicU64>,
+    /// When only some frames are tiled (`infer.tile_every`): per stream, what the last tiled
+    /// frame's tiles alone found, kept on the frames between (the whole picture misses it).
+    tile_found: Option<HashMap<String, Vec<Detection>>>,
     timer: StageTimer,
 }
 
 impl Inferencer {
     pub fn new(detector: Detector) -> Inferencer {
-        Inferencer { detector, runs: Arc::default(), carried: Arc::default(), timer: StageTimer::default() }
+        Inferencer {
+            detector,
+            runs: Arc::default(),
+            carried: Arc::default(),
+            tile_found: None,
+            timer: StageTimer::default(),
+        }
+    }
+
+    /// Keeps what a tiled frame's tiles alone found on the untiled frames after it (when only
+    /// some frames are tiled).
+    pub fn keeping_tile_finds(self, keep: bool) -> Inferencer {
+        Inferencer { tile_found: keep.then(HashMap::new), ..self }
     }
 
     /// Counts frames whose detections were carried over into `carried`.
@@ -87,18 +112,29 @@ impl Inferencer {
         self.runs.fetch_add(runs, Ordering::Relaxed);
         let carried = frames.iter().filter(|f| f.carried()).count() as u64;
         self.carried.fetch_add(carried, Ordering::Relaxed);
-        let per_frame: Vec<_> = frames
+        let iou = self.detector.nms_iou();
+        let per_frame: Vec<Result<Vec<Detection>, ModelError>> = frames
             .iter()
             .map(|f| {
                 if f.carried() {
                     return Ok(Vec::new());
                 }
-                let parts: Vec<_> = results.by_ref().take(1 + f.tiles.len()).collect();
-                if parts.len() == 1 {
-                    return parts.into_iter().next().expect("one result");
+                let parts: Result<Vec<_>, _> = results.by_ref().take(1 + f.tiles.len()).collect();
+                let mut parts = parts?;
+                let whole = parts.remove(0);
+                let Some(tile_found) = self.tile_found.as_mut() else {
+                    return Ok(if parts.is_empty() { whole } else { merge_with(whole, parts.concat(), iou) });
+                };
+                if parts.is_empty() {
+                    let kept = tile_found.get(&f.frame.stream_id).cloned().unwrap_or_default();
+                    return Ok(merge_with(whole, kept, iou));
                 }
-                let parts: Result<Vec<_>, _> = parts.into_iter().collect();
-                parts.map(|p| merge_detections(p.into_iter().flatten().collect(), self.detector.nms_iou()))
+                let merged = merge_with(whole.clone(), parts.concat(), iou);
+                // What the tiles saw better than the whole picture (or alone): the frames up to
+                // the next tiled one keep it, since their whole picture sees it less or not at all.
+                let only_tiles = merged.iter().filter(|d| !whole.contains(d)).cloned().collect();
+                tile_found.insert(f.frame.stream_id.clone(), only_tiles);
+                Ok(merged)
             })
             .collect();
         let model = self.detector.name().to_string();

@@ -336,6 +336,16 @@ pub struct InferSpec {
     /// See `tiles`.
     #[serde(default = "default_tile_overlap")]
     pub tile_overlap: f32,
+    /// Small products at bounded cost: with `tiles`, tile only a frame whose picture changed
+    /// since the stream's last tiled frame (a cut, a product coming in: `tile_change` of the
+    /// picture), or `tile_every` frames after it; the frames between run the whole picture
+    /// only, and keep what the tiles alone found. `0`: tile every frame.
+    #[serde(default)]
+    pub tile_every: u32,
+    /// With `tile_every`: the share of the picture (cells of a 16x16 grid whose brightness
+    /// moved by more than `changed_level`) that must change for a frame to be tiled at once.
+    #[serde(default = "default_tile_change")]
+    pub tile_change: f32,
     /// Skip the model on frames that show nothing new: a frame whose picture barely differs
     /// from the stream's last frame the model saw carries that frame's detections over (the
     /// tracker keeps its tracks), up to `max_skip` frames in a row; then the model runs anyway.
@@ -355,6 +365,10 @@ fn default_changed_share() -> f32 {
     0.03
 }
 
+fn default_tile_change() -> f32 {
+    0.1
+}
+
 fn default_changed_level() -> u8 {
     16
 }
@@ -367,6 +381,8 @@ impl Default for InferSpec {
             batch_wait: Duration::ZERO,
             tiles: one(),
             tile_overlap: default_tile_overlap(),
+            tile_every: 0,
+            tile_change: default_tile_change(),
             max_skip: 0,
             changed_share: default_changed_share(),
             changed_level: default_changed_level(),
@@ -714,6 +730,12 @@ impl PipelineSpec {
         }
         if self.infer.tiles.get() > 4 {
             problem("infer.tiles".into(), format!("at most 4 (16 tiles a frame), got {}", self.infer.tiles));
+        }
+        if self.infer.tile_every > 0 && self.infer.tiles.get() < 2 {
+            problem("infer.tile_every".into(), "needs infer.tiles of 2 or more (there is nothing to tile)".into());
+        }
+        if !(0.0..=1.0).contains(&self.infer.tile_change) {
+            problem("infer.tile_change".into(), format!("must be between 0 and 1, got {}", self.infer.tile_change));
         }
         if !(0.0..0.5).contains(&self.infer.tile_overlap) {
             problem(

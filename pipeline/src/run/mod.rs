@@ -358,7 +358,16 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let timer = StageTimer::new(Arc::new(StageMetrics(metrics.clone())));
     let worker_metrics = metrics.clone();
     let worker_health = health.clone();
-    let tiling = Some(Tiling { grid: spec.infer.tiles.get() as u32, overlap: spec.infer.tile_overlap });
+    let tiling = Some(Tiling {
+        grid: spec.infer.tiles.get() as u32,
+        overlap: spec.infer.tile_overlap,
+        every: spec.infer.tile_every,
+        change: spec.infer.tile_change,
+        level: spec.infer.changed_level,
+    });
+    // Tiling only some frames keeps state per stream where the model runs (its last tiled
+    // frame, what the tiles found): a stream's frames then all go to one worker, in order.
+    let frames_by_stream = spec.infer.tiles.get() > 1 && spec.infer.tile_every > 0;
     let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
     // Only Kafka commits look replay points up (and forget the old ones): without a Kafka
     // source none are kept, or a looping demo would keep one per epoch for days.
@@ -410,12 +419,14 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let frames_route = frames_route.clone();
         let catalog_in = worker.dataflow::<Time, _, _>(|scope| {
             let frames = frames_in.to_stream(scope).exchange(move |f: &Frame| {
-                frames_route.local_route(stable_hash(&[f.stream_id.as_bytes(), &f.seq.to_le_bytes()]))
+                let seq = if frames_by_stream { [0; 8] } else { f.seq.to_le_bytes() };
+                frames_route.local_route(stable_hash(&[f.stream_id.as_bytes(), &seq]))
             });
             let (prepared, decode_failed) = frames.decode_frames(decoder);
             let inferencer = Inferencer::new(detector)
                 .counting_runs(metrics.model_runs.clone())
                 .counting_carried(metrics.frames_carried.clone())
+                .keeping_tile_finds(frames_by_stream)
                 .timed(timer.clone());
             let (detections, infer_failed) = prepared.infer_detections(inferencer, batch);
             // A frame stops counting against the in-flight bound once inferred: tracking holds
