@@ -37,6 +37,17 @@ impl Default for BatchConfig {
     }
 }
 
+/// Whether a tile's detection is a piece of an object the whole picture sees as something
+/// else: most of its box lies in a whole-picture box of another label no more than five
+/// times its size. A tile cuts through what it holds (a ball where tiles meet comes out as
+/// quarters, which the model reads as apples); the whole picture has the object's context.
+fn piece_of_another(tile: &Detection, whole: &[Detection]) -> bool {
+    let area = tile.bbox.area();
+    whole.iter().any(|w| {
+        w.class_id != tile.class_id && tile.bbox.intersection(&w.bbox) >= 0.5 * area && area * 5.0 >= w.bbox.area()
+    })
+}
+
 /// The whole picture's detections and more found elsewhere (tiles), merged per object.
 fn merge_with(mut whole: Vec<Detection>, more: Vec<Detection>, iou: f32) -> Vec<Detection> {
     if more.is_empty() {
@@ -122,14 +133,16 @@ impl Inferencer {
                 let parts: Result<Vec<_>, _> = results.by_ref().take(1 + f.tiles.len()).collect();
                 let mut parts = parts?;
                 let whole = parts.remove(0);
+                let from_tiles: Vec<Detection> =
+                    parts.into_iter().flatten().filter(|d| !piece_of_another(d, &whole)).collect();
                 let Some(tile_found) = self.tile_found.as_mut() else {
-                    return Ok(if parts.is_empty() { whole } else { merge_with(whole, parts.concat(), iou) });
+                    return Ok(merge_with(whole, from_tiles, iou));
                 };
-                if parts.is_empty() {
+                if f.tiles.is_empty() {
                     let kept = tile_found.get(&f.frame.stream_id).cloned().unwrap_or_default();
                     return Ok(merge_with(whole, kept, iou));
                 }
-                let merged = merge_with(whole.clone(), parts.concat(), iou);
+                let merged = merge_with(whole.clone(), from_tiles, iou);
                 // What the tiles saw better than the whole picture (or alone): the frames up to
                 // the next tiled one keep it, since their whole picture sees it less or not at all.
                 let only_tiles = merged.iter().filter(|d| !whole.contains(d)).cloned().collect();
@@ -221,5 +234,32 @@ impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<PreparedFrame>
             },
         )
         .ok_err(|r| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vitrine_schemas::BBox;
+
+    use super::*;
+
+    fn detection(label: &str, class_id: u32, (x0, y0, x1, y1): (f32, f32, f32, f32)) -> Detection {
+        Detection { label: label.into(), class_id, score: 0.6, bbox: BBox { x0, y0, x1, y1 }, track_id: None }
+    }
+
+    #[test]
+    fn a_tile_quarter_of_a_ball_is_not_an_apple_but_a_small_apple_on_a_table_is() {
+        let ball = detection("sports ball", 37, (0.42, 0.36, 0.58, 0.64));
+        let table = detection("dining table", 67, (0.0, 0.0, 1.0, 1.0));
+        let whole = [ball, table];
+        // A tile cut through the ball: most of the "apple" lies in the ball's box.
+        let quarter = detection("apple", 53, (0.45, 0.45, 0.596, 0.652));
+        assert!(piece_of_another(&quarter, &whole));
+        // A small apple on the table: inside the table's box, but far smaller than it.
+        let small_apple = detection("apple", 53, (0.7, 0.7, 0.76, 0.78));
+        assert!(!piece_of_another(&small_apple, &whole));
+        // The ball itself, seen better by a tile: the same label, merged by NMS instead.
+        let ball_in_tile = detection("sports ball", 37, (0.43, 0.37, 0.58, 0.63));
+        assert!(!piece_of_another(&ball_in_tile, &whole));
     }
 }
