@@ -361,13 +361,13 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let tiling = Some(Tiling {
         grid: spec.infer.tiles.get() as u32,
         overlap: spec.infer.tile_overlap,
-        every: spec.infer.tile_every,
+        every: if spec.infer.tile_every > 1 { spec.infer.tile_every } else { 0 },
         change: spec.infer.tile_change,
         level: spec.infer.changed_level,
     });
     // Tiling only some frames keeps state per stream where the model runs (its last tiled
     // frame, what the tiles found): a stream's frames then all go to one worker, in order.
-    let frames_by_stream = spec.infer.tiles.get() > 1 && spec.infer.tile_every > 0;
+    let frames_by_stream = spec.infer.tiles.get() > 1 && spec.infer.tile_every > 1;
     let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
     // Only Kafka commits look replay points up (and forget the old ones): without a Kafka
     // source none are kept, or a looping demo would keep one per epoch for days.
