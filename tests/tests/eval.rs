@@ -46,7 +46,7 @@ fn worse_than_committed(spec: &str, report: &Value) -> Vec<&'static str> {
 }
 
 #[test]
-fn the_labelled_show_scores_at_least_the_committed_figures_with_the_demo_settings_and_adaptive_tiles() {
+fn the_labelled_show_scores_at_least_the_committed_figures_and_skipping_unchanged_frames_changes_nothing() {
     // The show's specs must detect as the demo does (tiles.yaml adds its infer section), or
     // the figures say nothing about the demo.
     let demo = yaml_file("examples/demo.yaml");
@@ -84,6 +84,13 @@ fn the_labelled_show_scores_at_least_the_committed_figures_with_the_demo_setting
     let failed = worse_than_committed("examples/show/tiles.yaml", &tiled);
     assert!(failed.is_empty(), "examples/show/tiles.yaml: worse than committed on {failed:?}: {}", tiled["summary"]);
     assert!(tiled["summary"]["on_time"].as_u64() > s["on_time"].as_u64(), "{}", tiled["summary"]);
+
+    // Skipping the model on frames that show nothing new changes no entrance or exit (issue 14).
+    let skipping = eval("examples/show/skipping.yaml");
+    let (runs, plain_runs) = (&skipping["summary"]["model_runs"], &s["model_runs"]);
+    assert!(runs.as_u64() < plain_runs.as_u64().map(|r| r / 2), "{runs} model runs against {plain_runs}");
+    assert_eq!(skipping["streams"][0]["entrances"], plain["streams"][0]["entrances"], "entrances with max_skip");
+    assert_eq!(skipping["streams"][0]["false_cards"], plain["streams"][0]["false_cards"], "false cards with max_skip");
 }
 
 #[test]
