@@ -18,6 +18,33 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(future)
 }
 
+/// Prints a command's report on stdout (as JSON with `json`, else as `table` writes it), or its
+/// error on stderr with exit status 1.
+fn print_report<R: serde::Serialize>(
+    command: &str,
+    report: anyhow::Result<R>,
+    json: bool,
+    table: impl Fn(&R) -> String,
+) -> ExitCode {
+    match report {
+        Ok(report) => {
+            let text = if json {
+                serde_json::to_string_pretty(&report).expect("a report serialises") + "\n"
+            } else {
+                table(&report)
+            };
+            match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("vitrine {command}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Ctrl-C or SIGTERM sets `stop`; a second one exits at once.
 fn stop_on_signals(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || block_on(vitrine_pipeline::run::watch_signals(stop)));
@@ -255,23 +282,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let options = BenchOptions { streams, fps, workers, seconds, peer_python, work_dir: None };
-            match bench(&loaded, &options) {
-                Ok(report) => {
-                    let text = if json {
-                        serde_json::to_string_pretty(&report).expect("a report serialises") + "\n"
-                    } else {
-                        report.table()
-                    };
-                    match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
-                        Ok(()) => ExitCode::SUCCESS,
-                        Err(_) => ExitCode::FAILURE,
-                    }
-                }
-                Err(e) => {
-                    eprintln!("vitrine bench: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_report("bench", bench(&loaded, &options), json, |r| r.table())
         }
         Command::Eval { spec, truth, tolerance, workers, json } => {
             let loaded = match load_spec(&spec) {
@@ -288,23 +299,7 @@ fn main() -> ExitCode {
             let stop = Arc::new(AtomicBool::new(false));
             stop_on_signals(stop.clone());
             let options = vitrine_pipeline::eval::EvalOptions { tolerance, workers };
-            match vitrine_pipeline::eval::eval(loaded, &truth, &options, stop) {
-                Ok(report) => {
-                    let text = if json {
-                        serde_json::to_string_pretty(&report).expect("a report serialises") + "\n"
-                    } else {
-                        report.table()
-                    };
-                    match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
-                        Ok(()) => ExitCode::SUCCESS,
-                        Err(_) => ExitCode::FAILURE,
-                    }
-                }
-                Err(e) => {
-                    eprintln!("vitrine eval: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_report("eval", vitrine_pipeline::eval::eval(loaded, &truth, &options, stop), json, |r| r.table())
         }
         Command::Token { spec, stream, ttl } => {
             let loaded = match load_spec(&spec) {

@@ -47,6 +47,19 @@ pub struct Segment {
     pub note: Option<String>,
 }
 
+impl Segment {
+    /// A segment from `start_ms` to `end_ms` with these products and maybe-products, no note.
+    pub fn new(start_ms: u64, end_ms: u64, products: &[&str], maybe: &[&str]) -> Segment {
+        Segment {
+            start: Duration::from_millis(start_ms),
+            end: Duration::from_millis(end_ms),
+            products: products.iter().map(|p| p.to_string()).collect(),
+            maybe: maybe.iter().map(|p| p.to_string()).collect(),
+            note: None,
+        }
+    }
+}
+
 impl Truth {
     /// Every problem of the file, each naming where it is; empty when it is sound.
     pub fn problems(&self) -> Vec<String> {
@@ -92,16 +105,6 @@ impl Truth {
 mod tests {
     use super::*;
 
-    fn segment(start: u64, end: u64, products: &[&str], maybe: &[&str]) -> Segment {
-        Segment {
-            start: Duration::from_millis(start),
-            end: Duration::from_millis(end),
-            products: products.iter().map(|p| p.to_string()).collect(),
-            maybe: maybe.iter().map(|p| p.to_string()).collect(),
-            note: None,
-        }
-    }
-
     #[test]
     fn overlapping_empty_and_doubly_named_segments_are_each_a_problem() {
         let truth = Truth {
@@ -109,9 +112,9 @@ mod tests {
             streams: vec![StreamTruth {
                 stream_id: "show".into(),
                 segments: vec![
-                    segment(0, 2000, &["A"], &[]),
-                    segment(1500, 1500, &["B"], &["B"]),
-                    segment(3000, 4000, &[], &["C"]),
+                    Segment::new(0, 2000, &["A"], &[]),
+                    Segment::new(1500, 1500, &["B"], &["B"]),
+                    Segment::new(3000, 4000, &[], &["C"]),
                 ],
             }],
         };

@@ -201,19 +201,11 @@ pub fn entrance_in<'a>(score: &'a StreamScore, truth: &StreamTruth, segment: usi
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use vitrine_schemas::Money;
 
     fn segment(start: u64, end: u64, products: &[&str], maybe: &[&str]) -> Segment {
-        Segment {
-            start: Duration::from_millis(start),
-            end: Duration::from_millis(end),
-            products: products.iter().map(|p| p.to_string()).collect(),
-            maybe: maybe.iter().map(|p| p.to_string()).collect(),
-            note: None,
-        }
+        Segment::new(start, end, products, maybe)
     }
 
     fn event(kind: EventKind, sku: &str, pts_ms: i64) -> ProductEvent {
