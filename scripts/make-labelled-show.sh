@@ -3,7 +3,7 @@
 # real photos, with the hard cases a detector meets on a real show (small products on a
 # cluttered table, thin products, a picture of no product that looks like some, a short cut
 # away inside a product's segment, several products at once). examples/show/truth.yaml says
-# what is on screen when; it was written by a person looking at the frames, not by a model.
+# what is on screen when; it was written from the frames, not from any detector's output.
 #
 # Photos and where they come from (all fetched through package registries):
 #   Debian opencv-doc 4.6.0, examples/data (OpenCV sample data, BSD-3-Clause/Apache-2.0):
