@@ -296,8 +296,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // (The run watches Ctrl-C and SIGTERM itself, setting `stop`.)
             let stop = Arc::new(AtomicBool::new(false));
-            stop_on_signals(stop.clone());
             let options = vitrine_pipeline::eval::EvalOptions { tolerance, workers };
             print_report("eval", vitrine_pipeline::eval::eval(loaded, &truth, &options, stop), json, |r| r.table())
         }

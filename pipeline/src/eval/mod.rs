@@ -122,7 +122,10 @@ pub fn eval(
         record_latencies: false,
         record_events: true,
     };
-    let summary = run(loaded, run_options, stop)?;
+    let summary = run(loaded, run_options, stop.clone())?;
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("interrupted before the recordings ended: nothing to score");
+    }
     let tolerance_ms = options.tolerance.as_millis() as i64;
     let streams = truth
         .streams
