@@ -1,7 +1,8 @@
 //! `vitrine eval` on vitrine's labelled show (examples/show) with the demo's settings: the
 //! summary must be at least as good as the committed figures (tests/expected/labelled-show.json),
 //! so a change that loses recall, adds false cards or worsens timing fails here. Also: the
-//! truth file is valid against its published schema, and eval names a truth's mistakes.
+//! truth file is valid against its published schema, eval names a truth's mistakes, and an
+//! interrupted eval scores nothing.
 
 use std::process::Command;
 
@@ -134,4 +135,36 @@ fn a_truth_naming_a_product_the_catalog_lacks_or_overlapping_segments_is_refused
         assert!(!out.status.success(), "{text}");
         assert!(stderr.contains(says) && stderr.contains(names), "{text}\n{stderr}");
     }
+}
+
+#[test]
+fn an_eval_stopped_with_ctrl_c_says_it_was_interrupted_and_scores_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(vitrine_bin())
+        .args(["eval", "examples/show/show.yaml", "--truth", "examples/show/truth.yaml", "--json"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the first product is announced: well before the 113 s show ends.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("product event") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("product event"), "no product event before the run ended:\n{seen}");
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{rest}");
+    assert!(out.stdout.is_empty(), "a score was printed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(rest.contains("interrupted before the recordings ended"), "{rest}");
 }

@@ -122,8 +122,8 @@ pub fn eval(
         record_latencies: false,
         record_events: true,
     };
-    let summary = run(loaded, run_options, stop.clone())?;
-    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+    let summary = run(loaded, run_options, stop)?;
+    if summary.interrupted {
         bail!("interrupted before the recordings ended: nothing to score");
     }
     let tolerance_ms = options.tolerance.as_millis() as i64;

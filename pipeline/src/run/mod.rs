@@ -58,7 +58,7 @@ mod serve;
 mod sinks;
 mod tier;
 
-pub use serve::{viewer_access, watch_signals};
+pub use serve::{signalled, viewer_access, watch_signals};
 use sinks::{sink_loop, OpenSinks, Output, Sinks, OUTPUT_QUEUE};
 pub use tier::serve_viewers;
 
@@ -104,6 +104,9 @@ pub struct RunSummary {
     /// Per stream, the media time of the last frame processed (when events are asked for).
     #[serde(skip)]
     pub last_pts_ms: BTreeMap<String, i64>,
+    /// Ctrl-C or SIGTERM stopped the run before its sources ended.
+    #[serde(skip)]
+    pub interrupted: bool,
 }
 
 /// Frames taken from the embedded sources and not yet fed (live streams shed past this).
@@ -715,6 +718,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let summary = RunSummary {
         seconds: started.elapsed().as_secs_f64(),
         model_runs: metrics.model_runs.load(Ordering::Relaxed),
+        interrupted: serve::signalled(),
         ..summary
     };
     tracing::info!(

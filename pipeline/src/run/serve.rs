@@ -12,6 +12,15 @@ use vitrine_schemas::spec::ServerSpec;
 
 use crate::supervise::Supervisor;
 
+/// Set once Ctrl-C or SIGTERM came: the run's own end also sets its stop flag, so the flag
+/// alone cannot tell a finished run from an interrupted one. Signals are per process.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether Ctrl-C or SIGTERM came while this process ran.
+pub fn signalled() -> bool {
+    SIGNALLED.load(Ordering::Relaxed)
+}
+
 /// Ctrl-C or SIGTERM: stop the sources and drain. A second one exits at once.
 pub async fn watch_signals(stop: Arc<AtomicBool>) {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -28,6 +37,7 @@ pub async fn watch_signals(stop: Arc<AtomicBool>) {
             _ = tokio::signal::ctrl_c() => {},
             _ = term_recv => {},
         }
+        SIGNALLED.store(true, Ordering::Relaxed);
         if stop.swap(true, Ordering::Relaxed) {
             tracing::warn!("second interrupt: exiting now");
             std::process::exit(130);
