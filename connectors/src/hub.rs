@@ -95,6 +95,7 @@ impl StreamState {
         ServerMessage::Snapshot {
             media_time_ms: self.media_time_ms,
             products: self.on_screen.values().cloned().collect(),
+            last_event_id: self.recent.back().map(|(id, _)| id.clone()),
         }
     }
 }
@@ -350,6 +351,33 @@ mod tests {
         let next: serde_json::Value = serde_json::from_str(rx.try_recv().unwrap().as_str()).unwrap();
         assert_eq!((next["type"].as_str(), next["kind"].as_str()), (Some("event"), Some("disappeared")));
         assert!(rx.try_recv().is_err(), "nothing from before the snapshot is replayed");
+    }
+
+    #[test]
+    fn a_viewer_that_joined_by_snapshot_and_dropped_resumes_after_it_with_nothing_lost() {
+        let hub = Hub::new(["s".to_string()], 8);
+        let (_, empty, _) = hub.subscribe("s").unwrap();
+        let empty: serde_json::Value = serde_json::from_str(empty.as_str()).unwrap();
+        assert!(empty["last_event_id"].is_null(), "{empty}");
+        hub.publish(&event(EventKind::Appeared, "A"));
+        hub.publish(&event(EventKind::Appeared, "B"));
+        // A page opened now learns of A and B from its snapshot, then its network drops.
+        let (_, snapshot, _) = hub.subscribe("s").unwrap();
+        let snapshot: serde_json::Value = serde_json::from_str(snapshot.as_str()).unwrap();
+        let last = snapshot["last_event_id"].as_str().unwrap().to_string();
+        assert_eq!(last, "B-Appeared");
+        hub.publish(&event(EventKind::Disappeared, "A"));
+        // Back with the snapshot's last event id: A's exit, and nothing it had already.
+        let back = hub.resume("s", &last).unwrap();
+        assert!(back.resumed);
+        let ids: Vec<String> = back
+            .catch_up
+            .iter()
+            .map(|m| {
+                serde_json::from_str::<serde_json::Value>(m.as_str()).unwrap()["event_id"].as_str().unwrap().into()
+            })
+            .collect();
+        assert_eq!(ids, vec!["A-Disappeared".to_string()]);
     }
 
     #[test]

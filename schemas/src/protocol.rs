@@ -29,8 +29,10 @@ pub enum ServerMessage {
         media_time_ms: Option<i64>,
     },
     /// The products on screen as of `media_time_ms`: each is its latest `appeared` or
-    /// `updated` event, so `pts_ms` tells since when it is on screen.
-    Snapshot { media_time_ms: Option<i64>, products: Vec<ProductEvent> },
+    /// `updated` event, so `pts_ms` tells since when it is on screen. `last_event_id`: the
+    /// stream's last event the snapshot holds (none before the first): a viewer that got the
+    /// snapshot and drops resumes after it, as after an event.
+    Snapshot { media_time_ms: Option<i64>, products: Vec<ProductEvent>, last_event_id: Option<String> },
     /// One change; the fields are those of [`ProductEvent`].
     Event(ProductEvent),
     /// Sent when the connection was otherwise idle, so clients can tell a quiet stream from a dead one.

@@ -117,7 +117,11 @@ fn messages() -> Vec<Value> {
             run_started_ms: 1,
             media_time_ms: None,
         },
-        ServerMessage::Snapshot { media_time_ms: Some(3400), products: vec![event(EventKind::Appeared, bbox)] },
+        ServerMessage::Snapshot {
+            media_time_ms: Some(3400),
+            products: vec![event(EventKind::Appeared, bbox)],
+            last_event_id: Some("2a971380bcbe355c".into()),
+        },
         ServerMessage::Event(event(EventKind::Updated, bbox)),
         ServerMessage::Event(event(EventKind::Disappeared, None)),
         ServerMessage::Heartbeat { server_time_ms: 1, media_time_ms: Some(9000) },
