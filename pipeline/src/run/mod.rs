@@ -58,7 +58,7 @@ mod serve;
 mod sinks;
 mod tier;
 
-pub use serve::{signalled, viewer_access, watch_signals};
+pub use serve::{viewer_access, watch_signals};
 use sinks::{sink_loop, OpenSinks, Output, Sinks, OUTPUT_QUEUE};
 pub use tier::serve_viewers;
 
