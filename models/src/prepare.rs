@@ -6,6 +6,7 @@ use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
+use crate::scaled_decode::{denominator_for, scaled, ScaledDecoder};
 use crate::ModelError;
 
 /// Bounds on what a frame may cost to decode.
@@ -17,11 +18,14 @@ pub struct DecodeLimits {
     /// Walk the compressed data before decoding and refuse a frame whose data is damaged
     /// (decoders turn it into noise without a word).
     pub check_data: bool,
+    /// Decode frames larger than the model takes at 1/2, 1/4 or 1/8 of their size (libjpeg-turbo's
+    /// DCT scaling), never below what the model takes.
+    pub at_model_scale: bool,
 }
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        DecodeLimits { max_bytes: 16 << 20, max_side: 8192, crop_bars: true, check_data: true }
+        DecodeLimits { max_bytes: 16 << 20, max_side: 8192, crop_bars: true, check_data: true, at_model_scale: true }
     }
 }
 
@@ -92,22 +96,47 @@ impl Prepared {
     }
 }
 
-/// Reusable decode + resize state (one per worker: the resizer keeps its buffers).
+/// A decoded frame: its pixels (at 1/`denominator` of the frame's size) and the picture
+/// inside any bars, in frame pixels.
+#[derive(Debug)]
+struct Decoded {
+    rgb: Vec<u8>,
+    /// Size of `rgb`.
+    width: u32,
+    height: u32,
+    frame_width: u32,
+    frame_height: u32,
+    denominator: u32,
+    crop: Crop,
+}
+
+/// Reusable decode + resize state (one per worker: the resizer keeps its buffers, the scaled
+/// decoder libjpeg's state).
 #[derive(Debug)]
 pub struct Preparer {
     limits: DecodeLimits,
     resizer: Resizer,
+    /// None when `at_model_scale` is off, or libjpeg-turbo could not make a decompressor.
+    scaled: Option<ScaledDecoder>,
+    /// The share of the last frame's width and height inside its bars.
+    last_share: (f64, f64),
 }
 
 impl Preparer {
     pub fn new(limits: DecodeLimits) -> Preparer {
-        Preparer { limits, resizer: Resizer::new() }
+        let scaled = if limits.at_model_scale {
+            ScaledDecoder::new()
+                .map_err(|why| tracing::warn!(why, "frames are decoded at full size: no scaled decoder"))
+                .ok()
+        } else {
+            None
+        };
+        Preparer { limits, resizer: Resizer::new(), scaled, last_share: (1.0, 1.0) }
     }
 
     /// Decodes `jpeg` and fits it (bars cut if configured) into the model's input.
     pub fn prepare(&mut self, jpeg: &[u8], input: InputSpec) -> Result<Prepared, ModelError> {
-        let (rgb, fw, fh, crop) = self.decode(jpeg, self.limits.check_data)?;
-        self.fit(&rgb, fw, fh, crop, input)
+        self.prepare_pictures(jpeg, input, |_| None, false).map(|mut pictures| pictures.remove(0))
     }
 
     /// The whole picture, then the tiles `tiles_of` asks for, seeing the whole (grid, overlap;
@@ -121,11 +150,20 @@ impl Preparer {
         tiles_of: impl FnOnce(&Prepared) -> Option<(u32, f32)>,
         data_checked: bool,
     ) -> Result<Vec<Prepared>, ModelError> {
-        let (rgb, fw, fh, crop) = self.decode(jpeg, self.limits.check_data && !data_checked)?;
-        let mut pictures = vec![self.fit(&rgb, fw, fh, crop, input)?];
+        let mut decoded = self.decode(jpeg, self.limits.check_data && !data_checked, input)?;
+        let mut pictures = vec![self.fit(&decoded, decoded.crop, input)?];
         if let Some((grid, overlap)) = tiles_of(&pictures[0]) {
-            for tile in tiles(crop, grid, overlap) {
-                pictures.push(self.fit(&rgb, fw, fh, tile, input)?);
+            let tiles = tiles(decoded.crop, grid, overlap);
+            // A tile is a fraction of the frame: it needs the pixels a smaller scale gives.
+            let wanted =
+                tiles.first().map_or(1, |t| self.denominator(decoded.frame_width, decoded.frame_height, *t, input));
+            if wanted < decoded.denominator {
+                let crop = decoded.crop;
+                decoded = self.decode_at(jpeg, wanted, decoded.frame_width, decoded.frame_height)?;
+                decoded.crop = crop;
+            }
+            for tile in tiles {
+                pictures.push(self.fit(&decoded, tile, input)?);
             }
         }
         Ok(pictures)
@@ -144,9 +182,9 @@ impl Preparer {
         self.prepare_pictures(jpeg, input, |_| Some((grid, overlap)), false)
     }
 
-    /// Decodes within the limits; returns the RGB pixels, their size and the picture inside
-    /// any bars.
-    fn decode(&self, jpeg: &[u8], check_data: bool) -> Result<(Vec<u8>, u32, u32, Crop), ModelError> {
+    /// Decodes within the limits, at the smallest scale that still gives the model every pixel
+    /// it takes of the picture inside any bars.
+    fn decode(&mut self, jpeg: &[u8], check_data: bool, input: InputSpec) -> Result<Decoded, ModelError> {
         let limits = self.limits;
         if jpeg.len() > limits.max_bytes {
             return Err(ModelError::TooLarge { bytes: jpeg.len(), limit: limits.max_bytes });
@@ -182,38 +220,124 @@ impl Preparer {
         if check_data {
             crate::scan_check::check(jpeg).map_err(ModelError::BadJpeg)?;
         }
-        let mut rgb = guarded(|| decoder.decode())?.map_err(|e| ModelError::BadJpeg(e.to_string()))?;
-        let pixels = fw as usize * fh as usize;
-        if rgb.len() == pixels {
-            // A grayscale (one-component) JPEG comes out as luma: the model takes three channels.
-            rgb = rgb.iter().flat_map(|&y| [y, y, y]).collect();
-        }
-        if rgb.len() < pixels * 3 {
-            return Err(ModelError::BadJpeg("decoded fewer pixels than the header promises".into()));
-        }
-        let crop = if limits.crop_bars { find_bars(&rgb, fw, fh) } else { Crop { x: 0, y: 0, width: fw, height: fh } };
-        Ok((rgb, fw, fh, crop))
+        // The bars are known after the decode: expect those of the last frame (a stream's bars
+        // rarely change), so the picture inside them still has every pixel the model takes.
+        let (share_w, share_h) = self.last_share;
+        let expected = Crop {
+            x: 0,
+            y: 0,
+            width: ((fw as f64 * share_w).floor() as u32).clamp(1, fw),
+            height: ((fh as f64 * share_h).floor() as u32).clamp(1, fh),
+        };
+        let mut denominator = self.denominator(fw, fh, expected, input);
+        let decoded = 'decoded: {
+            if denominator > 1 {
+                match self.decode_scaled(jpeg, denominator, fw, fh) {
+                    Some(mut decoded) => {
+                        decoded.crop = self.bars(&decoded);
+                        // More was cut than expected, leaving the model too few pixels: again.
+                        denominator = self.denominator(fw, fh, decoded.crop, input);
+                        if denominator >= decoded.denominator {
+                            break 'decoded decoded;
+                        }
+                    }
+                    None => denominator = 1,
+                }
+            }
+            let mut decoded = match self.decode_scaled(jpeg, denominator, fw, fh) {
+                Some(decoded) => decoded,
+                None => decode_whole(decoder, fw, fh)?,
+            };
+            decoded.crop = self.bars(&decoded);
+            decoded
+        };
+        let crop = decoded.crop;
+        self.last_share = (crop.width as f64 / fw as f64, crop.height as f64 / fh as f64);
+        Ok(decoded)
     }
 
-    /// Resizes the `crop` region of a decoded frame into the model's input.
-    fn fit(&mut self, rgb: &[u8], fw: u32, fh: u32, crop: Crop, input: InputSpec) -> Result<Prepared, ModelError> {
+    /// Decodes again (the frame passed its checks already) at 1/`denominator`.
+    fn decode_at(&mut self, jpeg: &[u8], denominator: u32, fw: u32, fh: u32) -> Result<Decoded, ModelError> {
+        let jpeg = &jpeg[..image_end(jpeg).unwrap_or(jpeg.len())];
+        if let Some(decoded) = self.decode_scaled(jpeg, denominator, fw, fh) {
+            return Ok(decoded);
+        }
+        let options = DecoderOptions::default()
+            .jpeg_set_out_colorspace(ColorSpace::RGB)
+            .set_max_width(self.limits.max_side as usize)
+            .set_max_height(self.limits.max_side as usize)
+            .set_strict_mode(true);
+        decode_whole(JpegDecoder::new_with_options(jpeg, options), fw, fh)
+    }
+
+    /// libjpeg-turbo's decode at 1/`denominator` (more than 1); none when it is off or fails
+    /// on this frame (zune-jpeg then decodes it whole and words any error).
+    fn decode_scaled(&mut self, jpeg: &[u8], denominator: u32, fw: u32, fh: u32) -> Option<Decoded> {
+        if denominator < 2 {
+            return None;
+        }
+        let picture = self.scaled.as_mut()?.decode(jpeg, denominator).ok()?;
+        if (picture.width, picture.height) != (scaled(fw, denominator), scaled(fh, denominator)) {
+            return None;
+        }
+        let whole = Crop { x: 0, y: 0, width: fw, height: fh };
+        Some(Decoded {
+            rgb: picture.rgb,
+            width: picture.width,
+            height: picture.height,
+            frame_width: fw,
+            frame_height: fh,
+            denominator,
+            crop: whole,
+        })
+    }
+
+    /// The denominator of the scale at which `crop` of an `fw` x `fh` frame still has every
+    /// pixel the model takes of it (1 when scaled decode is off).
+    fn denominator(&self, fw: u32, fh: u32, crop: Crop, input: InputSpec) -> u32 {
+        if self.scaled.is_none() {
+            return 1;
+        }
+        let (cw, ch) = taken(input, crop);
+        // The crop at 1/d is crop/d pixels: scale the frame by what the crop leaves out.
+        let need_w = (cw as u64 * fw as u64).div_ceil(crop.width.max(1) as u64) as u32;
+        let need_h = (ch as u64 * fh as u64).div_ceil(crop.height.max(1) as u64) as u32;
+        denominator_for((fw, fh), (need_w, need_h))
+    }
+
+    /// The picture inside any bars, in frame pixels.
+    fn bars(&self, decoded: &Decoded) -> Crop {
+        let (fw, fh, d) = (decoded.frame_width, decoded.frame_height, decoded.denominator);
+        if !self.limits.crop_bars {
+            return Crop { x: 0, y: 0, width: fw, height: fh };
+        }
+        let c = find_bars(&decoded.rgb, decoded.width, decoded.height);
+        let (x, y) = ((c.x * d).min(fw - 1), (c.y * d).min(fh - 1));
+        let width = if c.x + c.width == decoded.width { fw - x } else { (c.width * d).min(fw - x) };
+        let height = if c.y + c.height == decoded.height { fh - y } else { (c.height * d).min(fh - y) };
+        Crop { x, y, width, height }
+    }
+
+    /// Resizes the `crop` region (frame pixels) of a decoded frame into the model's input.
+    fn fit(&mut self, decoded: &Decoded, crop: Crop, input: InputSpec) -> Result<Prepared, ModelError> {
         let (width, height) = (input.width, input.height);
         let content = match input.fit {
             Fit::Stretch => Crop { x: 0, y: 0, width, height },
             Fit::Letterbox => {
-                let r = (width as f64 / crop.width as f64).min(height as f64 / crop.height as f64);
-                let cw = ((crop.width as f64 * r).round() as u32).clamp(1, width);
-                let ch = ((crop.height as f64 * r).round() as u32).clamp(1, height);
+                let (cw, ch) = taken(input, crop);
                 Crop { x: (width - cw) / 2, y: (height - ch) / 2, width: cw, height: ch }
             }
         };
-        let src = ImageRef::new(fw, fh, rgb, PixelType::U8x3).map_err(|e| ModelError::Resize(e.to_string()))?;
+        let src = ImageRef::new(decoded.width, decoded.height, &decoded.rgb, PixelType::U8x3)
+            .map_err(|e| ModelError::Resize(e.to_string()))?;
         let mut dst = Image::new(content.width, content.height, PixelType::U8x3);
+        // Frame pixels -> decoded pixels.
+        let d = decoded.denominator as f64;
         let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
-            crop.x as f64,
-            crop.y as f64,
-            crop.width as f64,
-            crop.height as f64,
+            crop.x as f64 / d,
+            crop.y as f64 / d,
+            (crop.width as f64 / d).min(decoded.width as f64 - crop.x as f64 / d),
+            (crop.height as f64 / d).min(decoded.height as f64 - crop.y as f64 / d),
         );
         self.resizer.resize(&src, &mut dst, &options).map_err(|e| ModelError::Resize(e.to_string()))?;
         let pixels = if content.width == width && content.height == height {
@@ -227,8 +351,39 @@ impl Preparer {
             }
             canvas
         };
-        Ok(Prepared { frame_width: fw, frame_height: fh, crop, width, height, content, pixels })
+        let (frame_width, frame_height) = (decoded.frame_width, decoded.frame_height);
+        Ok(Prepared { frame_width, frame_height, crop, width, height, content, pixels })
     }
+}
+
+/// How many pixels each way the model takes of `crop`: all of its input when stretched,
+/// the crop scaled to fit keeping its aspect when letterboxed.
+fn taken(input: InputSpec, crop: Crop) -> (u32, u32) {
+    let (width, height) = (input.width, input.height);
+    match input.fit {
+        Fit::Stretch => (width, height),
+        Fit::Letterbox => {
+            let r = (width as f64 / crop.width as f64).min(height as f64 / crop.height as f64);
+            let cw = ((crop.width as f64 * r).round() as u32).clamp(1, width);
+            let ch = ((crop.height as f64 * r).round() as u32).clamp(1, height);
+            (cw, ch)
+        }
+    }
+}
+
+/// zune-jpeg's full-size decode of a frame whose header it has read.
+fn decode_whole(mut decoder: JpegDecoder<&[u8]>, fw: u32, fh: u32) -> Result<Decoded, ModelError> {
+    let mut rgb = guarded(|| decoder.decode())?.map_err(|e| ModelError::BadJpeg(e.to_string()))?;
+    let pixels = fw as usize * fh as usize;
+    if rgb.len() == pixels {
+        // A grayscale (one-component) JPEG comes out as luma: the model takes three channels.
+        rgb = rgb.iter().flat_map(|&y| [y, y, y]).collect();
+    }
+    if rgb.len() < pixels * 3 {
+        return Err(ModelError::BadJpeg("decoded fewer pixels than the header promises".into()));
+    }
+    let crop = Crop { x: 0, y: 0, width: fw, height: fh };
+    Ok(Decoded { rgb, width: fw, height: fh, frame_width: fw, frame_height: fh, denominator: 1, crop })
 }
 
 /// `grid` x `grid` tiles covering `area`, each grown by `overlap` of its size (within `area`).
@@ -358,6 +513,11 @@ pub fn find_bars(rgb: &[u8], width: u32, height: u32) -> Crop {
 mod tests {
     use super::*;
 
+    /// A model input as large as the frame: decoded at full size.
+    fn whole_size(width: u32, height: u32) -> InputSpec {
+        InputSpec { width, height, fit: Fit::Stretch }
+    }
+
     fn fruits() -> Vec<u8> {
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fruits.jpg")).unwrap()
     }
@@ -376,20 +536,81 @@ mod tests {
         let mut jpeg = Vec::new();
         jpeg_encoder::Encoder::new(&mut jpeg, 90).encode(&luma, w, h, jpeg_encoder::ColorType::Luma).unwrap();
         let limits = DecodeLimits { crop_bars: false, ..DecodeLimits::default() };
-        let (rgb, fw, fh, _) = Preparer::new(limits).decode(&jpeg, true).unwrap();
-        assert_eq!((fw, fh, rgb.len()), (96, 64, 96 * 64 * 3));
+        let decoded = Preparer::new(limits).decode(&jpeg, true, whole_size(96, 64)).unwrap();
+        let rgb = decoded.rgb;
+        assert_eq!((decoded.frame_width, decoded.frame_height, rgb.len()), (96, 64, 96 * 64 * 3));
         assert!(rgb.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]), "gray stays gray");
         assert!(rgb.chunks(3).zip(&luma).all(|(p, y)| p[0].abs_diff(*y) <= 8), "the picture is the picture");
+    }
+
+    /// A 1280x720 frame: a picture of `width` pixels wide, centred between dark bars.
+    fn pillarboxed_jpeg(width: usize) -> Vec<u8> {
+        let rgb = frame(1280, 720, ((1280 - width) / 2, 0, (1280 + width) / 2, 720));
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90).encode(&rgb, 1280, 720, jpeg_encoder::ColorType::Rgb).unwrap();
+        jpeg
+    }
+
+    fn mean_difference(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64
+    }
+
+    #[test]
+    fn a_frame_is_decoded_at_the_models_scale_and_the_model_sees_the_same_picture() {
+        let ssd = InputSpec { width: 300, height: 300, fit: Fit::Stretch };
+        let jpeg = pillarboxed_jpeg(1280);
+        let decoded = Preparer::new(DecodeLimits::default()).decode(&jpeg, true, ssd).unwrap();
+        assert_eq!((decoded.width, decoded.height, decoded.denominator), (640, 360, 2));
+        let full = DecodeLimits { at_model_scale: false, ..DecodeLimits::default() };
+        let scaled = Preparer::new(DecodeLimits::default()).prepare(&jpeg, ssd).unwrap();
+        let whole = Preparer::new(full).prepare(&jpeg, ssd).unwrap();
+        assert_eq!(
+            (scaled.frame_width, scaled.frame_height, scaled.crop),
+            (whole.frame_width, whole.frame_height, whole.crop)
+        );
+        let off = mean_difference(&scaled.pixels, &whole.pixels);
+        assert!(off < 3.0, "the model's input moved by {off} levels a channel on average");
+    }
+
+    #[test]
+    fn bars_that_leave_a_narrow_picture_get_a_decode_with_its_pixels() {
+        let ssd = InputSpec { width: 300, height: 300, fit: Fit::Stretch };
+        // 400 pixels wide inside the bars: at 1/2 it would be 200, less than the model's 300.
+        let jpeg = pillarboxed_jpeg(400);
+        let decoded = Preparer::new(DecodeLimits::default()).decode(&jpeg, true, ssd).unwrap();
+        assert_eq!(decoded.denominator, 1);
+        assert_eq!(decoded.crop, Crop { x: 440, y: 0, width: 400, height: 720 });
+        // 800 wide: 400 at 1/2 is enough.
+        let decoded = Preparer::new(DecodeLimits::default()).decode(&pillarboxed_jpeg(800), true, ssd).unwrap();
+        assert_eq!(decoded.denominator, 2);
+        assert_eq!(decoded.crop, Crop { x: 240, y: 0, width: 800, height: 720 });
+    }
+
+    #[test]
+    fn tiles_are_cut_from_a_decode_with_their_pixels() {
+        let ssd = InputSpec { width: 300, height: 300, fit: Fit::Stretch };
+        let jpeg = pillarboxed_jpeg(1280);
+        let full = DecodeLimits { at_model_scale: false, ..DecodeLimits::default() };
+        let scaled = Preparer::new(DecodeLimits::default()).prepare_tiled(&jpeg, ssd, 2, 0.2).unwrap();
+        let whole = Preparer::new(full).prepare_tiled(&jpeg, ssd, 2, 0.2).unwrap();
+        assert_eq!(scaled.len(), 5);
+        for (tile, reference) in scaled.iter().zip(&whole).skip(1) {
+            assert_eq!(tile.crop, reference.crop);
+            // A tile of 704x396 needs the full decode (one made from 1/2 would be blurred).
+            assert!(tile.pixels == reference.pixels, "a tile is cut from the full-size decode");
+        }
     }
 
     #[test]
     fn bytes_after_the_end_of_the_image_are_ignored() {
         let limits = DecodeLimits { crop_bars: false, ..DecodeLimits::default() };
-        let clean = Preparer::new(limits).decode(&fruits(), true).unwrap();
+        let input = whole_size(64, 64);
+        let clean = Preparer::new(limits).decode(&fruits(), true, input).unwrap();
         let mut padded = fruits();
         padded.extend(std::iter::repeat_n(0u8, 4096));
         padded.extend(b"trailing bytes of a capture");
-        assert_eq!(Preparer::new(limits).decode(&padded, true).unwrap().0, clean.0);
+        assert_eq!(Preparer::new(limits).decode(&padded, true, input).unwrap().rgb, clean.rgb);
         let cut = &fruits()[..fruits().len() / 2];
         assert!(refusal(cut).starts_with("truncated"), "{}", refusal(cut));
     }

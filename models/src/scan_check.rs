@@ -51,7 +51,13 @@ struct Huffman {
     symbols: Vec<u8>,
     /// For the next 8 bits: the code's length (0: longer than 8) and symbol.
     fast: [(u8, u8); 256],
+    /// For the next `AC_LOOKAHEAD` bits, as an AC table: the bits of the code and of the
+    /// coefficient's value together (0: more than fit) and how far the block's position moves
+    /// (0: end of block). Most coefficients then take one lookup, as decoders do it.
+    fast_ac: Vec<(u8, u8)>,
 }
+
+const AC_LOOKAHEAD: u32 = 10;
 
 impl Huffman {
     fn new(counts: &[u8; 16], symbols: &[u8]) -> Result<Huffman, String> {
@@ -81,7 +87,31 @@ impl Huffman {
             code <<= 1;
         }
         max_code[17] = i32::MAX;
-        Ok(Huffman { max_code, val_offset, symbols: symbols.to_vec(), fast })
+        let mut fast_ac = vec![(0u8, 0u8); 1 << AC_LOOKAHEAD];
+        let (mut code, mut k) = (0u32, 0usize);
+        for len in 1..=16u32 {
+            for _ in 0..counts[len as usize - 1] {
+                let (run, size) = ((symbols[k] >> 4) as u32, (symbols[k] & 15) as u32);
+                let (bits, advance) = match (run, size) {
+                    (0, 0) => (len, 0),
+                    (15, 0) => (len, 16),
+                    // Other sizes of 0 are not valid AC symbols: the slow path says so.
+                    (_, 0) => (0, 0),
+                    _ => (len + size, run + 1),
+                };
+                if bits > 0 && bits <= AC_LOOKAHEAD {
+                    // Every lookahead that starts with this code (its value bits are any).
+                    let first = (code << (AC_LOOKAHEAD - len)) as usize;
+                    for entry in fast_ac.iter_mut().skip(first).take(1 << (AC_LOOKAHEAD - len)) {
+                        *entry = (bits as u8, advance as u8);
+                    }
+                }
+                code += 1;
+                k += 1;
+            }
+            code <<= 1;
+        }
+        Ok(Huffman { max_code, val_offset, symbols: symbols.to_vec(), fast, fast_ac })
     }
 }
 
@@ -293,6 +323,15 @@ fn block(bits: &mut Bits, dc: &Huffman, ac: &Huffman) -> Result<i32, &'static st
     let diff = bits.value(s as u32);
     let mut k = 1;
     while k < 64 {
+        let (taken, advance) = ac.fast_ac[bits.peek(AC_LOOKAHEAD) as usize];
+        if taken > 0 {
+            bits.consume(taken as u32);
+            if advance == 0 {
+                break;
+            }
+            k += advance as usize;
+            continue;
+        }
         let rs = bits.symbol(ac).ok_or("an invalid Huffman code")?;
         let (run, size) = ((rs >> 4) as usize, (rs & 15) as u32);
         if size == 0 {
@@ -334,6 +373,19 @@ impl<'a> Bits<'a> {
     }
 
     fn fill(&mut self) {
+        // Most of the data has no FF byte (no stuffing, no marker): take whole bytes at once.
+        if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
+            let word = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+            let ones = 0x0101_0101_0101_0101u64;
+            let has_ff = (!word).wrapping_sub(ones) & word & (ones << 7) != 0;
+            if !has_ff {
+                let take = (64 - self.count) / 8;
+                self.buffer = if take == 8 { word } else { (self.buffer << (take * 8)) | (word >> (64 - take * 8)) };
+                self.pos += take as usize;
+                self.count += take * 8;
+                return;
+            }
+        }
         while self.count <= 56 {
             let byte = match self.data.get(self.pos) {
                 Some(0xFF) if self.data.get(self.pos + 1) == Some(&0x00) => {

@@ -44,6 +44,7 @@ impl LoadedSpec {
             max_side: decode.max_side,
             crop_bars: decode.crop_bars,
             check_data: decode.check_data,
+            at_model_scale: decode.at_model_scale,
         }
     }
 

@@ -303,11 +303,22 @@ pub struct DecodeSpec {
     /// fifth of a decode); decoders would turn the damage into noise the model sees things in.
     #[serde(default = "yes")]
     pub check_data: bool,
+    /// Decode a frame larger than the model takes at 1/2, 1/4 or 1/8 of its size (libjpeg-turbo's
+    /// DCT scaling), never smaller than what the model takes of it: the pixels a full decode would
+    /// give and the resize throw away cost nothing.
+    #[serde(default = "yes")]
+    pub at_model_scale: bool,
 }
 
 impl Default for DecodeSpec {
     fn default() -> Self {
-        DecodeSpec { max_bytes: default_max_bytes(), max_side: default_max_side(), crop_bars: true, check_data: true }
+        DecodeSpec {
+            max_bytes: default_max_bytes(),
+            max_side: default_max_side(),
+            crop_bars: true,
+            check_data: true,
+            at_model_scale: true,
+        }
     }
 }
 
