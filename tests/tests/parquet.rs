@@ -41,11 +41,28 @@ fn listen() -> (u16, (&'static str, String)) {
     (port, ("VITRINE_LISTEN", format!("127.0.0.1:{port}")))
 }
 
+/// Waits until the run on `port` says it is ready (its /readyz): by then it drains on SIGINT.
+fn wait_ready(port: u16, pipeline: &mut Pipeline, log: &Path) {
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        && http_response(port, "/readyz").0.starts_with("http/1.0 200"))
+    {
+        assert!(Instant::now() < deadline, "never ready:\n{}", log_text());
+        assert!(pipeline.0.try_wait().unwrap().is_none(), "exited:\n{}", log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs the pipeline until everything is committed, then stops it with SIGINT.
 fn run_to_the_end(spec: &Path, env: &[(&'static str, String)], log: &Path, brokers: &str, group: &str) {
-    let env: Vec<_> = env.iter().cloned().chain([listen().1]).collect();
+    let (port, listen) = listen();
+    let env: Vec<_> = env.iter().cloned().chain([listen]).collect();
     let mut pipeline = Pipeline::start(spec, &[], &env, log);
     wait_caught_up(&mut [&mut pipeline], &[log], brokers, group);
+    // Everything may be committed already (by a run killed after it): a SIGINT before the run
+    // watches signals would kill it mid-start instead of letting it drain.
+    wait_ready(port, &mut pipeline, log);
     pipeline.signal("INT");
     let status = pipeline.0.wait().unwrap();
     assert!(status.success(), "{group}: {status}\n{}", std::fs::read_to_string(log).unwrap_or_default());
@@ -277,14 +294,7 @@ fn ride_out(mut store: Outage, name: &str) {
     let log = dir.join(format!("{name}.log"));
     let mut pipeline = store.start(&outage_spec, &[listen], &log);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        && http_response(port, "/readyz").0.starts_with("http/1.0 200"))
-    {
-        assert!(Instant::now() < deadline, "never ready:\n{}", log_text());
-        assert!(pipeline.0.try_wait().unwrap().is_none(), "exited:\n{}", log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready(port, &mut pipeline, &log);
     store.begin();
 
     // It retries, says so (log and metrics), and stops taking frames: the count of frames
