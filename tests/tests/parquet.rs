@@ -75,7 +75,9 @@ fn crash_and_finish(spec: &Path, env: &[(&'static str, String)], dir: &Path, bro
     let mut killed_mid_stream = 0;
     for run in 0..KILLS {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(800 + (seed >> 33) % 3200);
+        // Early enough that most kills land before the frames run out (the model is ~16 ms a
+        // frame a core; two runs share the cores), late enough that some land after start-up.
+        let after = Duration::from_millis(600 + (seed >> 33) % 2400);
         let env: Vec<_> = env.iter().cloned().chain([listen().1]).collect();
         let mut pipeline = Pipeline::start(spec, &[], &env, &dir.join(format!("{group}-{run}.log")));
         std::thread::sleep(after);
