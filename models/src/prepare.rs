@@ -204,12 +204,7 @@ impl Preparer {
                 return Err(ModelError::TooManyPixels { width, height, limit: limits.max_side });
             }
         }
-        let options = DecoderOptions::default()
-            .jpeg_set_out_colorspace(ColorSpace::RGB)
-            .set_max_width(limits.max_side as usize)
-            .set_max_height(limits.max_side as usize)
-            .set_strict_mode(true);
-        let mut decoder = JpegDecoder::new_with_options(jpeg, options);
+        let mut decoder = zune_decoder(jpeg, limits);
         guarded(|| decoder.decode_headers())?.map_err(|e| header_error(e, limits))?;
         let info = decoder.info().ok_or_else(|| ModelError::BadJpeg("no image header".into()))?;
         let (fw, fh) = (info.width as u32, info.height as u32);
@@ -262,12 +257,7 @@ impl Preparer {
         if let Some(decoded) = self.decode_scaled(jpeg, denominator, fw, fh) {
             return Ok(decoded);
         }
-        let options = DecoderOptions::default()
-            .jpeg_set_out_colorspace(ColorSpace::RGB)
-            .set_max_width(self.limits.max_side as usize)
-            .set_max_height(self.limits.max_side as usize)
-            .set_strict_mode(true);
-        decode_whole(JpegDecoder::new_with_options(jpeg, options), fw, fh)
+        decode_whole(zune_decoder(jpeg, self.limits), fw, fh)
     }
 
     /// libjpeg-turbo's decode at 1/`denominator` (more than 1); none when it is off or fails
@@ -371,7 +361,17 @@ fn taken(input: InputSpec, crop: Crop) -> (u32, u32) {
     }
 }
 
-/// zune-jpeg's full-size decode of a frame whose header it has read.
+/// zune-jpeg, strict, RGB out, within `limits.max_side`.
+fn zune_decoder(jpeg: &[u8], limits: DecodeLimits) -> JpegDecoder<&[u8]> {
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(limits.max_side as usize)
+        .set_max_height(limits.max_side as usize)
+        .set_strict_mode(true);
+    JpegDecoder::new_with_options(jpeg, options)
+}
+
+/// zune-jpeg's full-size decode of a frame.
 fn decode_whole(mut decoder: JpegDecoder<&[u8]>, fw: u32, fh: u32) -> Result<Decoded, ModelError> {
     let mut rgb = guarded(|| decoder.decode())?.map_err(|e| ModelError::BadJpeg(e.to_string()))?;
     let pixels = fw as usize * fh as usize;
