@@ -2,11 +2,10 @@
 
 use std::collections::HashMap;
 
-use timely::dataflow::Stream;
 use vitrine_models::{frame_size, Crop, DecodeLimits, InputSpec, Prepared, Preparer};
 use vitrine_schemas::{now_ms, Change, DeadLetter, Frame};
 
-use crate::{MapFallible, Stage, StageTimer, Time};
+use crate::StageTimer;
 
 /// A decoded frame: its metadata (the JPEG bytes are dropped) and its model-ready pixels.
 #[derive(Clone, Debug)]
@@ -99,7 +98,7 @@ pub struct FrameDecoder {
     tiling: Option<Tiling>,
     /// Per stream, its last tiled frame (when tiling adapts: `Tiling::every`).
     last_tiled: HashMap<String, LastTiled>,
-    timer: StageTimer,
+    pub(crate) timer: StageTimer,
 }
 
 impl FrameDecoder {
@@ -172,24 +171,6 @@ pub fn dead_letter(frame: &Frame, stage: &str, reason: String) -> DeadLetter {
         bytes: frame.jpeg.len() as u64,
         at_ms: now_ms(),
         payload: Vec::new(),
-    }
-}
-
-/// The decode stage as a timely operator: decoded frames, and frames that failed.
-pub trait DecodeFrames<'scope> {
-    fn decode_frames(
-        self,
-        decoder: FrameDecoder,
-    ) -> (Stream<'scope, Time, Vec<PreparedFrame>>, Stream<'scope, Time, Vec<DeadLetter>>);
-}
-
-impl<'scope> DecodeFrames<'scope> for Stream<'scope, Time, Vec<Frame>> {
-    fn decode_frames(
-        self,
-        mut decoder: FrameDecoder,
-    ) -> (Stream<'scope, Time, Vec<PreparedFrame>>, Stream<'scope, Time, Vec<DeadLetter>>) {
-        let timer = decoder.timer.clone();
-        self.map_fallible("Decode", move |frame| timer.time(Stage::Decode, 1, || decoder.decode(frame)))
     }
 }
 

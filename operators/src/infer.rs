@@ -1,14 +1,15 @@
-//! infer: model-ready pictures -> detections, through the worker's own ONNX session.
+//! infer: model-ready pictures -> detections, on the process's model threads (`model_pool`),
+//! each with its own ONNX session.
 //!
-//! Frames are micro-batched across streams and times: whatever has arrived, up to
-//! `max_frames`, goes to the model in one run (for models that take batches; others run the
-//! frames one after the other). With `max_wait`, a batch that is not full waits that long for
+//! Frames are micro-batched across streams and times: whatever is queued, up to `max_frames`,
+//! goes to the model in one run (for models that take batches; others run the frames one
+//! after the other). With `max_wait`, a batch that is not full waits that long for
 //! more frames before it runs: more throughput on a GPU, more latency everywhere.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -17,10 +18,11 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 use vitrine_models::{merge_detections, Detector, ModelError};
-use vitrine_schemas::{DeadLetter, Detection, FrameDetections};
+use vitrine_schemas::{DeadLetter, Detection, Frame, FrameDetections};
 
 use crate::decode::{dead_letter, PreparedFrame};
-use crate::{Stage, StageTimer, Time};
+use crate::model_pool::ModelQueues;
+use crate::{StageTimer, Time};
 
 /// How frames are grouped into model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +69,7 @@ pub struct Inferencer {
     /// When only some frames are tiled (`infer.tile_every`): per stream, what the last tiled
     /// frame's tiles alone found, kept on the frames between (the whole picture misses it).
     tile_found: Option<HashMap<String, Vec<Detection>>>,
-    timer: StageTimer,
+    pub(crate) timer: StageTimer,
 }
 
 impl Inferencer {
@@ -177,58 +179,40 @@ impl Inferencer {
     }
 }
 
-/// The infer stage as a timely operator: detections per frame, and frames that failed.
+/// The decode and infer stages as a timely operator: frames go to the process's model threads
+/// ([`ModelPool`](crate::ModelPool)), and their detections come out at the frame's time, as do
+/// the frames that failed (to decode, or in the model).
 pub trait InferDetections<'scope> {
     fn infer_detections(
         self,
-        inferencer: Inferencer,
-        batch: BatchConfig,
+        models: ModelQueues,
     ) -> (Stream<'scope, Time, Vec<FrameDetections>>, Stream<'scope, Time, Vec<DeadLetter>>);
 }
 
-impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<PreparedFrame>> {
+impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<Frame>> {
     fn infer_detections(
         self,
-        mut inferencer: Inferencer,
-        batch: BatchConfig,
+        models: ModelQueues,
     ) -> (Stream<'scope, Time, Vec<FrameDetections>>, Stream<'scope, Time, Vec<DeadLetter>>) {
         let scope = self.scope();
-        let max_frames = batch.max_frames.max(1);
         self.unary_frontier::<CapacityContainerBuilder<Vec<Result<FrameDetections, DeadLetter>>>, _, _, _>(
             Pipeline,
             "Infer",
             move |_, info| {
-                let activator = scope.activator_for(info.address);
-                // Frames waiting for a batch, each with the capability of its time.
-                let mut waiting: Vec<(Capability<Time>, PreparedFrame, Instant)> = Vec::new();
-                move |(input, frontier), output| {
+                let mut models = models.client(scope.worker().sync_activator_for(info.address.to_vec()));
+                // The capability of each frame with the models, by ticket: it holds the frame's
+                // time open until the detections are out.
+                let mut with_models: HashMap<u64, Capability<Time>> = HashMap::new();
+                move |(input, _frontier), output| {
                     input.for_each(|cap, data| {
                         let cap = cap.retain_least(0).expect("a capability");
-                        let now = Instant::now();
-                        waiting.extend(data.drain(..).map(|f| (cap.clone(), f, now)));
+                        for frame in data.drain(..) {
+                            with_models.insert(models.send(frame), cap.clone());
+                        }
                     });
-                    while !waiting.is_empty() {
-                        let waited = waiting[0].2.elapsed();
-                        let input_ended = frontier.frontier().is_empty();
-                        if waiting.len() < max_frames && waited < batch.max_wait && !input_ended {
-                            activator.activate_after(batch.max_wait - waited);
-                            break;
-                        }
-                        let take = waiting.len().min(max_frames);
-                        let (caps, frames): (Vec<_>, Vec<_>) =
-                            waiting.drain(..take).map(|(cap, frame, _)| (cap, frame)).unzip();
-                        let timer = inferencer.timer.clone();
-                        let results = timer.time(Stage::Infer, frames.len(), || inferencer.infer_batch(frames));
-                        for (cap, result) in caps.iter().zip(results) {
-                            output.session(cap).give(result);
-                        }
-                        // One model run a turn: the worker gets back to its other work (feeding
-                        // frames to the other workers, sending results on) between runs, and
-                        // comes back at once for the rest.
-                        if !waiting.is_empty() {
-                            activator.activate();
-                            break;
-                        }
+                    for (ticket, result) in models.results() {
+                        let cap = with_models.remove(&ticket).expect("a capability for each ticket");
+                        output.session(&cap).give(result);
                     }
                 }
             },

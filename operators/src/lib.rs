@@ -1,15 +1,16 @@
 //! The stages of vitrine's dataflow. Each is a plain struct holding the logic (tested on its
 //! own) and a thin timely operator around it, as an extension trait on `Stream`.
 //!
-//! frames -> [`DecodeFrames`] -> [`InferDetections`] -> [`TrackObjects`] -> [`Debounce`] -> catalog join
-//! (differential `join`) -> [`EmitEvents`] -> product events.
+//! frames -> [`InferDetections`] (decode and model, on [`ModelPool`]'s threads) ->
+//! [`TrackObjects`] -> [`Debounce`] -> catalog join (differential `join`) -> [`EmitEvents`] ->
+//! product events.
 
 mod debounce;
 mod decode;
 mod events;
-mod fallible;
 mod graph;
 mod infer;
+mod model_pool;
 mod replay;
 mod route;
 mod skip;
@@ -18,11 +19,11 @@ mod timer;
 mod track;
 
 pub use debounce::{CausedNote, Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote, ScreenStats};
-pub use decode::{DecodeFrames, FrameDecoder, PreparedFrame, Tiling};
+pub use decode::{FrameDecoder, PreparedFrame, Tiling};
 pub use events::{EmitEvents, Emitted, EventEmitter, JoinedUpdate};
-pub use fallible::MapFallible;
 pub use graph::{product_events, product_outputs, Catalog};
 pub use infer::{BatchConfig, InferDetections, Inferencer};
+pub use model_pool::{FrameModel, ModelPool, ModelQueues, ModelRoute};
 pub use replay::ReplayPoints;
 pub use route::stream_route;
 pub use skip::{ChangeGate, SkipConfig};

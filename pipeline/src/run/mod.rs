@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use differential_dataflow::input::Input;
-use timely::dataflow::operators::core::{Exchange, Inspect, Map, Probe};
+use timely::dataflow::operators::core::{Inspect, Map, Probe};
 use timely::dataflow::operators::Concat;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 use vitrine_connectors::hls::HlsStream;
@@ -46,8 +46,8 @@ use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::ServerState;
 use vitrine_models::{find_runtime_library, Detector, Runtime};
 use vitrine_operators::{
-    product_outputs, stable_hash, BatchConfig, ChangeGate, DebounceConfig, DecodeFrames, Emitted, FrameDecoder,
-    InferDetections, Inferencer, ReplayPoints, SkipConfig, Stage, StageObserver, StageTimer, Tiling, Time,
+    product_outputs, BatchConfig, ChangeGate, DebounceConfig, Emitted, FrameDecoder, FrameModel, InferDetections,
+    Inferencer, ModelPool, ModelRoute, ReplayPoints, SkipConfig, Stage, StageObserver, StageTimer, Tiling, Time,
     TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec, VideoSource};
@@ -156,9 +156,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd, &exe_dir])?;
     let runtime = Runtime::load(&library)?;
     let detector_config = loaded.detector_config(spec.model.intra_threads.get());
-    let detectors: Vec<Option<Detector>> =
-        (0..workers).map(|_| Detector::load(&runtime, &detector_config).map(Some)).collect::<Result<_, _>>()?;
-    let detectors = Arc::new(Mutex::new(detectors));
+    let detectors: Vec<Detector> =
+        (0..workers).map(|_| Detector::load(&runtime, &detector_config)).collect::<Result<_, _>>()?;
 
     // Sinks.
     let images = ImageStore::default();
@@ -369,9 +368,23 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         level: spec.infer.changed_level,
     });
     // Tiling only some frames keeps state per stream where the model runs (its last tiled
-    // frame, what the tiles found): a stream's frames then all go to one worker, in order.
-    let frames_by_stream = spec.infer.tiles.get() > 1 && spec.infer.tile_every > 1;
+    // frame, what the tiles found): a stream's frames then all go to one model thread, in order.
+    let by_stream = spec.infer.tiles.get() > 1 && spec.infer.tile_every > 1;
     let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
+    // A model thread per worker, each with its own decoder and session: the workers feed them.
+    let frame_models = detectors
+        .into_iter()
+        .map(|detector| FrameModel {
+            decoder: FrameDecoder::new(limits, detector.input()).with_tiling(tiling).timed(timer.clone()),
+            inferencer: Inferencer::new(detector)
+                .counting_runs(metrics.model_runs.clone())
+                .counting_carried(metrics.frames_carried.clone())
+                .keeping_tile_finds(by_stream)
+                .timed(timer.clone()),
+        })
+        .collect();
+    let route = if by_stream { ModelRoute::ByStream } else { ModelRoute::AnyFree };
+    let models = ModelPool::start(frame_models, batch, route)?;
     // Only Kafka commits look replay points up (and forget the old ones): without a Kafka
     // source none are kept, or a looping demo would keep one per epoch for days.
     let replay = if kafka_source.is_some() { ReplayPoints::default() } else { ReplayPoints::not_kept() };
@@ -390,7 +403,6 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let dataflow_stop = stop.clone();
     let dataflow_supervisor = supervisor.clone();
     let out = Mutex::new(out_tx);
-    let frames_route = shape.clone();
     if shape.cluster.is_some() {
         tracing::info!(shape = %shape.describe(), "connecting to the other processes of the cluster");
     }
@@ -401,8 +413,6 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         let (index, peers) = (worker.index(), worker.peers());
         // This worker's index among its process's workers: what its per-worker parts are kept by.
         let local = index - first_worker;
-        let detector = detectors.lock().expect("detectors")[local].take().expect("one detector per worker");
-        let decoder = FrameDecoder::new(limits, detector.input()).with_tiling(tiling).timed(timer.clone());
         let metrics = worker_metrics.clone();
         let health = worker_health.clone();
         let out: SyncSender<Output> = out.lock().expect("output").clone();
@@ -419,19 +429,10 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     waiting: Default::default(),
                 }
             });
-        let frames_route = frames_route.clone();
         let catalog_in = worker.dataflow::<Time, _, _>(|scope| {
-            let frames = frames_in.to_stream(scope).exchange(move |f: &Frame| {
-                let seq = if frames_by_stream { [0; 8] } else { f.seq.to_le_bytes() };
-                frames_route.local_route(stable_hash(&[f.stream_id.as_bytes(), &seq]))
-            });
-            let (prepared, decode_failed) = frames.decode_frames(decoder);
-            let inferencer = Inferencer::new(detector)
-                .counting_runs(metrics.model_runs.clone())
-                .counting_carried(metrics.frames_carried.clone())
-                .keeping_tile_finds(frames_by_stream)
-                .timed(timer.clone());
-            let (detections, infer_failed) = prepared.infer_detections(inferencer, batch);
+            // Frames stay on the worker that read them: the process's model threads decode and
+            // infer them, whichever is free first.
+            let (detections, failed) = frames_in.to_stream(scope).infer_detections(models.queues());
             // A frame stops counting against the in-flight bound once inferred: tracking holds
             // it until its time is complete, and counting that wait would starve the model.
             let detections = detections
@@ -456,8 +457,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 let rows = detections.map(AnalyticsRow::Detections).concat(emitted.map(AnalyticsRow::Emitted));
                 write_parquet(rows, parquet, run_started, min_dwell_ms, peers);
             }
-            decode_failed
-                .concat(infer_failed)
+            failed
                 .inspect(move |d: &DeadLetter| {
                     done_x.fetch_add(MODEL_FRAME_WEIGHT, Ordering::Relaxed);
                     let _ = out_x.send(Output::DeadLetter(d.clone()));
@@ -601,6 +601,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                     last_commit = Instant::now();
                 }
             }
+            frames_in.flush();
             // Time follows the wall clock, so results flow even while a stream is idle.
             let now = epoch(now_ms()).max(*frames_in.time());
             if now > *frames_in.time() {
