@@ -40,7 +40,7 @@ pub struct PipelineSpec {
     /// The HTTP server for viewers (WebSocket, viewer page, product images). Omit to run without one.
     #[serde(default)]
     pub server: Option<ServerSpec>,
-    /// Timely worker threads in this process.
+    /// Timely worker threads in this process, and as many model threads (each with its own session).
     #[serde(default = "one")]
     pub workers: NonZeroUsize,
     /// Granularity of dataflow progress: frames captured within one epoch share a timestamp.
@@ -263,7 +263,7 @@ pub struct ModelSpec {
     /// `.vitrine/onnxruntime/` beside the spec or in the working directory (made by `scripts/setup.sh`).
     #[serde(default)]
     pub runtime_library: Option<String>,
-    /// Threads ONNX Runtime may use inside one inference, per worker.
+    /// Threads ONNX Runtime may use inside one inference, per model thread (one per worker).
     #[serde(default = "one")]
     pub intra_threads: NonZeroUsize,
     /// Detections scoring below this are dropped right after inference.
