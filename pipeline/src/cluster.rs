@@ -102,12 +102,6 @@ impl Shape {
         self.process() * self.workers
     }
 
-    /// A worker of this process, chosen by `hash`: frames are decoded and inferred where they
-    /// were read, so JPEG bytes never cross the network and the in-flight bound is per process.
-    pub fn local_route(&self, hash: u64) -> u64 {
-        (self.first_worker() as u64) + hash % self.workers.max(1) as u64
-    }
-
     /// One line for logs and `--dry-run`.
     pub fn describe(&self) -> String {
         match &self.cluster {
@@ -178,7 +172,6 @@ mod tests {
         assert_eq!(c.addresses, ["vitrine-0.vitrine:2101", "vitrine-1.vitrine:2101"]);
         let shape = Shape { workers: 3, cluster: Some(c) };
         assert_eq!((shape.peers(), shape.first_worker()), (6, 3));
-        assert!((0..50).all(|h| (3..6).contains(&shape.local_route(h))));
     }
 
     #[test]

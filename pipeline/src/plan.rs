@@ -17,7 +17,7 @@ pub fn describe_plan(loaded: &LoadedSpec, shape: &Shape) -> String {
     let _ = writeln!(out, "shape: {}", shape.describe());
     let _ = writeln!(
         out,
-        "model: {} ({:?} decoder, {} intra-op thread(s) a worker, min score {})",
+        "model: {} ({:?} decoder, {} intra-op thread(s) a model thread, one per worker, min score {})",
         loaded.resolve(&spec.model.path).display(),
         spec.model.decoder,
         spec.model.intra_threads,

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! embedded sources (threads, process 0) --frames (bounded)--> worker 0 input --+
-//! Kafka partitions p (p mod W*P == w) ----------------------> worker w input --+--local exchange--> decode -> infer
+//! Kafka partitions p (p mod W*P == w) ----------------------> worker w input --+--> the process's model
+//!   threads (decode -> infer, whichever is free: vitrine_operators::ModelPool) -> back to the worker
 //!   -> track, debounce, events on the worker of the stream's partition (vitrine_operators::stream_route)
 //! catalog thread --changes--> worker 0 catalog collection ----------------------> join (by label, any process)
 //! dataflow outputs --bounded channel--> this process's sink thread: dead letters, Kafka topics, WebSocket hub
