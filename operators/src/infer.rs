@@ -195,7 +195,7 @@ impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<Frame>> {
         models: ModelQueues,
     ) -> (Stream<'scope, Time, Vec<FrameDetections>>, Stream<'scope, Time, Vec<DeadLetter>>) {
         let scope = self.scope();
-        self.unary_frontier::<CapacityContainerBuilder<Vec<Result<FrameDetections, DeadLetter>>>, _, _, _>(
+        self.unary::<CapacityContainerBuilder<Vec<Result<FrameDetections, DeadLetter>>>, _, _, _>(
             Pipeline,
             "Infer",
             move |_, info| {
@@ -203,7 +203,7 @@ impl<'scope> InferDetections<'scope> for Stream<'scope, Time, Vec<Frame>> {
                 // The capability of each frame with the models, by ticket: it holds the frame's
                 // time open until the detections are out.
                 let mut with_models: HashMap<u64, Capability<Time>> = HashMap::new();
-                move |(input, _frontier), output| {
+                move |input, output| {
                     input.for_each(|cap, data| {
                         let cap = cap.retain_least(0).expect("a capability");
                         for frame in data.drain(..) {

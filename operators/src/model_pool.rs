@@ -21,7 +21,7 @@ use vitrine_schemas::{DeadLetter, Frame, FrameDetections};
 
 use crate::decode::FrameDecoder;
 use crate::infer::{BatchConfig, Inferencer};
-use crate::{stable_hash, Stage};
+use crate::{stream_route, Stage};
 
 /// Frames a model queue holds per model thread. The pipeline's in-flight bound keeps far fewer
 /// than this with the models, so a worker never has to hold frames back.
@@ -90,8 +90,9 @@ impl FrameModel {
 pub enum ModelRoute {
     /// Whichever is free first.
     AnyFree,
-    /// One per stream, frames in order (for decoders and inferencers that keep state per
-    /// stream: tiling only some frames).
+    /// One per stream (by [`stream_route`], the rule every stage with per-stream state
+    /// follows), frames in order: for decoders and inferencers that keep state per stream
+    /// (tiling only some frames).
     ByStream,
 }
 
@@ -179,7 +180,10 @@ impl ModelClient {
         while let Some(job) = self.overflow.pop_front() {
             let queue = match self.queues.as_slice() {
                 [shared] => shared,
-                by_stream => &by_stream[stable_hash(&[job.frame.stream_id.as_bytes()]) as usize % by_stream.len()],
+                by_stream => {
+                    let route = stream_route(&job.frame.stream_id, job.frame.position.partition);
+                    &by_stream[(route % by_stream.len() as u64) as usize]
+                }
             };
             match queue.try_send(job) {
                 Ok(()) => {}
