@@ -3,8 +3,8 @@
 //!     cargo bench -p vitrine-benches --bench stages
 //!
 //! - decode + resize of a 1280x720 frame of the sample stream (stretch to 300x300 for the
-//!   SSD, letterbox to 320x320 for YOLO), decoded at full size (zune-jpeg) and at the model's
-//!   scale (libjpeg-turbo at 1/2), against the decode alone (zune-jpeg);
+//!   SSD, letterbox to 320x320 for YOLO), decoded whole and at the model's scale (1/2 here;
+//!   libjpeg-turbo both), against zune-jpeg's decode alone;
 //! - NMS of 1000 candidate boxes of 80 classes;
 //! - tracking and debounce of a frame with 6 detections;
 //! - the catalog join and events (differential dataflow) for 1000 frames against a catalog

@@ -15,11 +15,11 @@ pub struct DecodeLimits {
     pub max_bytes: usize,
     pub max_side: u32,
     pub crop_bars: bool,
-    /// Walk the compressed data before decoding and refuse a frame whose data is damaged
-    /// (decoders turn it into noise without a word).
+    /// Refuse a frame whose compressed data is damaged (decoders turn it into noise without a
+    /// word): libjpeg-turbo's warnings as it decodes, else a walk of the data before decoding.
     pub check_data: bool,
     /// Decode frames larger than the model takes at 1/2, 1/4 or 1/8 of their size (libjpeg-turbo's
-    /// DCT scaling), never below what the model takes.
+    /// DCT scaling), never below what the model takes. Off: decoded whole.
     pub at_model_scale: bool,
 }
 
@@ -116,7 +116,8 @@ struct Decoded {
 pub struct Preparer {
     limits: DecodeLimits,
     resizer: Resizer,
-    /// None when `at_model_scale` is off, or libjpeg-turbo could not make a decompressor.
+    /// libjpeg-turbo, which decodes frames (at the model's scale when `at_model_scale`) and
+    /// warns of damaged data as it does; none when it could not make a decompressor.
     scaled: Option<ScaledDecoder>,
     /// The share of the last frame's width and height inside its bars.
     last_share: (f64, f64),
@@ -124,13 +125,11 @@ pub struct Preparer {
 
 impl Preparer {
     pub fn new(limits: DecodeLimits) -> Preparer {
-        let scaled = if limits.at_model_scale {
-            ScaledDecoder::new()
-                .map_err(|why| tracing::warn!(why, "frames are decoded at full size: no scaled decoder"))
-                .ok()
-        } else {
-            None
-        };
+        let scaled = ScaledDecoder::new()
+            .map_err(|why| {
+                tracing::warn!(why, "frames are decoded by zune-jpeg at full size: no libjpeg-turbo decoder")
+            })
+            .ok();
         Preparer { limits, resizer: Resizer::new(), scaled, last_share: (1.0, 1.0) }
     }
 
@@ -212,9 +211,17 @@ impl Preparer {
             return Err(ModelError::BadJpeg(format!("image is {fw}x{fh}")));
         }
         // After the header's limits (a decompression bomb is refused for its size, unwalked).
-        if check_data {
-            crate::scan_check::check(jpeg).map_err(ModelError::BadJpeg)?;
-        }
+        // libjpeg-turbo warns of damaged data as it decodes (a bad code, data cut short or
+        // running on, restart markers out of order), and a warning fails its decode: a frame it
+        // decodes needs no walk of its own. Any other frame is walked before it is decoded.
+        let mut unchecked = check_data;
+        let check_once = |unchecked: &mut bool| {
+            if std::mem::take(unchecked) {
+                crate::scan_check::check(jpeg).map_err(ModelError::BadJpeg)
+            } else {
+                Ok(())
+            }
+        };
         // The bars are known after the decode: expect those of the last frame (a stream's bars
         // rarely change), so the picture inside them still has every pixel the model takes.
         let (share_w, share_h) = self.last_share;
@@ -229,6 +236,7 @@ impl Preparer {
             if denominator > 1 {
                 match self.decode_scaled(jpeg, denominator, fw, fh) {
                     Some(mut decoded) => {
+                        unchecked = false;
                         decoded.crop = self.bars(&decoded);
                         // More was cut than expected, leaving the model too few pixels: again.
                         denominator = self.denominator(fw, fh, decoded.crop, input);
@@ -236,12 +244,20 @@ impl Preparer {
                             break 'decoded decoded;
                         }
                     }
-                    None => denominator = 1,
+                    None => {
+                        check_once(&mut unchecked)?;
+                        let mut decoded = decode_whole(decoder, fw, fh)?;
+                        decoded.crop = self.bars(&decoded);
+                        break 'decoded decoded;
+                    }
                 }
             }
             let mut decoded = match self.decode_scaled(jpeg, denominator, fw, fh) {
                 Some(decoded) => decoded,
-                None => decode_whole(decoder, fw, fh)?,
+                None => {
+                    check_once(&mut unchecked)?;
+                    decode_whole(decoder, fw, fh)?
+                }
             };
             decoded.crop = self.bars(&decoded);
             decoded
@@ -260,12 +276,9 @@ impl Preparer {
         decode_whole(zune_decoder(jpeg, self.limits), fw, fh)
     }
 
-    /// libjpeg-turbo's decode at 1/`denominator` (more than 1); none when it is off or fails
-    /// on this frame (zune-jpeg then decodes it whole and words any error).
+    /// libjpeg-turbo's decode at 1/`denominator` (1: whole); none when it is off or fails on
+    /// this frame (zune-jpeg then decodes it whole and words any error).
     fn decode_scaled(&mut self, jpeg: &[u8], denominator: u32, fw: u32, fh: u32) -> Option<Decoded> {
-        if denominator < 2 {
-            return None;
-        }
         let picture = self.scaled.as_mut()?.decode(jpeg, denominator).ok()?;
         if (picture.width, picture.height) != (scaled(fw, denominator), scaled(fh, denominator)) {
             return None;
@@ -285,7 +298,7 @@ impl Preparer {
     /// The denominator of the scale at which `crop` of an `fw` x `fh` frame still has every
     /// pixel the model takes of it (1 when scaled decode is off).
     fn denominator(&self, fw: u32, fh: u32, crop: Crop, input: InputSpec) -> u32 {
-        if self.scaled.is_none() {
+        if self.scaled.is_none() || !self.limits.at_model_scale {
             return 1;
         }
         let (cw, ch) = taken(input, crop);
@@ -713,6 +726,45 @@ mod tests {
     fn garbage_is_not_a_jpeg() {
         let err = prepare(b"definitely not a jpeg", DecodeLimits::default(), 8, 8).unwrap_err();
         assert!(matches!(err, ModelError::BadJpeg(_)), "{err}");
+    }
+
+    #[test]
+    fn damaged_data_is_refused_by_libjpeg_turbo_as_by_the_walk() {
+        use crate::scan_check::tests::{fixture, scan, with_noise, FIXTURES};
+        let (mut tried, mut by_walk, mut by_decode) = (0, 0, 0);
+        for name in FIXTURES {
+            let jpeg = fixture(name);
+            let (w, h) = crate::scan_check::frame_size(&jpeg).unwrap();
+            // Decoded at scale, and whole: libjpeg-turbo decodes both, with no walk.
+            for (input, scaled) in
+                [(InputSpec { width: 64, height: 64, fit: Fit::Stretch }, true), (whole_size(w, h), false)]
+            {
+                let mut preparer = Preparer::new(DecodeLimits::default());
+                assert_eq!(preparer.decode(&jpeg, true, input).unwrap().denominator > 1, scaled, "{name}");
+                for (i, at) in [0.1, 0.3, 0.5, 0.7, 0.9].into_iter().enumerate() {
+                    let bad = with_noise(&jpeg, at, 64, 1 + i as u64);
+                    tried += 1;
+                    by_walk += crate::scan_check::check(&bad).is_err() as usize;
+                    match preparer.prepare(&bad, input) {
+                        Err(ModelError::BadJpeg(why)) => {
+                            assert!(why.starts_with("damaged:"), "{name}: {why}");
+                            by_decode += 1;
+                        }
+                        Err(other) => panic!("{name}: {other}"),
+                        Ok(_) => {}
+                    }
+                }
+                let (start, end) = scan(&jpeg);
+                let mut cut = jpeg[..start + (end - start) / 2].to_vec();
+                cut.extend_from_slice(&[0xFF, 0xD9]);
+                let why = preparer.prepare(&cut, input).map(|_| ()).unwrap_err().to_string();
+                assert!(why.contains("ends before the image does"), "{name}: {why}");
+            }
+        }
+        // The walk also finds a run of coefficients past a block's end, which libjpeg-turbo
+        // decodes without a warning (one of these frames).
+        assert!(by_decode * 10 >= tried * 9, "{by_decode} of {tried} damaged frames refused");
+        assert!(by_decode + 2 >= by_walk, "{by_decode} refused, the walk alone finds {by_walk}");
     }
 
     #[test]

@@ -491,14 +491,14 @@ impl<'a> Bits<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
+    pub(crate) fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
     }
 
-    const FIXTURES: [&str; 6] =
+    pub(crate) const FIXTURES: [&str; 6] =
         ["apple.jpg", "astronaut-wide.jpg", "astronaut.jpg", "coffee.jpg", "fruits.jpg", "shelf.jpg"];
 
     #[test]
@@ -524,13 +524,13 @@ mod tests {
     }
 
     /// Where the entropy-coded data starts and ends (before the end-of-image marker).
-    fn scan(jpeg: &[u8]) -> (usize, usize) {
+    pub(crate) fn scan(jpeg: &[u8]) -> (usize, usize) {
         let layout = Layout::read(jpeg).unwrap().expect("a baseline JPEG");
         (layout.data_start, jpeg.len() - 2)
     }
 
     /// `jpeg` with `n` bytes from `at` (a fraction of the scan) replaced by noise.
-    fn with_noise(jpeg: &[u8], at: f64, n: usize, seed: u64) -> Vec<u8> {
+    pub(crate) fn with_noise(jpeg: &[u8], at: f64, n: usize, seed: u64) -> Vec<u8> {
         let (start, end) = scan(jpeg);
         let from = start + ((end - start) as f64 * at) as usize;
         let mut out = jpeg.to_vec();

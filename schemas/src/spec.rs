@@ -299,8 +299,9 @@ pub struct DecodeSpec {
     /// then sees the picture larger and scores it higher.
     #[serde(default = "yes")]
     pub crop_bars: bool,
-    /// Walk each frame's compressed data before decoding it and refuse a damaged one (about a
-    /// fifth of a decode); decoders would turn the damage into noise the model sees things in.
+    /// Refuse a frame whose compressed data is damaged (libjpeg-turbo's warnings as it decodes;
+    /// a frame it will not decode is walked first): decoders would turn the damage into noise
+    /// the model sees things in.
     #[serde(default = "yes")]
     pub check_data: bool,
     /// Decode a frame larger than the model takes at 1/2, 1/4 or 1/8 of its size (libjpeg-turbo's

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 use vitrine_schemas::truth::Truth;
 
-use super::score::{entrance_in, Announced, StreamScore};
+use super::score::{entrance_in, Announced, Entrance, StreamScore};
 use crate::run::RunSummary;
 
 /// The whole evaluation, as `--json` prints it.
@@ -56,10 +56,23 @@ pub struct SegmentRow {
     pub stream_id: String,
     pub start_ms: i64,
     pub end_ms: i64,
-    /// Per required product: `on time (+200 ms)`, `late`, `missed`, or `on screen` (it came in earlier).
+    /// Per required product: `on time (+200 ms)`, `late`, `missed`, or `on screen` (it came in
+    /// earlier); a card that went early or stayed on says so (`, gone 2.8 s early`).
     pub products: Vec<(String, String)>,
     pub false_cards: Vec<String>,
     pub note: Option<String>,
+}
+
+/// `, gone 2.8 s early` or `, stayed 1.2 s after` for a card whose exit was off; else nothing.
+fn exit_note(e: &Entrance) -> String {
+    let seconds = |ms: i64| format!("{:.1} s", ms.abs() as f64 / 1000.0);
+    match (e.dropped_early, e.lingered, e.exit_error_ms) {
+        (true, _, Some(ms)) => format!(", gone {} early", seconds(ms)),
+        (true, _, None) => ", gone early".to_string(),
+        (_, true, Some(ms)) => format!(", stayed {} after", seconds(ms)),
+        (_, true, None) => ", stayed after".to_string(),
+        _ => String::new(),
+    }
 }
 
 fn mean_and_max(errors: &[i64]) -> (f64, i64) {
@@ -87,12 +100,15 @@ impl EvalReport {
                     .map(|sku| {
                         let status = match entrance_in(score, stream_truth, i, sku) {
                             None => "on screen".to_string(),
-                            Some(e) => match (e.announced, e.entrance_error_ms) {
-                                (Announced::OnTime, Some(error)) => format!("on time ({error:+} ms)"),
-                                (Announced::OnTime, None) => "on time".to_string(),
-                                (Announced::Late, _) => "late".to_string(),
-                                (Announced::Missed, _) => "missed".to_string(),
-                            },
+                            Some(e) => {
+                                let entrance = match (e.announced, e.entrance_error_ms) {
+                                    (Announced::OnTime, Some(error)) => format!("on time ({error:+} ms)"),
+                                    (Announced::OnTime, None) => "on time".to_string(),
+                                    (Announced::Late, _) => "late".to_string(),
+                                    (Announced::Missed, _) => "missed".to_string(),
+                                };
+                                entrance + &exit_note(e)
+                            }
                         };
                         (sku.clone(), status)
                     })
@@ -217,5 +233,32 @@ impl EvalReport {
             s.model_runs, s.frames, s.model_runs_per_frame, s.seconds
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entrance(exit_error_ms: Option<i64>, dropped_early: bool, lingered: bool) -> Entrance {
+        Entrance {
+            sku: "APL-GALA-1KG".into(),
+            start_ms: 62_600,
+            end_ms: 70_600,
+            announced: Announced::Late,
+            entrance_error_ms: None,
+            exit_error_ms,
+            dropped_early,
+            lingered,
+        }
+    }
+
+    #[test]
+    fn a_card_that_went_early_or_stayed_on_says_by_how_much() {
+        assert_eq!(exit_note(&entrance(Some(-2800), true, false)), ", gone 2.8 s early");
+        assert_eq!(exit_note(&entrance(Some(1400), false, true)), ", stayed 1.4 s after");
+        assert_eq!(exit_note(&entrance(None, true, false)), ", gone early");
+        // Within the tolerance: nothing to say.
+        assert_eq!(exit_note(&entrance(Some(-200), false, false)), "");
     }
 }
