@@ -6,6 +6,8 @@ use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 
+use vitrine_schemas::spec::TileGrid;
+
 use crate::scaled_decode::{denominator_for, scaled, ScaledDecoder};
 use crate::ModelError;
 
@@ -146,7 +148,7 @@ impl Preparer {
         &mut self,
         jpeg: &[u8],
         input: InputSpec,
-        tiles_of: impl FnOnce(&Prepared) -> Option<(u32, f32)>,
+        tiles_of: impl FnOnce(&Prepared) -> Option<(TileGrid, f32)>,
         data_checked: bool,
     ) -> Result<Vec<Prepared>, ModelError> {
         let mut decoded = self.decode(jpeg, self.limits.check_data && !data_checked, input)?;
@@ -168,14 +170,14 @@ impl Preparer {
         Ok(pictures)
     }
 
-    /// Like [`Preparer::prepare`], plus `grid` x `grid` tiles of the picture overlapping by
-    /// `overlap` (a fraction of a tile), each fitted to the model's input on its own: small
-    /// objects come out larger in a tile. The whole picture comes first. One decode for all.
+    /// Like [`Preparer::prepare`], plus `grid`'s tiles of the picture overlapping by `overlap`
+    /// (a fraction of a tile), each fitted to the model's input on its own: small objects come
+    /// out larger in a tile. The whole picture comes first. One decode for all.
     pub fn prepare_tiled(
         &mut self,
         jpeg: &[u8],
         input: InputSpec,
-        grid: u32,
+        grid: TileGrid,
         overlap: f32,
     ) -> Result<Vec<Prepared>, ModelError> {
         self.prepare_pictures(jpeg, input, |_| Some((grid, overlap)), false)
@@ -399,16 +401,17 @@ fn decode_whole(mut decoder: JpegDecoder<&[u8]>, fw: u32, fh: u32) -> Result<Dec
     Ok(Decoded { rgb, width: fw, height: fh, frame_width: fw, frame_height: fh, denominator: 1, crop })
 }
 
-/// `grid` x `grid` tiles covering `area`, each grown by `overlap` of its size (within `area`).
-pub fn tiles(area: Crop, grid: u32, overlap: f32) -> Vec<Crop> {
-    if grid < 2 {
+/// `grid`'s tiles covering `area` (rows top to bottom, each left to right), each grown by
+/// `overlap` of its size (within `area`).
+pub fn tiles(area: Crop, grid: TileGrid, overlap: f32) -> Vec<Crop> {
+    if grid.count() == 0 {
         return Vec::new();
     }
-    let (tw, th) = (area.width as f32 / grid as f32, area.height as f32 / grid as f32);
+    let (tw, th) = (area.width as f32 / grid.columns as f32, area.height as f32 / grid.rows as f32);
     let (gx, gy) = (tw * overlap / 2.0, th * overlap / 2.0);
     let mut out = Vec::new();
-    for row in 0..grid {
-        for col in 0..grid {
+    for row in 0..grid.rows {
+        for col in 0..grid.columns {
             let x0 = (area.x as f32 + col as f32 * tw - gx).max(area.x as f32);
             let y0 = (area.y as f32 + row as f32 * th - gy).max(area.y as f32);
             let x1 = (area.x as f32 + (col + 1) as f32 * tw + gx).min((area.x + area.width) as f32);
@@ -605,8 +608,10 @@ mod tests {
         let ssd = InputSpec { width: 300, height: 300, fit: Fit::Stretch };
         let jpeg = pillarboxed_jpeg(1280);
         let full = DecodeLimits { at_model_scale: false, ..DecodeLimits::default() };
-        let scaled = Preparer::new(DecodeLimits::default()).prepare_tiled(&jpeg, ssd, 2, 0.2).unwrap();
-        let whole = Preparer::new(full).prepare_tiled(&jpeg, ssd, 2, 0.2).unwrap();
+        let scaled = Preparer::new(DecodeLimits::default())
+            .prepare_tiled(&jpeg, ssd, TileGrid { columns: 2, rows: 2 }, 0.2)
+            .unwrap();
+        let whole = Preparer::new(full).prepare_tiled(&jpeg, ssd, TileGrid { columns: 2, rows: 2 }, 0.2).unwrap();
         assert_eq!(scaled.len(), 5);
         for (tile, reference) in scaled.iter().zip(&whole).skip(1) {
             assert_eq!(tile.crop, reference.crop);
@@ -715,11 +720,28 @@ mod tests {
     #[test]
     fn tiles_cover_the_picture_and_overlap() {
         let area = Crop { x: 100, y: 0, width: 1000, height: 600 };
-        let t = tiles(area, 2, 0.2);
+        let t = tiles(area, TileGrid { columns: 2, rows: 2 }, 0.2);
         assert_eq!(t.len(), 4);
         assert_eq!(t[0], Crop { x: 100, y: 0, width: 550, height: 330 });
         assert_eq!(t[3], Crop { x: 550, y: 270, width: 550, height: 330 });
-        assert!(tiles(area, 1, 0.2).is_empty());
+        assert!(tiles(area, TileGrid::NONE, 0.2).is_empty());
+    }
+
+    #[test]
+    fn three_by_two_tiles_of_a_wide_frame_are_near_square() {
+        let frame = Crop { x: 0, y: 0, width: 1280, height: 720 };
+        let t = tiles(frame, TileGrid { columns: 3, rows: 2 }, 0.2);
+        assert_eq!(t.len(), 6);
+        // Rows top to bottom, each left to right; the last reaches the frame's corner.
+        assert_eq!(t[0], Crop { x: 0, y: 0, width: 469, height: 396 });
+        assert_eq!(t[5], Crop { x: 811, y: 324, width: 469, height: 396 });
+        for tile in &t {
+            let aspect = tile.width as f32 / tile.height as f32;
+            assert!((1.0..1.35).contains(&aspect), "{tile:?}: {aspect}");
+        }
+        // Where 3 x 3 tiles are as wide as these but 1.6 to 1.8 times wider than high.
+        let square = tiles(frame, TileGrid { columns: 3, rows: 3 }, 0.2);
+        assert!(square.iter().all(|t| t.width as f32 / t.height as f32 > 1.6), "{square:?}");
     }
 
     #[test]

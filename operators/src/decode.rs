@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use vitrine_models::{frame_size, Crop, DecodeLimits, InputSpec, Prepared, Preparer};
-use vitrine_schemas::{now_ms, Change, DeadLetter, Frame};
+use vitrine_schemas::spec::TileGrid;
+use vitrine_schemas::{now_ms, BBox, Change, DeadLetter, Frame};
 
 use crate::StageTimer;
 
@@ -15,6 +16,9 @@ pub struct PreparedFrame {
     pub prepared: Prepared,
     /// Tiles of the picture (when tiling), each at the model's input size.
     pub tiles: Vec<Prepared>,
+    /// On an untiled frame of a stream tiled only at times (`infer.tile_every`): where its
+    /// picture moved since the stream's last tiled frame.
+    pub moved: Option<MovedCells>,
 }
 
 impl PreparedFrame {
@@ -24,10 +28,10 @@ impl PreparedFrame {
     }
 }
 
-/// Small objects: besides the whole picture, `grid` x `grid` tiles overlapping by `overlap`.
+/// Small objects: besides the whole picture, `grid`'s tiles overlapping by `overlap`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Tiling {
-    pub grid: u32,
+    pub grid: TileGrid,
     pub overlap: f32,
     /// 0: tile every frame. Else tile a frame only when its picture changed since the
     /// stream's last tiled frame (more than `change` of a 16x16 grid's cells moved by more
@@ -35,6 +39,46 @@ pub struct Tiling {
     pub every: u32,
     pub change: f32,
     pub level: u8,
+}
+
+/// Which cells of the brightness grid (over the picture, bars cut) moved since a stream's last
+/// tiled frame. What the tiles found there is kept on the frames after it only where the
+/// picture stayed: a product that left, or that something now covers, is not carried on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MovedCells {
+    /// The picture the grid covers, in frame pixels, and the frame's size.
+    crop: Crop,
+    frame: (u32, u32),
+    moved: Vec<bool>,
+}
+
+impl MovedCells {
+    /// Whether at least half of the grid's cells under `bbox` (normalised to the frame) moved.
+    pub fn most_moved_under(&self, bbox: &BBox) -> bool {
+        if self.moved.len() != GRID * GRID || self.crop.width == 0 || self.crop.height == 0 {
+            return false;
+        }
+        // The box in cells of the grid: those it overlaps.
+        let span = |from: f32, to: f32, size: u32, offset: u32, crop: u32| {
+            let cell = |v: f32| (v * size as f32 - offset as f32) / crop as f32 * GRID as f32;
+            let first = cell(from).floor().clamp(0.0, (GRID - 1) as f32) as usize;
+            let last = (cell(to).ceil() as isize - 1).clamp(first as isize, GRID as isize - 1) as usize;
+            first..=last
+        };
+        let columns = span(bbox.x0, bbox.x1, self.frame.0, self.crop.x, self.crop.width);
+        let rows = span(bbox.y0, bbox.y1, self.frame.1, self.crop.y, self.crop.height);
+        let under: Vec<bool> =
+            rows.flat_map(|r| columns.clone().map(move |c| r * GRID + c)).map(|i| self.moved[i]).collect();
+        2 * under.iter().filter(|m| **m).count() >= under.len()
+    }
+}
+
+/// Per cell, whether its brightness moved by more than `level` (none when the grids differ).
+fn moved_cells(before: &[u8], now: &[u8], level: u8) -> Vec<bool> {
+    if before.len() != now.len() {
+        return Vec::new();
+    }
+    before.iter().zip(now).map(|(a, b)| a.abs_diff(*b) > level).collect()
 }
 
 /// A stream's last tiled frame: its picture on a coarse grid, and the frames since.
@@ -73,7 +117,7 @@ fn wants_tiles(tiling: Tiling, last: &mut HashMap<String, LastTiled>, stream_id:
         return true;
     }
     let quiet = last.get(stream_id).is_some_and(|l| {
-        let moved = l.cells.iter().zip(&cells).filter(|(a, b)| a.abs_diff(**b) > tiling.level).count();
+        let moved = moved_cells(&l.cells, &cells, tiling.level).iter().filter(|m| **m).count();
         l.since + 1 < tiling.every
             && l.cells.len() == cells.len()
             && (moved as f32) <= tiling.change * cells.len() as f32
@@ -117,9 +161,9 @@ impl FrameDecoder {
         FrameDecoder { timer, ..self }
     }
 
-    /// Also cut each frame into tiles (`grid` 2 or more).
+    /// Also cut each frame into tiles (none for a 1 x 1 grid).
     pub fn with_tiling(self, tiling: Option<Tiling>) -> FrameDecoder {
-        FrameDecoder { tiling: tiling.filter(|t| t.grid >= 2), ..self }
+        FrameDecoder { tiling: tiling.filter(|t| t.grid.count() > 0), ..self }
     }
 
     pub fn decode(&mut self, mut frame: Frame) -> Result<PreparedFrame, DeadLetter> {
@@ -132,23 +176,30 @@ impl FrameDecoder {
                 let content = Crop { x: 0, y: 0, width, height };
                 let prepared =
                     Prepared { frame_width, frame_height, crop: whole, width, height, content, pixels: Vec::new() };
-                return Ok(PreparedFrame { frame, prepared, tiles: Vec::new() });
+                return Ok(PreparedFrame { frame, prepared, tiles: Vec::new(), moved: None });
             }
             frame.change = Change::Unchecked;
         }
         let checked = frame.change == Change::New;
         let (tiling, last_tiled, stream_id) = (self.tiling, &mut self.last_tiled, frame.stream_id.as_str());
+        let mut moved = None;
         let tiles_of = |whole: &Prepared| {
             let t = tiling?;
             let cells = if t.every > 0 { brightness_grid(whole) } else { Vec::new() };
-            wants_tiles(t, last_tiled, stream_id, cells).then_some((t.grid, t.overlap))
+            let since_tiled = last_tiled.get(stream_id).map(|l| moved_cells(&l.cells, &cells, t.level));
+            if wants_tiles(t, last_tiled, stream_id, cells) {
+                return Some((t.grid, t.overlap));
+            }
+            let frame = (whole.frame_width, whole.frame_height);
+            moved = since_tiled.map(|moved| MovedCells { crop: whole.crop, frame, moved });
+            None
         };
         let pictures = self.preparer.prepare_pictures(&frame.jpeg, self.input, tiles_of, checked);
         match pictures {
             Ok(mut pictures) => {
                 frame.jpeg = Vec::new();
                 let prepared = pictures.remove(0);
-                Ok(PreparedFrame { frame, prepared, tiles: pictures })
+                Ok(PreparedFrame { frame, prepared, tiles: pictures, moved })
             }
             Err(e) => {
                 let mut letter = dead_letter(&frame, "decode", e.to_string());
@@ -178,7 +229,8 @@ pub fn dead_letter(frame: &Frame, stage: &str, reason: String) -> DeadLetter {
 mod tests {
     use super::*;
 
-    const ADAPTIVE: Tiling = Tiling { grid: 2, overlap: 0.2, every: 4, change: 0.1, level: 16 };
+    const ADAPTIVE: Tiling =
+        Tiling { grid: TileGrid { columns: 2, rows: 2 }, overlap: 0.2, every: 4, change: 0.1, level: 16 };
 
     fn picture(shade: impl Fn(usize, usize) -> u8) -> Prepared {
         let (w, h) = (64usize, 64usize);
@@ -201,6 +253,30 @@ mod tests {
         assert!(wants_tiles(ADAPTIVE, &mut last, "other", grey.clone()));
         let always = Tiling { every: 0, ..ADAPTIVE };
         assert!((0..3).all(|_| wants_tiles(always, &mut last, "show", grey.clone())));
+    }
+
+    #[test]
+    fn what_the_tiles_found_is_carried_only_where_the_picture_stayed() {
+        let mut last = HashMap::new();
+        let table = picture(|x, _| if x < 32 { 120 } else { 60 });
+        assert!(wants_tiles(ADAPTIVE, &mut last, "show", brightness_grid(&table)));
+        // The left half goes grey (the product there left); the right half stays.
+        let now = brightness_grid(&picture(|_, _| 60));
+        let moved = MovedCells {
+            crop: table.crop,
+            frame: (64, 64),
+            moved: moved_cells(&last["show"].cells, &now, ADAPTIVE.level),
+        };
+        let left = BBox { x0: 0.1, y0: 0.2, x1: 0.4, y1: 0.5 };
+        let right = BBox { x0: 0.6, y0: 0.2, x1: 0.9, y1: 0.5 };
+        assert!(moved.most_moved_under(&left));
+        assert!(!moved.most_moved_under(&right));
+        // A box across both halves: half of its cells moved, so it is not carried on.
+        assert!(moved.most_moved_under(&BBox { x0: 0.25, y0: 0.2, x1: 0.75, y1: 0.5 }));
+        // A box in a picture with bars: cells count from the picture's corner, not the frame's.
+        let barred = MovedCells { crop: Crop { x: 64, y: 0, width: 64, height: 64 }, frame: (192, 64), ..moved };
+        assert!(barred.most_moved_under(&BBox { x0: 0.35, y0: 0.2, x1: 0.45, y1: 0.5 }));
+        assert!(!barred.most_moved_under(&BBox { x0: 0.55, y0: 0.2, x1: 0.65, y1: 0.5 }));
     }
 
     #[test]

@@ -141,7 +141,11 @@ impl Inferencer {
                     return Ok(merge_with(whole, from_tiles, iou));
                 };
                 if f.tiles.is_empty() {
-                    let kept = tile_found.get(&f.frame.stream_id).cloned().unwrap_or_default();
+                    let mut kept = tile_found.get(&f.frame.stream_id).cloned().unwrap_or_default();
+                    // Only where the picture stayed since: a product that left is not carried on.
+                    if let Some(moved) = &f.moved {
+                        kept.retain(|d| !moved.most_moved_under(&d.bbox));
+                    }
                     return Ok(merge_with(whole, kept, iou));
                 }
                 let merged = merge_with(whole.clone(), from_tiles, iou);

@@ -372,6 +372,28 @@ debounce:
     }
 
     #[test]
+    fn tiles_are_a_square_grid_or_columns_by_rows() {
+        use vitrine_schemas::spec::TileGrid;
+        let tiles =
+            |written: &str| parse(&(GOOD.to_string() + "infer:\n  tiles: " + written + "\n")).map(|s| s.infer.tiles);
+        assert_eq!(parse(GOOD).unwrap().infer.tiles, TileGrid::NONE);
+        assert_eq!(tiles("3").unwrap(), TileGrid { columns: 3, rows: 3 });
+        assert_eq!(tiles("3x2").unwrap(), TileGrid { columns: 3, rows: 2 });
+        assert_eq!(tiles("\"4X1\"").unwrap(), TileGrid { columns: 4, rows: 1 });
+        for bad in ["3by2", "0", "2x0", "x2", "-1", "[3, 2]"] {
+            let problems = tiles(bad).unwrap_err();
+            assert_eq!(problems[0].path, "infer.tiles", "{bad}: {problems:?}");
+            assert!(problems[0].message.contains("columns x rows (3x2)"), "{bad}: {problems:?}");
+        }
+        let too_many = tiles("5x2").unwrap_err();
+        assert!(too_many[0].message.contains("at most 4 a side"), "{too_many:?}");
+        // Written back as it was read.
+        let grid = TileGrid { columns: 3, rows: 2 };
+        assert_eq!(serde_json::to_string(&grid).unwrap(), "\"3x2\"");
+        assert_eq!(serde_json::to_string(&TileGrid { columns: 2, rows: 2 }).unwrap(), "2");
+    }
+
+    #[test]
     fn tracker_thresholds_are_checked() {
         let bad = GOOD.to_string() + "tracker:\n  high_score: 0.4\n  low_score: 0.6\n  lost_after: 2s\n";
         let problems = parse(&bad).unwrap_err();

@@ -340,11 +340,12 @@ pub struct InferSpec {
     /// How long a batch that is not full may wait for more frames (adds up to this latency).
     #[serde(default, with = "humantime_serde")]
     pub batch_wait: Duration,
-    /// Small products: besides the whole frame, the model also sees `tiles` x `tiles` tiles of
-    /// it (overlapping by `tile_overlap` of a tile), and the detections are merged by NMS.
-    /// Costs 1 + tiles² model runs a frame. `1`: no tiling.
-    #[serde(default = "one")]
-    pub tiles: NonZeroUsize,
+    /// Small products: besides the whole frame, the model also sees it cut into tiles
+    /// (overlapping by `tile_overlap` of a tile), and the detections are merged by NMS.
+    /// `3`: 3 x 3 tiles; `3x2`: 3 columns, 2 rows. A tiled frame costs 1 + columns x rows
+    /// model runs. `1`: no tiling.
+    #[serde(default)]
+    pub tiles: TileGrid,
     /// See `tiles`.
     #[serde(default = "default_tile_overlap")]
     pub tile_overlap: f32,
@@ -375,6 +376,91 @@ pub struct InferSpec {
     pub changed_level: u8,
 }
 
+/// How `infer.tiles` cuts a frame: `columns` x `rows` tiles. Written `3` (3 x 3) or `3x2`.
+/// Tiles close to the model's input in shape see objects as the model learned them: a square
+/// model (the SSD's 300x300) gets near-square tiles of a 16:9 frame from `3x2`, where `3`
+/// would squeeze each tile's width by 1.8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileGrid {
+    pub columns: u32,
+    pub rows: u32,
+}
+
+impl TileGrid {
+    /// No tiles: the whole frame only.
+    pub const NONE: TileGrid = TileGrid { columns: 1, rows: 1 };
+
+    /// Tiles a tiled frame has (0 for `1` / `1x1`).
+    pub fn count(&self) -> u32 {
+        if *self == TileGrid::NONE {
+            0
+        } else {
+            self.columns * self.rows
+        }
+    }
+}
+
+impl Default for TileGrid {
+    fn default() -> Self {
+        TileGrid::NONE
+    }
+}
+
+impl std::fmt::Display for TileGrid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.columns == self.rows {
+            write!(f, "{}", self.columns)
+        } else {
+            write!(f, "{}x{}", self.columns, self.rows)
+        }
+    }
+}
+
+impl std::str::FromStr for TileGrid {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let side = |t: &str| t.trim().parse::<u32>().ok().filter(|n| *n >= 1);
+        let grid = match text.split_once(['x', 'X']) {
+            Some((c, r)) => side(c).zip(side(r)).map(|(columns, rows)| TileGrid { columns, rows }),
+            None => side(text).map(|n| TileGrid { columns: n, rows: n }),
+        };
+        grid.ok_or_else(|| {
+            format!("tiles are a number (3: 3 x 3) or columns x rows (3x2), each at least 1, not {text:?}")
+        })
+    }
+}
+
+impl Serialize for TileGrid {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.columns == self.rows {
+            serializer.serialize_u32(self.columns)
+        } else {
+            serializer.serialize_str(&self.to_string())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TileGrid {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(i64),
+            Text(String),
+            Other(serde::de::IgnoredAny),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(n) => n.to_string().parse(),
+            Written::Text(t) => t.parse(),
+            Written::Other(_) => {
+                Err("tiles are a number (3: 3 x 3) or columns x rows (3x2), not a list or a map".into())
+            }
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
 fn default_changed_share() -> f32 {
     0.03
 }
@@ -397,7 +483,7 @@ impl Default for InferSpec {
             shed_after: default_shed_after(),
             batch_frames: one(),
             batch_wait: Duration::ZERO,
-            tiles: one(),
+            tiles: TileGrid::NONE,
             tile_overlap: default_tile_overlap(),
             tile_every: default_tile_every(),
             tile_change: default_tile_change(),
@@ -746,8 +832,9 @@ impl PipelineSpec {
                 );
             }
         }
-        if self.infer.tiles.get() > 4 {
-            problem("infer.tiles".into(), format!("at most 4 (16 tiles a frame), got {}", self.infer.tiles));
+        let tiles = self.infer.tiles;
+        if tiles.columns > 4 || tiles.rows > 4 {
+            problem("infer.tiles".into(), format!("at most 4 a side (16 tiles a frame), got {tiles}"));
         }
         if !(0.0..=1.0).contains(&self.infer.tile_change) {
             problem("infer.tile_change".into(), format!("must be between 0 and 1, got {}", self.infer.tile_change));

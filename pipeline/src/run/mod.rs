@@ -362,7 +362,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let worker_metrics = metrics.clone();
     let worker_health = health.clone();
     let tiling = Some(Tiling {
-        grid: spec.infer.tiles.get() as u32,
+        grid: spec.infer.tiles,
         overlap: spec.infer.tile_overlap,
         every: if spec.infer.tile_every > 1 { spec.infer.tile_every } else { 0 },
         change: spec.infer.tile_change,
@@ -370,7 +370,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     });
     // Tiling only some frames keeps state per stream where the model runs (its last tiled
     // frame, what the tiles found): a stream's frames then all go to one model thread, in order.
-    let by_stream = spec.infer.tiles.get() > 1 && spec.infer.tile_every > 1;
+    let by_stream = spec.infer.tiles.count() > 0 && spec.infer.tile_every > 1;
     let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
     // A model thread per worker, each with its own decoder and session: the workers feed them.
     let frame_models = detectors
