@@ -195,8 +195,16 @@ fn two_serve_instances_give_viewers_the_same_events_snapshots_and_resumes() {
         assert_eq!(seen, on_a.ids(), "reconnected to the other instance: nothing lost, nothing twice");
 
         // The fan-out's figures: B delivered every event to its viewers (on_b and the resumed
-        // one, both still connected), through the state topic.
-        let families = prometheus_families(&http_get(b.1, "/metrics"));
+        // one, both still connected), through the state topic. An event's delivery time is
+        // observed once its sends are done, which can be just after a viewer read it.
+        let mut families = prometheus_families(&http_get(b.1, "/metrics"));
+        for _ in 0..50 {
+            if metric_sample(&families, "vitrine_event_to_viewers_seconds_count", &[]) == Some(EVENTS as f64) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            families = prometheus_families(&http_get(b.1, "/metrics"));
+        }
         let get = |name: &str, labels: &[(&str, &str)]| metric_sample(&families, name, labels).unwrap_or(-1.0);
         assert_eq!(get("vitrine_event_to_viewers_seconds_count", &[]), EVENTS as f64);
         assert_eq!(get("vitrine_stream_viewers", &[("stream", "shop1")]), 2.0);
