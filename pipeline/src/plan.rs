@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use vitrine_connectors::kafka::admin::partitions;
-use vitrine_schemas::spec::SourceSpec;
+use vitrine_schemas::spec::{InferSpec, SourceSpec};
 
 use crate::cluster::Shape;
 use crate::spec::LoadedSpec;
@@ -22,6 +22,13 @@ pub fn describe_plan(loaded: &LoadedSpec, shape: &Shape) -> String {
         spec.model.decoder,
         spec.model.intra_threads,
         spec.model.min_score
+    );
+    let _ = writeln!(out, "infer: {}", describe_infer(&spec.infer));
+    let d = &spec.debounce;
+    let _ = writeln!(
+        out,
+        "debounce: a sighting from score {}, on screen after {} of {} frames, off after {:?} unseen",
+        d.min_score, d.enter_hits, d.enter_window, d.hold
     );
     let settings = kafka_settings_shown(std::env::vars());
     if !settings.is_empty() {
@@ -114,9 +121,57 @@ fn kafka_settings_shown(vars: impl Iterator<Item = (String, String)>) -> Vec<Str
         .collect()
 }
 
+/// What the model sees of each frame, and which frames it runs on.
+fn describe_infer(infer: &InferSpec) -> String {
+    let mut parts = Vec::new();
+    let tiles = infer.tiles;
+    parts.push(match (tiles.count(), infer.tile_every) {
+        (0, _) => "the whole frame".to_string(),
+        (n, 0 | 1) => format!("the whole frame and {tiles} tiles on every frame ({} model runs a frame)", 1 + n),
+        (n, every) => format!(
+            "the whole frame, and {tiles} tiles ({} model runs) on a frame where {}% of the picture changed or every {every} frames",
+            1 + n,
+            (infer.tile_change * 100.0).round()
+        ),
+    });
+    if infer.max_skip > 0 {
+        parts.push(format!(
+            "skips the model on up to {} frames in a row that show nothing new (under {}% of blocks changed)",
+            infer.max_skip,
+            infer.changed_share * 100.0
+        ));
+    }
+    if infer.batch_frames.get() > 1 {
+        parts.push(format!("up to {} frames a model run", infer.batch_frames));
+    }
+    parts.join("; ")
+}
+
 #[cfg(test)]
 mod tests {
+    use vitrine_schemas::spec::TileGrid;
+
     use super::*;
+
+    #[test]
+    fn the_plan_says_what_the_model_sees_of_a_frame() {
+        let mut infer = InferSpec::default();
+        assert_eq!(describe_infer(&infer), "the whole frame");
+        infer.tiles = TileGrid { columns: 3, rows: 2 };
+        assert_eq!(
+            describe_infer(&infer),
+            "the whole frame, and 3x2 tiles (7 model runs) on a frame where 20% of the picture changed or every 50 frames"
+        );
+        infer.tile_every = 1;
+        infer.max_skip = 10;
+        let said = describe_infer(&infer);
+        assert!(
+            said.starts_with(
+                "the whole frame and 3x2 tiles on every frame (7 model runs a frame); skips the model on up to 10"
+            ),
+            "{said}"
+        );
+    }
 
     #[test]
     fn secrets_are_not_shown() {
