@@ -67,9 +67,10 @@ impl MovedCells {
         };
         let columns = span(bbox.x0, bbox.x1, self.frame.0, self.crop.x, self.crop.width);
         let rows = span(bbox.y0, bbox.y1, self.frame.1, self.crop.y, self.crop.height);
-        let under: Vec<bool> =
-            rows.flat_map(|r| columns.clone().map(move |c| r * GRID + c)).map(|i| self.moved[i]).collect();
-        2 * under.iter().filter(|m| **m).count() >= under.len()
+        let (under, moved) = rows
+            .flat_map(|r| columns.clone().map(move |c| r * GRID + c))
+            .fold((0, 0), |(under, moved), i| (under + 1, moved + usize::from(self.moved[i])));
+        2 * moved >= under
     }
 }
 
