@@ -14,8 +14,9 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::core::OkErr;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
-use vitrine_schemas::{BBox, Cause, FrameDetections};
+use vitrine_schemas::{BBox, Cause, Detection, FrameDetections};
 
+use crate::look_alikes::look_alikes;
 use crate::{stream_route, Diff, ReplayPoints, Stage, StageTimer, Time};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +30,9 @@ pub struct DebounceConfig {
     pub cooldown_ms: i64,
     /// At most this many products on screen per stream (the highest scores enter first).
     pub max_on_screen: Option<usize>,
+    /// A detection with more look-alikes than this in its frame is part of a pattern, not a
+    /// sighting ([`look_alikes`]). None: no limit.
+    pub max_look_alikes: Option<usize>,
     pub enter_hits: usize,
     pub enter_window: usize,
     pub hold_ms: i64,
@@ -46,6 +50,7 @@ impl DebounceConfig {
             stay_min_score: None,
             cooldown_ms: 0,
             max_on_screen: None,
+            max_look_alikes: None,
             enter_hits,
             enter_window,
             hold_ms,
@@ -55,6 +60,11 @@ impl DebounceConfig {
 
     pub fn min_score_of(&self, label: &str) -> f32 {
         self.label_min_score.get(label).copied().unwrap_or(self.min_score)
+    }
+
+    /// Whether `d` may count as a sighting: not one of a pattern of look-alikes in `frame`.
+    fn stands_out(&self, d: &Detection, frame: &[Detection]) -> bool {
+        self.max_look_alikes.is_none_or(|most| look_alikes(&d.bbox, frame) <= most)
     }
 
     /// The score that keeps a product of `label` on screen once it is there.
@@ -228,7 +238,9 @@ impl Debouncer {
         // The best detection of each label in this frame that could count (at the lower,
         // staying threshold); whether it counts depends on the label being on screen.
         let mut sightings: BTreeMap<&str, (f32, BBox, Option<u64>)> = BTreeMap::new();
-        for d in frame.detections.iter().filter(|d| d.score >= config.stay_score_of(&d.label)) {
+        let detections = &frame.detections;
+        let counts = |d: &&Detection| d.score >= config.stay_score_of(&d.label) && config.stands_out(d, detections);
+        for d in detections.iter().filter(counts) {
             let entry = sightings.entry(d.label.as_str()).or_insert((d.score, d.bbox, d.track_id));
             if d.score > entry.0 {
                 *entry = (d.score, d.bbox, d.track_id);
@@ -252,10 +264,9 @@ impl Debouncer {
                 .map(|&(score, bbox, track_id)| (pts, score, bbox, track_id));
             if let (None, Some(_), Some(product_track)) = (seen, &track.on_screen, track.track_id) {
                 // The tracker matched a weak detection to the product's object: it is still there.
-                seen = frame
-                    .detections
+                seen = detections
                     .iter()
-                    .find(|d| d.track_id == Some(product_track))
+                    .find(|d| d.track_id == Some(product_track) && config.stands_out(d, detections))
                     .map(|d| (pts, d.score, d.bbox, d.track_id));
             }
             track.window.push_back((frame.seq, seen));
@@ -765,6 +776,34 @@ mod tests {
         let mut config = config();
         config.label_min_score.insert("bottle".into(), 0.35);
         assert_eq!(run_with(config, &[bottle; 6])[0], ("bottle".into(), "enter", 0));
+    }
+
+    #[test]
+    fn a_ball_among_many_sweets_of_its_size_is_no_sighting_but_a_ball_among_other_things_is() {
+        // Six round sweets in a row, one of them read as a ball, the others as frisbees.
+        let sweet = |i: usize| {
+            let x0 = 0.1 * i as f32;
+            let bbox = BBox { x0, y0: 0.2, x1: x0 + 0.08, y1: 0.34 };
+            let label = if i == 2 { "sports ball" } else { "frisbee" };
+            Detection { label: label.into(), class_id: 0, score: 0.8, bbox, track_id: None }
+        };
+        let sweets = FrameDetections { detections: (0..6).map(sweet).collect(), ..frame(0, &[]) };
+        // The same ball with two things of other sizes beside it.
+        let mut table = sweets.clone();
+        table.detections.retain(|d| d.label == "sports ball");
+        table.detections.push(Detection { bbox: BBox { x0: 0.5, y0: 0.5, x1: 0.9, y1: 0.9 }, ..sweet(0) });
+        table.detections.push(Detection { bbox: BBox { x0: 0.0, y0: 0.6, x1: 0.02, y1: 0.9 }, ..sweet(1) });
+        let entered = |config: &DebounceConfig, frame: &FrameDetections| {
+            let mut debouncer = Debouncer::new(config.clone());
+            let notes: Vec<ScreenNote> = (0..4)
+                .flat_map(|seq| debouncer.observe(&FrameDetections { seq, pts_ms: seq as i64 * 200, ..frame.clone() }))
+                .collect();
+            notes.iter().any(|n| matches!(n, ScreenNote::Enter { on_screen, .. } if on_screen.label == "sports ball"))
+        };
+        let limited = DebounceConfig { max_look_alikes: Some(4), ..config() };
+        assert!(!entered(&limited, &sweets), "five look-alikes: a pattern");
+        assert!(entered(&limited, &table));
+        assert!(entered(&config(), &sweets), "no limit: the ball counts");
     }
 
     #[test]

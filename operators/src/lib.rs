@@ -10,6 +10,7 @@ mod decode;
 mod events;
 mod graph;
 mod infer;
+mod look_alikes;
 mod model_pool;
 mod replay;
 mod route;

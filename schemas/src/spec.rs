@@ -561,6 +561,16 @@ pub struct DebounceSpec {
     /// scores enter first and the others wait (nothing on screen is pushed off). Omit: no cap.
     #[serde(default)]
     pub max_on_screen: Option<NonZeroUsize>,
+    /// A detection with more look-alikes than this in its frame (objects of about its size and
+    /// shape, any label) is part of a pattern (sweets on a plate, a ball pit), not a product
+    /// shown, and is no sighting. The default 4 scores best on the labelled show (docs/eval.md);
+    /// raise it for shows of products in multiples (a tray of oranges). `null`: no limit.
+    #[serde(default = "default_max_look_alikes")]
+    pub max_look_alikes: Option<usize>,
+}
+
+fn default_max_look_alikes() -> Option<usize> {
+    Some(4)
 }
 
 impl Default for DebounceSpec {
@@ -574,6 +584,7 @@ impl Default for DebounceSpec {
             stay_min_score: None,
             label_min_score: Default::default(),
             max_on_screen: None,
+            max_look_alikes: default_max_look_alikes(),
         }
     }
 }

@@ -345,6 +345,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         stay_min_score: spec.debounce.stay_min_score,
         cooldown_ms: spec.debounce.cooldown.as_millis() as i64,
         max_on_screen: spec.debounce.max_on_screen.map(|n| n.get()),
+        max_look_alikes: spec.debounce.max_look_alikes,
         enter_hits: spec.debounce.enter_hits.get(),
         enter_window: spec.debounce.enter_window.get(),
         hold_ms: spec.debounce.hold.as_millis() as i64,
