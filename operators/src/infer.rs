@@ -142,9 +142,13 @@ impl Inferencer {
                 };
                 if f.tiles.is_empty() {
                     let mut kept = tile_found.get(&f.frame.stream_id).cloned().unwrap_or_default();
-                    // Only where the picture stayed since: a product that left is not carried on.
-                    if let Some(moved) = &f.moved {
-                        kept.retain(|d| !moved.most_moved_under(&d.bbox));
+                    // Moved with the picture under it, and only while that picture is there: a
+                    // product that left is not carried on.
+                    if let Some(since) = &f.since_tiled {
+                        kept = kept
+                            .into_iter()
+                            .filter_map(|d| Some(Detection { bbox: since.follow(&d.bbox)?, ..d }))
+                            .collect();
                     }
                     return Ok(merge_with(whole, kept, iou));
                 }

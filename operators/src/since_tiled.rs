@@ -1,0 +1,257 @@
+//! since_tiled: what changed in a stream's picture since its last tiled frame. It decides when
+//! to tile again (a cut, or enough frames since), and where what the tiles found went on the
+//! untiled frames after it: moved with the picture (a pan), or gone (the product left).
+
+use std::collections::HashMap;
+
+use vitrine_models::{Crop, Prepared};
+use vitrine_schemas::BBox;
+
+use crate::decode::Tiling;
+
+/// Cells a side of the coarse grid that sees a cut or a product coming in.
+const GRID: usize = 16;
+/// Cells a side of the fine grid that follows what the tiles found (4 x 4 to a coarse cell).
+const FINE: usize = 64;
+/// How far (fine cells) a find may have moved since the tiled frame and still be followed:
+/// a 16th of the picture. A larger pan moves enough of the picture to tile again.
+const REACH: isize = 4;
+
+/// A picture's brightness on the fine grid, and on the coarse one summed from it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Brightness {
+    coarse: Vec<u8>,
+    fine: Vec<u8>,
+}
+
+/// The brightness of `p` (every other pixel of every other row): enough to see a cut, a
+/// product coming in or the picture moving, for about a 20th of a resize.
+pub(crate) fn brightness(p: &Prepared) -> Brightness {
+    let (w, h) = (p.width as usize, p.height as usize);
+    if w < GRID || h < GRID || p.pixels.len() < w * h * 3 {
+        return Brightness::default();
+    }
+    let (mut sums, mut counts) = (vec![0u32; FINE * FINE], vec![0u32; FINE * FINE]);
+    for y in (0..h).step_by(2) {
+        let row = y * FINE / h * FINE;
+        for x in (0..w).step_by(2) {
+            let i = (y * w + x) * 3;
+            let luma = (2 * u32::from(p.pixels[i]) + 5 * u32::from(p.pixels[i + 1]) + u32::from(p.pixels[i + 2])) / 8;
+            sums[row + x * FINE / w] += luma;
+            counts[row + x * FINE / w] += 1;
+        }
+    }
+    let mean = |s: &[u32], c: &[u32]| s.iter().zip(c).map(|(s, c)| (s / (*c).max(1)) as u8).collect();
+    // A coarse cell is the 4 x 4 fine cells in it (the same pixels: x * 16 / w is x * 64 / w / 4).
+    let (mut coarse_sums, mut coarse_counts) = (vec![0u32; GRID * GRID], vec![0u32; GRID * GRID]);
+    for i in 0..FINE * FINE {
+        let coarse = (i / FINE) / (FINE / GRID) * GRID + (i % FINE) / (FINE / GRID);
+        coarse_sums[coarse] += sums[i];
+        coarse_counts[coarse] += counts[i];
+    }
+    Brightness { coarse: mean(&coarse_sums, &coarse_counts), fine: mean(&sums, &counts) }
+}
+
+/// A stream's last tiled frame: its brightness, and the frames since.
+#[derive(Debug)]
+pub(crate) struct LastTiled {
+    seen: Brightness,
+    since: u32,
+}
+
+/// Whether a stream's frame, seen as `now`, must be tiled; updates the stream's last tiled frame.
+pub(crate) fn wants_tiles(
+    tiling: Tiling,
+    last: &mut HashMap<String, LastTiled>,
+    stream_id: &str,
+    now: &Brightness,
+) -> bool {
+    if tiling.every == 0 {
+        return true;
+    }
+    let quiet = last.get(stream_id).is_some_and(|l| {
+        let (before, after) = (&l.seen.coarse, &now.coarse);
+        let moved = before.iter().zip(after).filter(|(a, b)| a.abs_diff(**b) > tiling.level).count();
+        l.since + 1 < tiling.every
+            && before.len() == after.len()
+            && (moved as f32) <= tiling.change * after.len() as f32
+    });
+    match last.get_mut(stream_id) {
+        Some(l) if quiet => {
+            l.since += 1;
+            false
+        }
+        _ => {
+            last.insert(stream_id.to_string(), LastTiled { seen: now.clone(), since: 0 });
+            true
+        }
+    }
+}
+
+/// An untiled frame against its stream's last tiled frame: where what the tiles found there is
+/// now. A find is carried on, moved with the picture under it, only while that picture is
+/// still there: a product that left, or that something now covers, is not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinceTiled {
+    /// The picture the grids cover, in frame pixels, and the frame's size.
+    crop: Crop,
+    frame: (u32, u32),
+    before: Vec<u8>,
+    now: Vec<u8>,
+    /// A cell moved when its brightness changed by more than this.
+    level: u8,
+}
+
+impl SinceTiled {
+    pub(crate) fn new(last: &LastTiled, now: &Brightness, picture: &Prepared, level: u8) -> SinceTiled {
+        SinceTiled {
+            crop: picture.crop,
+            frame: (picture.frame_width, picture.frame_height),
+            before: last.seen.fine.clone(),
+            now: now.fine.clone(),
+            level,
+        }
+    }
+
+    /// Where the picture under `bbox` (normalised to the frame) on the tiled frame is now: the
+    /// box moved by up to [`REACH`] fine cells, to where fewest of its cells changed; none when
+    /// half or more of them changed however it is moved. Ties go to the smaller move.
+    pub fn follow(&self, bbox: &BBox) -> Option<BBox> {
+        let cells = FINE * FINE;
+        if self.before.len() != cells || self.now.len() != cells || self.crop.width == 0 || self.crop.height == 0 {
+            return Some(*bbox);
+        }
+        let span = |from: f32, to: f32, size: u32, offset: u32, crop: u32| {
+            let cell = |v: f32| (v * size as f32 - offset as f32) / crop as f32 * FINE as f32;
+            let first = cell(from).floor().clamp(0.0, (FINE - 1) as f32) as isize;
+            let last = (cell(to).ceil() as isize - 1).clamp(first, FINE as isize - 1);
+            first..=last
+        };
+        let columns = span(bbox.x0, bbox.x1, self.frame.0, self.crop.x, self.crop.width);
+        let rows = span(bbox.y0, bbox.y1, self.frame.1, self.crop.y, self.crop.height);
+        let under = columns.clone().count() * rows.clone().count();
+        let changed = |dx: isize, dy: isize| {
+            let cell = |c: isize, r: isize| (r as usize) * FINE + c as usize;
+            let inside = |v: isize| (0..FINE as isize).contains(&v);
+            rows.clone()
+                .flat_map(|r| columns.clone().map(move |c| (c, r)))
+                .filter(|&(c, r)| {
+                    let (to_c, to_r) = (c + dx, r + dy);
+                    !(inside(to_c) && inside(to_r))
+                        || self.before[cell(c, r)].abs_diff(self.now[cell(to_c, to_r)]) > self.level
+                })
+                .count()
+        };
+        let mut moves: Vec<(isize, isize)> =
+            (-REACH..=REACH).flat_map(|dy| (-REACH..=REACH).map(move |dx| (dx, dy))).collect();
+        moves.sort_by_key(|(dx, dy)| dx.abs() + dy.abs());
+        let mut best = ((0, 0), changed(0, 0));
+        for &(dx, dy) in &moves[1..] {
+            if best.1 == 0 {
+                break;
+            }
+            let count = changed(dx, dy);
+            if count < best.1 {
+                best = ((dx, dy), count);
+            }
+        }
+        let ((dx, dy), changed) = best;
+        if 2 * changed >= under {
+            return None;
+        }
+        let x = dx as f32 * self.crop.width as f32 / FINE as f32 / self.frame.0 as f32;
+        let y = dy as f32 * self.crop.height as f32 / FINE as f32 / self.frame.1 as f32;
+        Some(BBox { x0: bbox.x0 + x, y0: bbox.y0 + y, x1: bbox.x1 + x, y1: bbox.y1 + y })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vitrine_schemas::spec::TileGrid;
+
+    use super::*;
+
+    const ADAPTIVE: Tiling =
+        Tiling { grid: TileGrid { columns: 2, rows: 2 }, overlap: 0.2, every: 4, change: 0.1, level: 16 };
+
+    fn picture(shade: impl Fn(usize, usize) -> u8) -> Prepared {
+        let (w, h) = (128usize, 128usize);
+        let pixels = (0..w * h).flat_map(|i| [shade(i % w, i / w); 3]).collect();
+        let whole = Crop { x: 0, y: 0, width: 128, height: 128 };
+        Prepared { frame_width: 128, frame_height: 128, crop: whole, width: 128, height: 128, content: whole, pixels }
+    }
+
+    #[test]
+    fn a_quiet_stream_is_tiled_every_few_frames_and_a_cut_at_once() {
+        let mut last = HashMap::new();
+        let grey = brightness(&picture(|_, _| 80));
+        let tiled: Vec<bool> = (0..9).map(|_| wants_tiles(ADAPTIVE, &mut last, "show", &grey)).collect();
+        assert_eq!(tiled, [true, false, false, false, true, false, false, false, true]);
+        // A cut: half the picture brighter.
+        let cut = brightness(&picture(|x, _| if x < 64 { 200 } else { 80 }));
+        assert!(wants_tiles(ADAPTIVE, &mut last, "show", &cut));
+        assert!(!wants_tiles(ADAPTIVE, &mut last, "show", &cut));
+        // Another stream has its own last tiled frame; `every` 0 tiles every frame.
+        assert!(wants_tiles(ADAPTIVE, &mut last, "other", &grey));
+        let always = Tiling { every: 0, ..ADAPTIVE };
+        assert!((0..3).all(|_| wants_tiles(always, &mut last, "show", &grey)));
+    }
+
+    #[test]
+    fn a_small_product_coming_in_is_a_change_only_past_the_share() {
+        let mut last = HashMap::new();
+        assert!(wants_tiles(ADAPTIVE, &mut last, "show", &brightness(&picture(|_, _| 80))));
+        // One coarse cell of 256 changes: under 10%, so it waits for the next tiled frame.
+        let product = brightness(&picture(|x, y| if x < 8 && y < 8 { 220 } else { 80 }));
+        assert_eq!(product.coarse.iter().filter(|c| **c != 80).count(), 1);
+        assert!(!wants_tiles(ADAPTIVE, &mut last, "show", &product));
+    }
+
+    /// What the tiles found on `before`, seen on `now`.
+    fn since(before: &Prepared, now: &Prepared) -> SinceTiled {
+        let mut last = HashMap::new();
+        assert!(wants_tiles(ADAPTIVE, &mut last, "show", &brightness(before)));
+        SinceTiled::new(&last["show"], &brightness(now), now, ADAPTIVE.level)
+    }
+
+    #[test]
+    fn what_the_tiles_found_is_carried_only_where_the_picture_stayed() {
+        // Two products on a table: a bright one on the left, a dark one on the right.
+        let table = picture(|x, y| match (x, y) {
+            (16..40, 24..56) => 220,
+            (80..104, 24..56) => 20,
+            _ => 120,
+        });
+        let left = BBox { x0: 0.125, y0: 0.1875, x1: 0.3125, y1: 0.4375 };
+        let right = BBox { x0: 0.625, y0: 0.1875, x1: 0.8125, y1: 0.4375 };
+        // The left one leaves; the right one stays.
+        let now =
+            since(&table, &picture(|x, y| if (80..104).contains(&x) && (24..56).contains(&y) { 20 } else { 120 }));
+        assert_eq!(now.follow(&left), None);
+        assert_eq!(now.follow(&right), Some(right));
+        // A cut to grey: neither is carried on.
+        let grey = since(&table, &picture(|_, _| 120));
+        assert_eq!((grey.follow(&left), grey.follow(&right)), (None, None));
+    }
+
+    #[test]
+    fn a_find_moves_with_the_picture_when_the_camera_pans() {
+        let product = |dx: usize| {
+            picture(move |x, y| if (16 + dx..40 + dx).contains(&x) && (24..56).contains(&y) { 220 } else { 120 })
+        };
+        let found = BBox { x0: 0.125, y0: 0.1875, x1: 0.3125, y1: 0.4375 };
+        // Three fine cells (6 of 128 pixels) to the right.
+        let panned = since(&product(0), &product(6)).follow(&found).expect("followed");
+        assert!((panned.x0 - (found.x0 + 3.0 / 64.0)).abs() < 1e-6, "{panned:?}");
+        assert_eq!((panned.y0, panned.y1), (found.y0, found.y1));
+        // Past the reach (a 16th of the picture), it is not followed: the pan tiles again.
+        assert_eq!(since(&product(0), &product(20)).follow(&found), None);
+        // In a picture with bars, cells count from the picture's corner, not the frame's.
+        let mut barred = since(&product(0), &product(6));
+        barred.crop = Crop { x: 128, y: 0, width: 128, height: 128 };
+        barred.frame = (384, 128);
+        let in_frame = BBox { x0: (128.0 + 16.0) / 384.0, x1: (128.0 + 40.0) / 384.0, ..found };
+        let moved = barred.follow(&in_frame).expect("followed");
+        assert!((moved.x0 - (in_frame.x0 + 6.0 / 384.0)).abs() < 1e-6, "{moved:?}");
+    }
+}
