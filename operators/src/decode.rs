@@ -17,8 +17,8 @@ pub struct PreparedFrame {
     pub prepared: Prepared,
     /// Tiles of the picture (when tiling), each at the model's input size.
     pub tiles: Vec<Prepared>,
-    /// On an untiled frame of a stream tiled only at times (`infer.tile_every`): how its
-    /// picture changed since the stream's last tiled frame.
+    /// On a stream tiled only at times (`infer.tile_every`): how the frame's picture changed
+    /// since the stream's last tiled frame before it.
     pub since_tiled: Option<SinceTiled>,
 }
 
@@ -94,11 +94,8 @@ impl FrameDecoder {
         let tiles_of = |whole: &Prepared| {
             let t = tiling?;
             let seen = if t.every > 0 { brightness(whole) } else { Brightness::default() };
-            if wants_tiles(t, last_tiled, stream_id, &seen) {
-                return Some((t.grid, t.overlap));
-            }
             since_tiled = last_tiled.get(stream_id).map(|last| SinceTiled::new(last, &seen, whole, t.level));
-            None
+            wants_tiles(t, last_tiled, stream_id, &seen).then_some((t.grid, t.overlap))
         };
         let pictures = self.preparer.prepare_pictures(&frame.jpeg, self.input, tiles_of, checked);
         match pictures {

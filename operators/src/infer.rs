@@ -22,6 +22,7 @@ use vitrine_schemas::{DeadLetter, Detection, Frame, FrameDetections};
 
 use crate::decode::{dead_letter, PreparedFrame};
 use crate::model_pool::ModelQueues;
+use crate::since_tiled::Followed;
 use crate::{StageTimer, Time};
 
 /// How frames are grouped into model runs.
@@ -59,6 +60,14 @@ fn merge_with(mut whole: Vec<Detection>, more: Vec<Detection>, iou: f32) -> Vec<
     merge_detections(whole, iou)
 }
 
+/// What a tiled frame's tiles alone found.
+#[derive(Clone, Debug)]
+struct TileFind {
+    detection: Detection,
+    /// Missed by this frame's tiles but kept from the last tiled frame's (see `Inferencer::infer_batch`).
+    kept_once: bool,
+}
+
 /// Runs one detector (one ONNX session: a worker owns it, since `run` needs `&mut`).
 #[derive(Debug)]
 pub struct Inferencer {
@@ -68,7 +77,7 @@ pub struct Inferencer {
     carried: Arc<AtomicU64>,
     /// When only some frames are tiled (`infer.tile_every`): per stream, what the last tiled
     /// frame's tiles alone found, kept on the frames between (the whole picture misses it).
-    tile_found: Option<HashMap<String, Vec<Detection>>>,
+    tile_found: Option<HashMap<String, Vec<TileFind>>>,
     pub(crate) timer: StageTimer,
 }
 
@@ -140,24 +149,41 @@ impl Inferencer {
                 let Some(tile_found) = self.tile_found.as_mut() else {
                     return Ok(merge_with(whole, from_tiles, iou));
                 };
+                let last_found = tile_found.get(&f.frame.stream_id).map_or(&[][..], Vec::as_slice);
+                // Moved with the picture under it, and only while that picture is there: a
+                // product that left is not carried on.
+                let followed = last_found.iter().filter_map(|found| {
+                    let followed = match &f.since_tiled {
+                        Some(since) => since.follow(&found.detection.bbox),
+                        None => Followed { bbox: found.detection.bbox, changed: 0.0 },
+                    };
+                    let detection = Detection { bbox: followed.bbox, ..found.detection.clone() };
+                    followed.still_there().then(|| (TileFind { detection, ..found.clone() }, followed))
+                });
                 if f.tiles.is_empty() {
-                    let mut kept = tile_found.get(&f.frame.stream_id).cloned().unwrap_or_default();
-                    // Moved with the picture under it, and only while that picture is there: a
-                    // product that left is not carried on.
-                    if let Some(since) = &f.since_tiled {
-                        kept = kept
-                            .into_iter()
-                            .filter_map(|d| Some(Detection { bbox: since.follow(&d.bbox)?, ..d }))
-                            .collect();
-                    }
+                    let kept = followed.map(|(found, _)| found.detection).collect();
                     return Ok(merge_with(whole, kept, iou));
                 }
                 let merged = merge_with(whole.clone(), from_tiles, iou);
+                let same = |a: &Detection, b: &Detection| a.class_id == b.class_id && a.bbox.iou(&b.bbox) > iou;
+                // What these tiles missed of what the last ones found, where its picture is still
+                // there (a re-tile for a pan, or for a change elsewhere): kept once more, so one
+                // miss of a weak find does not drop it, and a second one does.
+                let missed: Vec<Detection> = followed
+                    .filter(|(found, followed)| {
+                        followed.unchanged() && !found.kept_once && !merged.iter().any(|d| same(d, &found.detection))
+                    })
+                    .map(|(found, _)| found.detection)
+                    .collect();
                 // What the tiles saw better than the whole picture (or alone): the frames up to
                 // the next tiled one keep it, since their whole picture sees it less or not at all.
-                let only_tiles = merged.iter().filter(|d| !whole.contains(d)).cloned().collect();
-                tile_found.insert(f.frame.stream_id.clone(), only_tiles);
-                Ok(merged)
+                let only_tiles = merged.iter().filter(|d| !whole.contains(d)).cloned();
+                let found = only_tiles
+                    .map(|detection| TileFind { detection, kept_once: false })
+                    .chain(missed.iter().map(|d| TileFind { detection: d.clone(), kept_once: true }))
+                    .collect();
+                tile_found.insert(f.frame.stream_id.clone(), found);
+                Ok(merge_with(merged, missed, iou))
             })
             .collect();
         let model = self.detector.name().to_string();

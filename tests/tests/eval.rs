@@ -39,6 +39,7 @@ fn worse_than_committed(spec: &str, report: &Value) -> Vec<&'static str> {
             "entrance_error_max_frames",
             figure("entrance_error_max_frames") <= bound("entrance_error_max_frames_at_most"),
         ),
+        ("exit_error_max_frames", figure("exit_error_max_frames") <= bound("exit_error_max_frames_at_most")),
         ("exits_lingering", figure("exits_lingering") <= bound("exits_lingering_at_most")),
         ("cards_dropped_early", figure("cards_dropped_early") <= bound("cards_dropped_early_at_most")),
         ("model_runs_per_frame", figure("model_runs_per_frame") <= bound("model_runs_per_frame_at_most")),
