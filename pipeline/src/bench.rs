@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use vitrine_models::{find_runtime_library, Detector, Prepared, Preparer, Runtime};
-use vitrine_schemas::spec::{FramesSource, Pace, SourceSpec};
+use vitrine_schemas::spec::{FramesSource, Pace, SourceSpec, TileGrid};
 
 use crate::run::{run, RunOptions};
 use crate::spec::LoadedSpec;
@@ -216,6 +216,9 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
                 })
             })
             .collect();
+        // One model run a frame, as the raw runs and the peer make: tiles are a detection
+        // setting (more runs for small products), scored by `vitrine eval`, not a speed one.
+        s.spec.infer.tiles = TileGrid::NONE;
         s.spec.server = None;
         s.spec.sinks = Default::default();
         s.spec.catalog.watch = false;

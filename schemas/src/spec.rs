@@ -343,8 +343,9 @@ pub struct InferSpec {
     /// Small products: besides the whole frame, the model also sees it cut into tiles
     /// (overlapping by `tile_overlap` of a tile), and the detections are merged by NMS.
     /// `3`: 3 x 3 tiles; `3x2`: 3 columns, 2 rows. A tiled frame costs 1 + columns x rows
-    /// model runs. `1`: no tiling.
-    #[serde(default)]
+    /// model runs. `1`: no tiling. The default 3x2 (tiles near the SSD's square input on a
+    /// 16:9 frame), with `tile_every`, scores best on the labelled show (docs/eval.md).
+    #[serde(default = "default_tiles")]
     pub tiles: TileGrid,
     /// See `tiles`.
     #[serde(default = "default_tile_overlap")]
@@ -465,6 +466,10 @@ fn default_changed_share() -> f32 {
     0.03
 }
 
+fn default_tiles() -> TileGrid {
+    TileGrid { columns: 3, rows: 2 }
+}
+
 fn default_tile_every() -> u32 {
     50
 }
@@ -483,7 +488,7 @@ impl Default for InferSpec {
             shed_after: default_shed_after(),
             batch_frames: one(),
             batch_wait: Duration::ZERO,
-            tiles: TileGrid::NONE,
+            tiles: default_tiles(),
             tile_overlap: default_tile_overlap(),
             tile_every: default_tile_every(),
             tile_change: default_tile_change(),
@@ -532,9 +537,9 @@ impl Default for TrackerSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DebounceSpec {
-    /// A detection counts as a sighting of its product from this score on. The demo's 0.3
-    /// scores best on the labelled show with `infer.tiles: 3x2`; the default 0.5 keeps
-    /// `infer.max_skip` exact to the frame there (docs/eval.md).
+    /// A detection counts as a sighting of its product from this score on. The default 0.3
+    /// (every detection the model keeps) scores best on the labelled show with the default
+    /// tiles (docs/eval.md).
     #[serde(default = "default_debounce_score")]
     pub min_score: f32,
     /// A product appears once it was sighted in `enter_hits` of the last `enter_window` frames.
@@ -963,7 +968,7 @@ fn default_max_side() -> u32 {
     8192
 }
 fn default_debounce_score() -> f32 {
-    0.5
+    0.3
 }
 fn default_enter_hits() -> NonZeroUsize {
     NonZeroUsize::new(3).unwrap()

@@ -7,6 +7,7 @@
 use std::process::Command;
 
 use serde_json::Value;
+use vitrine_schemas::spec::{DebounceSpec, InferSpec};
 use vitrine_tests::{root, schema_errors, temp_dir, vitrine_bin};
 
 fn yaml_file(path: &str) -> serde_yaml_ng::Value {
@@ -50,7 +51,7 @@ fn worse_than_committed(spec: &str, report: &Value) -> Vec<&'static str> {
 #[test]
 fn the_labelled_show_scores_at_least_the_committed_figures_and_skipping_unchanged_frames_changes_nothing() {
     // show.yaml must detect as the demo does, or its figures say nothing about the demo;
-    // plain.yaml shares the demo's model and decode and takes the spec's defaults for the rest.
+    // plain.yaml shares the demo's model and decode, and runs the whole frame alone.
     let demo = yaml_file("examples/demo.yaml");
     for (spec, sections) in [
         ("examples/show/show.yaml", &["model", "decode", "infer", "debounce"][..]),
@@ -68,7 +69,14 @@ fn the_labelled_show_scores_at_least_the_committed_figures_and_skipping_unchange
             assert_eq!(strip_path(&show), strip_path(&demo), "{spec} `{section}` differs from the demo's");
         }
     }
-    assert!(yaml_file("examples/show/plain.yaml").get("infer").is_none(), "plain.yaml tiles nothing");
+    // The demo's detection settings are the spec's defaults: a spec that leaves them out gets
+    // what scores best here.
+    let show = yaml_file("examples/show/show.yaml");
+    let infer: InferSpec = serde_yaml_ng::from_value(show["infer"].clone()).unwrap();
+    let debounce: DebounceSpec = serde_yaml_ng::from_value(show["debounce"].clone()).unwrap();
+    assert_eq!((infer, debounce), (InferSpec::default(), DebounceSpec::default()), "show.yaml against the defaults");
+    let plain_infer = yaml_file("examples/show/plain.yaml")["infer"].clone();
+    assert_eq!(plain_infer["tiles"].as_u64(), Some(1), "plain.yaml tiles nothing: {plain_infer:?}");
 
     let demo = eval("examples/show/show.yaml");
     let s = &demo["summary"];
