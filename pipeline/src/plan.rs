@@ -25,9 +25,10 @@ pub fn describe_plan(loaded: &LoadedSpec, shape: &Shape) -> String {
     );
     let _ = writeln!(out, "infer: {}", describe_infer(&spec.infer));
     let d = &spec.debounce;
+    let pattern = d.max_look_alikes.map_or(String::new(), |most| format!(" with at most {most} look-alikes"));
     let _ = writeln!(
         out,
-        "debounce: a sighting from score {}, on screen after {} of {} frames, off after {:?} unseen",
+        "debounce: a sighting from score {}{pattern}, on screen after {} of {} frames, off after {:?} unseen",
         d.min_score, d.enter_hits, d.enter_window, d.hold
     );
     let settings = kafka_settings_shown(std::env::vars());
@@ -155,9 +156,10 @@ mod tests {
 
     #[test]
     fn the_plan_says_what_the_model_sees_of_a_frame() {
-        let mut infer = InferSpec::default();
+        let mut infer = InferSpec { tiles: TileGrid::NONE, ..InferSpec::default() };
         assert_eq!(describe_infer(&infer), "the whole frame");
         infer.tiles = TileGrid { columns: 3, rows: 2 };
+        assert_eq!(infer, InferSpec::default(), "3x2 is the default");
         assert_eq!(
             describe_infer(&infer),
             "the whole frame, and 3x2 tiles (7 model runs) on a frame where 20% of the picture changed or every 50 frames"

@@ -376,7 +376,8 @@ debounce:
         use vitrine_schemas::spec::TileGrid;
         let tiles =
             |written: &str| parse(&(GOOD.to_string() + "infer:\n  tiles: " + written + "\n")).map(|s| s.infer.tiles);
-        assert_eq!(parse(GOOD).unwrap().infer.tiles, TileGrid::NONE);
+        assert_eq!(parse(GOOD).unwrap().infer.tiles, TileGrid { columns: 3, rows: 2 }, "the default");
+        assert_eq!(tiles("1").unwrap(), TileGrid::NONE);
         assert_eq!(tiles("3").unwrap(), TileGrid { columns: 3, rows: 3 });
         assert_eq!(tiles("3x2").unwrap(), TileGrid { columns: 3, rows: 2 });
         assert_eq!(tiles("\"4X1\"").unwrap(), TileGrid { columns: 4, rows: 1 });

@@ -78,8 +78,9 @@ sinks:
 
 #[test]
 fn skipping_frames_that_show_nothing_new_keeps_every_event_within_a_frame_at_half_the_model_runs() {
-    let (every, runs_every) = run_of("skip-off", 2, "fast", "", "");
-    let (skipping, runs_skipping) = run_of("skip-on", 2, "fast", "", "infer:\n  max_skip: 10\n");
+    // The whole frame alone, so that every frame the model sees is one run.
+    let (every, runs_every) = run_of("skip-off", 2, "fast", "", "infer:\n  tiles: 1\n");
+    let (skipping, runs_skipping) = run_of("skip-on", 2, "fast", "", "infer:\n  tiles: 1\n  max_skip: 10\n");
     assert_eq!(every.len(), 6, "{every:?}");
     // The same events, each at the same media time within one frame (200 ms at 5 frames/s):
     // a product coming in on a frame the model skipped is seen on the next one it runs on.
