@@ -173,7 +173,11 @@ impl SinceTiled {
             .expect("at least the move by nothing");
         let x = hx as f32 / 2.0 * self.crop.width as f32 / FINE as f32 / self.frame.0 as f32;
         let y = hy as f32 / 2.0 * self.crop.height as f32 / FINE as f32 / self.frame.1 as f32;
-        let bbox = BBox { x0: bbox.x0 + x, y0: bbox.y0 + y, x1: bbox.x1 + x, y1: bbox.y1 + y };
+        // Within the frame: a box at its edge moved out stays at the edge (a picture moved out
+        // of the frame is partly gone, which `changed` counts).
+        let within = |v: f32| v.clamp(0.0, 1.0);
+        let bbox =
+            BBox { x0: within(bbox.x0 + x), y0: within(bbox.y0 + y), x1: within(bbox.x1 + x), y1: within(bbox.y1 + y) };
         Followed { bbox, changed: changed as f32 / object.len() as f32 }
     }
 }
@@ -285,6 +289,10 @@ mod tests {
             assert_eq!((panned.bbox.y0, panned.bbox.y1), (found.y0, found.y1));
             assert!(panned.unchanged(), "{panned:?}");
         }
+        // A box to the frame's edges moves with what stands out in it, and stays in the frame.
+        let edge = BBox { x0: 0.0, y0: 0.0, x1: 1.0, y1: 1.0 };
+        let moved_out = since(&product(0), &product(6)).follow(&edge);
+        assert_eq!(moved_out.bbox, BBox { x0: 3.0 / 64.0, ..edge }, "{moved_out:?}");
         // Past the reach (a 16th of the picture), it is not followed: the pan tiles again.
         assert!(!since(&product(0), &product(20)).follow(&found).still_there());
         // In a picture with bars, cells count from the picture's corner, not the frame's.
