@@ -64,7 +64,7 @@ impl DebounceConfig {
 
     /// Whether `d` may count as a sighting: not one of a pattern of look-alikes in `frame`.
     fn stands_out(&self, d: &Detection, frame: &[Detection]) -> bool {
-        self.max_look_alikes.is_none_or(|most| look_alikes(&d.bbox, frame) <= most)
+        self.max_look_alikes.is_none_or(|most| look_alikes(&d.bbox, frame, most.saturating_add(1)) <= most)
     }
 
     /// The score that keeps a product of `label` on screen once it is there.

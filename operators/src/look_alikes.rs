@@ -22,10 +22,14 @@ fn alike(subject: &BBox, other: &BBox) -> bool {
 }
 
 /// The objects in `frame` that look like `subject` (about its size and shape, any label),
-/// leaving out `subject` itself and counting an object seen under several labels once.
-pub fn look_alikes(subject: &BBox, frame: &[Detection]) -> usize {
+/// leaving out `subject` itself and counting an object seen under several labels once; counted
+/// up to `up_to` (a crowded frame costs no more than the limit needs).
+pub fn look_alikes(subject: &BBox, frame: &[Detection], up_to: usize) -> usize {
     let mut counted: Vec<&BBox> = Vec::new();
     for other in frame.iter().map(|d| &d.bbox) {
+        if counted.len() >= up_to {
+            break;
+        }
         let same_object = |b: &BBox| other.iou(b) >= SAME_OBJECT_IOU;
         if alike(subject, other) && !same_object(subject) && !counted.iter().any(|b| same_object(b)) {
             counted.push(other);
@@ -50,9 +54,14 @@ mod tests {
         sweets.push(at("sports ball", 0.3, 0.2, 0.078));
         sweets.push(at("orange", 0.1, 0.6, 0.085));
         let orange = sweets.last().unwrap().bbox;
-        assert_eq!(look_alikes(&orange, &sweets), 6);
+        assert_eq!(look_alikes(&orange, &sweets, usize::MAX), 6);
+        assert_eq!(look_alikes(&orange, &sweets, 5), 5, "counted up to the limit");
         let ball = sweets[6].bbox;
-        assert_eq!(look_alikes(&ball, &sweets), 6, "five other sweets and the orange; not itself as a frisbee");
+        assert_eq!(
+            look_alikes(&ball, &sweets, usize::MAX),
+            6,
+            "five other sweets and the orange; not itself as a frisbee"
+        );
 
         // An orange on a table beside a larger bowl, a thin knife and a cup of its size.
         let table = vec![
@@ -61,6 +70,6 @@ mod tests {
             Detection { bbox: BBox { x0: 0.5, y0: 0.6, x1: 0.52, y1: 0.9 }, ..at("knife", 0.0, 0.0, 0.0) },
             at("cup", 0.7, 0.6, 0.09),
         ];
-        assert_eq!(look_alikes(&table[0].bbox, &table), 1);
+        assert_eq!(look_alikes(&table[0].bbox, &table, usize::MAX), 1);
     }
 }
