@@ -26,6 +26,9 @@ fn bench_reports_the_pipeline_against_the_raw_model_loop() {
     assert_eq!(report["pipeline"]["frames"], 360, "{report}");
     let ratio = report["ratio_to_raw"].as_f64().unwrap();
     assert!(ratio > 0.0 && ratio.is_finite(), "{report}");
+    // What decoding each frame leaves of the raw loop, at most.
+    let ceiling = report["ceiling_to_raw"].as_f64().unwrap();
+    assert!(ceiling > 0.5 && ceiling < 1.0, "{report}");
     let (p50, p99) = (report["latency_p50_ms"].as_f64().unwrap(), report["latency_p99_ms"].as_f64().unwrap());
     assert!(p50 > 0.0 && p50 <= p99, "{report}");
     // Skipping unchanged frames: the same frames, the model on fewer of them, and a live run
