@@ -5,6 +5,8 @@
 //! - decode + resize of a 1280x720 frame of the sample stream (stretch to 300x300 for the
 //!   SSD, letterbox to 320x320 for YOLO), decoded whole and at the model's scale (1/2 here;
 //!   libjpeg-turbo both), against zune-jpeg's decode alone;
+//! - libjpeg-turbo's decode alone of the sample's 180 frames at 1/1, 1/2, 1/4 and 1/8 (at 1/8
+//!   little is left but its Huffman pass: the floor of any pipeline of JPEG frames);
 //! - NMS of 1000 candidate boxes of 80 classes;
 //! - tracking and debounce of a frame with 6 detections;
 //! - the catalog join and events (differential dataflow) for 1000 frames against a catalog
@@ -17,7 +19,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use differential_dataflow::input::Input;
 use timely::dataflow::operators::core::Probe;
 use timely::dataflow::{InputHandle, ProbeHandle};
-use vitrine_models::{nms, Candidate, DecodeLimits, Fit, InputSpec, Preparer};
+use vitrine_models::{nms, Candidate, DecodeLimits, Fit, InputSpec, Preparer, ScaledDecoder};
 use vitrine_operators::{product_events, DebounceConfig, Debouncer, ReplayPoints, Tracker, TrackerConfig};
 use vitrine_schemas::{BBox, CatalogItem, Detection, FrameDetections, Money};
 
@@ -37,6 +39,25 @@ fn sample_jpeg() -> Vec<u8> {
     out.stdout
 }
 
+/// The sample stream's 180 frames at 5 frames/s, as the video source makes them.
+fn sample_stream_jpegs() -> Vec<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!("vitrine-stages-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-i"])
+        .arg(root().join("examples/sample/shopping.mp4"))
+        .args(["-vf", "fps=5", "-q:v", "3"])
+        .arg(dir.join("%03d.jpg"))
+        .status()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
+    assert!(status.success());
+    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    paths.sort();
+    let frames = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+    frames
+}
+
 fn decode(c: &mut Criterion) {
     let jpeg = sample_jpeg();
     let mut group = c.benchmark_group("decode");
@@ -47,6 +68,27 @@ fn decode(c: &mut Criterion) {
             black_box(d.decode().unwrap())
         })
     });
+    group.finish();
+    // Every frame of the sample stream (as `vitrine bench` takes them): frames differ in detail.
+    let frames = sample_stream_jpegs();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(frames.len() as u64)).sample_size(10);
+    let mut turbo = ScaledDecoder::new().unwrap();
+    for denominator in [1, 2, 4, 8] {
+        group.bench_function(
+            format!("libjpeg-turbo decode only, the sample's 1280x720 frames at 1/{denominator}"),
+            |b| {
+                b.iter(|| {
+                    for jpeg in &frames {
+                        black_box(turbo.decode(black_box(jpeg), denominator).unwrap());
+                    }
+                })
+            },
+        );
+    }
+    group.finish();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(1));
     for (scale, at_model_scale) in [("full size", false), ("model scale", true)] {
         let mut preparer = Preparer::new(DecodeLimits { at_model_scale, ..DecodeLimits::default() });
         for (name, input) in [

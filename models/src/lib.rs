@@ -21,4 +21,5 @@ pub use labels::Labels;
 pub use nms::{merge_detections, nms, Candidate};
 pub use prepare::{find_bars, prepare, tiles, Crop, DecodeLimits, Fit, InputSpec, Prepared, Preparer};
 pub use runtime::{find_runtime_library, Runtime};
+pub use scaled_decode::ScaledDecoder;
 pub use scan_check::{block_brightness, frame_size};
