@@ -139,7 +139,7 @@ fn describe_infer(infer: &InferSpec) -> String {
         parts.push(format!(
             "skips the model on up to {} frames in a row that show nothing new (under {}% of blocks changed)",
             infer.max_skip,
-            infer.changed_share * 100.0
+            infer.changed_share() * 100.0
         ));
     }
     if infer.batch_frames.get() > 1 {
@@ -166,13 +166,12 @@ mod tests {
         );
         infer.tile_every = 1;
         infer.max_skip = 10;
-        let said = describe_infer(&infer);
-        assert!(
-            said.starts_with(
-                "the whole frame and 3x2 tiles on every frame (7 model runs a frame); skips the model on up to 10"
-            ),
-            "{said}"
+        assert_eq!(
+            describe_infer(&infer),
+            "the whole frame and 3x2 tiles on every frame (7 model runs a frame); skips the model on up to 10 frames in a row that show nothing new (under 1% of blocks changed)"
         );
+        infer.tiles = TileGrid::NONE;
+        assert!(describe_infer(&infer).ends_with("(under 3% of blocks changed)"), "{}", describe_infer(&infer));
     }
 
     #[test]

@@ -352,6 +352,18 @@ debounce:
     }
 
     #[test]
+    fn skipping_notices_smaller_changes_when_tiles_look_for_smaller_products() {
+        let tiled = parse(&(GOOD.to_string() + "infer:\n  max_skip: 10\n")).unwrap();
+        assert_eq!(tiled.infer.changed_share(), 0.01);
+        let whole = parse(&(GOOD.to_string() + "infer:\n  max_skip: 10\n  tiles: 1\n")).unwrap();
+        assert_eq!(whole.infer.changed_share(), 0.03);
+        let set = parse(&(GOOD.to_string() + "infer:\n  tiles: 1\n  changed_share: 0.05\n")).unwrap();
+        assert_eq!(set.infer.changed_share(), 0.05);
+        let problems = parse(&(GOOD.to_string() + "infer:\n  changed_share: 3\n")).unwrap_err();
+        assert_eq!(problems[0].path, "infer.changed_share", "{problems:?}");
+    }
+
+    #[test]
     fn rules_between_values_are_checked_together() {
         let bad = GOOD.to_string() + "debounce:\n  enter_hits: 6\n  enter_window: 5\n";
         let problems = parse(&bad).unwrap_err();

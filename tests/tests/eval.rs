@@ -102,6 +102,23 @@ fn the_labelled_show_scores_at_least_the_committed_figures_and_skipping_unchange
     assert!(runs.as_u64() < plain_runs.as_u64().map(|r| r / 2), "{runs} model runs against {plain_runs}");
     assert_eq!(skipping["streams"][0]["entrances"], plain["streams"][0]["entrances"], "entrances with max_skip");
     assert_eq!(skipping["streams"][0]["false_cards"], plain["streams"][0]["false_cards"], "false cards with max_skip");
+
+    // The same with the demo's tiles (show-skipping.yaml is show.yaml with max_skip): a frame is
+    // new from a smaller change, as the products tiles find are smaller.
+    let mut with_skip = yaml_file("examples/show/show.yaml");
+    with_skip["infer"]["max_skip"] = 10.into();
+    let show_skipping = yaml_file("examples/show/show-skipping.yaml");
+    for section in ["model", "decode", "infer", "debounce"] {
+        assert_eq!(show_skipping[section], with_skip[section], "show-skipping.yaml `{section}` is not show.yaml's");
+    }
+    let tiled = eval("examples/show/show-skipping.yaml");
+    let (runs, demo_runs) = (tiled["summary"]["model_runs"].as_u64().unwrap(), s["model_runs"].as_u64().unwrap());
+    assert!(runs * 4 < demo_runs * 3, "{runs} model runs against {demo_runs}");
+    assert_eq!(tiled["streams"][0]["entrances"], demo["streams"][0]["entrances"], "entrances with tiles and max_skip");
+    assert_eq!(
+        tiled["streams"][0]["false_cards"], demo["streams"][0]["false_cards"],
+        "false cards, tiles and max_skip"
+    );
 }
 
 #[test]

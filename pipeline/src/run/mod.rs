@@ -281,7 +281,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let feeder = Arc::new(std::sync::OnceLock::new());
     let skip = SkipConfig {
         max_skip: spec.infer.max_skip,
-        changed_share: spec.infer.changed_share,
+        changed_share: spec.infer.changed_share(),
         changed_level: spec.infer.changed_level,
     };
     let embedded_sources = if runs_embedded { spec.sources.clone() } else { Vec::new() };
