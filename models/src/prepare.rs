@@ -123,6 +123,8 @@ pub struct Preparer {
     scaled: Option<ScaledDecoder>,
     /// The share of the last frame's width and height inside its bars.
     last_share: (f64, f64),
+    /// The last frame's decoded pixels, decoded over by the next frame.
+    spare: Vec<u8>,
 }
 
 impl Preparer {
@@ -132,7 +134,7 @@ impl Preparer {
                 tracing::warn!(why, "frames are decoded by zune-jpeg at full size: no libjpeg-turbo decoder")
             })
             .ok();
-        Preparer { limits, resizer: Resizer::new(), scaled, last_share: (1.0, 1.0) }
+        Preparer { limits, resizer: Resizer::new(), scaled, last_share: (1.0, 1.0), spare: Vec::new() }
     }
 
     /// Decodes `jpeg` and fits it (bars cut if configured) into the model's input.
@@ -167,6 +169,7 @@ impl Preparer {
                 pictures.push(self.fit(&decoded, tile, input)?);
             }
         }
+        self.spare = decoded.rgb;
         Ok(pictures)
     }
 
@@ -281,7 +284,8 @@ impl Preparer {
     /// libjpeg-turbo's decode at 1/`denominator` (1: whole); none when it is off or fails on
     /// this frame (zune-jpeg then decodes it whole and words any error).
     fn decode_scaled(&mut self, jpeg: &[u8], denominator: u32, fw: u32, fh: u32) -> Option<Decoded> {
-        let picture = self.scaled.as_mut()?.decode(jpeg, denominator).ok()?;
+        let spare = std::mem::take(&mut self.spare);
+        let picture = self.scaled.as_mut()?.decode_into(jpeg, denominator, spare).ok()?;
         if (picture.width, picture.height) != (scaled(fw, denominator), scaled(fh, denominator)) {
             return None;
         }
@@ -511,6 +515,13 @@ pub fn find_bars(rgb: &[u8], width: u32, height: u32) -> Crop {
     let col_is_bar = |x: usize| (0..h).step_by(step_y).all(|y| near(px(x, y)));
     let max_rows = h * 45 / 100;
     let max_cols = w * 45 / 100;
+    // Bars on a side and on the top or bottom both: no letterbox (a plain backdrop). Settled
+    // on the edges alone, before counting rows (a backdrop that fills the top rows cost 90 µs
+    // a frame of the sample stream at 1/2 when counted).
+    let (rows_at_edges, cols_at_edges) = (row_is_bar(0) || row_is_bar(h - 1), col_is_bar(0) || col_is_bar(w - 1));
+    if rows_at_edges == cols_at_edges {
+        return Crop { x: 0, y: 0, width, height };
+    }
     let top = (0..max_rows).take_while(|&y| row_is_bar(y)).count();
     let bottom = (0..max_rows).take_while(|&i| row_is_bar(h - 1 - i)).count();
     let left = (0..max_cols).take_while(|&x| col_is_bar(x)).count();

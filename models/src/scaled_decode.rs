@@ -62,6 +62,12 @@ impl ScaledDecoder {
     /// limits) at 1/`denominator`, as RGB. A warning (damaged data libjpeg decoded anyway) is
     /// an error too: the caller then decodes the frame as it would without scaling.
     pub fn decode(&mut self, jpeg: &[u8], denominator: u32) -> Result<ScaledPicture, String> {
+        self.decode_into(jpeg, denominator, Vec::new())
+    }
+
+    /// As [`ScaledDecoder::decode`], into `buffer` (the last frame's pixels, say): a buffer of
+    /// the frame's size is written over as it is, with no allocation and no zeroing.
+    pub fn decode_into(&mut self, jpeg: &[u8], denominator: u32, buffer: Vec<u8>) -> Result<ScaledPicture, String> {
         let (mut width, mut height, mut subsampling, mut colorspace) = (0, 0, 0, 0);
         // SAFETY: the buffer and its length come from one slice; the out-pointers are locals.
         let status = unsafe {
@@ -82,7 +88,9 @@ impl ScaledDecoder {
             return Err(format!("the JPEG header gives a size of {width}x{height}"));
         }
         let (width, height) = (scaled(width as u32, denominator), scaled(height as u32, denominator));
-        let mut rgb = vec![0u8; width as usize * height as usize * 3];
+        let mut rgb = buffer;
+        // Only what the buffer lacks is zeroed; TurboJPEG writes every byte of it.
+        rgb.resize(width as usize * height as usize * 3, 0);
         // Rows are packed (pitch = width * 3); TurboJPEG picks the largest scale that fits in
         // width x height, which is 1/denominator exactly as `scaled` rounds as it does.
         // SAFETY: `rgb` holds height rows of width * 3 bytes, the most TurboJPEG writes for the
