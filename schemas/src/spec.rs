@@ -402,12 +402,6 @@ impl TileGrid {
     }
 }
 
-impl Default for TileGrid {
-    fn default() -> Self {
-        TileGrid::NONE
-    }
-}
-
 impl std::fmt::Display for TileGrid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.columns == self.rows {
