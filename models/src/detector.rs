@@ -46,10 +46,10 @@ enum Decoder {
 
 /// How RGB bytes become a float NCHW input: channel order, then `(v - mean) / std`.
 #[derive(Clone, Copy, Debug)]
-struct Normalize {
-    bgr: bool,
-    mean: [f32; 3],
-    std: [f32; 3],
+pub(crate) struct Normalize {
+    pub(crate) bgr: bool,
+    pub(crate) mean: [f32; 3],
+    pub(crate) std: [f32; 3],
 }
 
 /// Ultralytics: RGB in 0..1.
@@ -77,15 +77,20 @@ pub struct Detector {
     batches: bool,
 }
 
-fn build_session(runtime: &Runtime, config: &DetectorConfig) -> Result<Session, ModelError> {
-    let path = &config.model;
-    let load_error = |e: ort::Error| ModelError::LoadModel { path: path.clone(), reason: e.to_string() };
+/// An ONNX Runtime session of the model at `path` on `provider`, with `intra_threads` threads.
+pub(crate) fn build_session(
+    runtime: &Runtime,
+    path: &Path,
+    intra_threads: usize,
+    provider: ExecutionProvider,
+    device_id: u32,
+) -> Result<Session, ModelError> {
+    let load_error = |e: ort::Error| ModelError::LoadModel { path: path.to_path_buf(), reason: e.to_string() };
     let builder = Session::builder(runtime.environment())
-        .and_then(|b| b.with_intra_threads(config.intra_threads.max(1)).map_err(ort::Error::from))
+        .and_then(|b| b.with_intra_threads(intra_threads.max(1)).map_err(ort::Error::from))
         .and_then(|b| b.with_inter_threads(1).map_err(ort::Error::from))
         .map_err(load_error)?;
-    let provider = config.execution_provider;
-    let builder = match execution_providers(provider, config.device_id)? {
+    let builder = match execution_providers(provider, device_id)? {
         None => builder,
         Some(providers) => builder.with_execution_providers(providers).map_err(|e| ModelError::ProviderFailed {
             provider: provider.as_str(),
@@ -120,14 +125,14 @@ fn execution_providers(
     }
 }
 
-fn shape_of(dtype: &ort::value::ValueType) -> Option<Vec<i64>> {
+pub(crate) fn shape_of(dtype: &ort::value::ValueType) -> Option<Vec<i64>> {
     dtype.tensor_shape().map(|s| s.iter().copied().collect())
 }
 
 impl Detector {
     pub fn load(runtime: &Runtime, config: &DetectorConfig) -> Result<Detector, ModelError> {
         let path = &config.model;
-        let session = build_session(runtime, config)?;
+        let session = build_session(runtime, path, config.intra_threads, config.execution_provider, config.device_id)?;
         let decoder_name = config.decoder.as_str();
         let shape_error = |reason: String| ModelError::ModelShape { path: path.clone(), decoder: decoder_name, reason };
         let metadata = |key: &str| session.metadata().ok().and_then(|m| m.custom(key));
@@ -413,7 +418,7 @@ fn to_detections(labels: &Labels, candidates: Vec<Candidate>, prepared: &Prepare
 }
 
 /// Interleaved RGB bytes -> normalised planar float channels (in BGR order if asked).
-fn to_planar(rgb: &[u8], pixels: usize, norm: Normalize, out: &mut Vec<f32>) {
+pub(crate) fn to_planar(rgb: &[u8], pixels: usize, norm: Normalize, out: &mut Vec<f32>) {
     out.resize(3 * pixels, 0.0);
     let (c0, rest) = out.split_at_mut(pixels);
     let (c1, c2) = rest.split_at_mut(pixels);

@@ -1,10 +1,12 @@
 //! Object detection for vitrine: JPEG frames in, labelled boxes out.
 //!
 //! [`prepare`] decodes a JPEG, cuts letterbox bars and resizes it (SIMD) to the model's
-//! input; [`Detector`] runs an ONNX model through ONNX Runtime and decodes its outputs.
+//! input; [`Detector`] runs an ONNX model through ONNX Runtime and decodes its outputs;
+//! [`Embedder`] turns a picture into a vector that lies close to those of the same product.
 //! Nothing here knows about timely, so it can be tested and benchmarked alone.
 
 mod detector;
+mod embedder;
 mod error;
 mod labels;
 mod nanodet;
@@ -16,6 +18,7 @@ mod scan_check;
 mod yolo;
 
 pub use detector::{Detector, DetectorConfig};
+pub use embedder::{Embedder, EmbedderConfig, Embedding};
 pub use error::ModelError;
 pub use labels::Labels;
 pub use nms::{merge_detections, nms, Candidate};

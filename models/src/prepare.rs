@@ -125,6 +125,18 @@ pub struct Preparer {
     last_share: (f64, f64),
     /// The last frame's decoded pixels, decoded over by the next frame.
     spare: Vec<u8>,
+    /// What `spare` holds: the last picture's decoded size, its size in frame pixels and scale.
+    last: Option<LastDecoded>,
+}
+
+/// The size and scale of the pixels a [`Preparer`] decoded last.
+#[derive(Clone, Copy, Debug)]
+struct LastDecoded {
+    width: u32,
+    height: u32,
+    frame_width: u32,
+    frame_height: u32,
+    denominator: u32,
 }
 
 impl Preparer {
@@ -134,7 +146,7 @@ impl Preparer {
                 tracing::warn!(why, "frames are decoded by zune-jpeg at full size: no libjpeg-turbo decoder")
             })
             .ok();
-        Preparer { limits, resizer: Resizer::new(), scaled, last_share: (1.0, 1.0), spare: Vec::new() }
+        Preparer { limits, resizer: Resizer::new(), scaled, last_share: (1.0, 1.0), spare: Vec::new(), last: None }
     }
 
     /// Decodes `jpeg` and fits it (bars cut if configured) into the model's input.
@@ -153,6 +165,7 @@ impl Preparer {
         tiles_of: impl FnOnce(&Prepared) -> Option<(TileGrid, f32)>,
         data_checked: bool,
     ) -> Result<Vec<Prepared>, ModelError> {
+        self.last = None;
         let mut decoded = self.decode(jpeg, self.limits.check_data && !data_checked, input)?;
         let mut pictures = vec![self.fit(&decoded, decoded.crop, input)?];
         if let Some((grid, overlap)) = tiles_of(&pictures[0]) {
@@ -169,8 +182,38 @@ impl Preparer {
                 pictures.push(self.fit(&decoded, tile, input)?);
             }
         }
+        self.last = Some(LastDecoded {
+            width: decoded.width,
+            height: decoded.height,
+            frame_width: decoded.frame_width,
+            frame_height: decoded.frame_height,
+            denominator: decoded.denominator,
+        });
         self.spare = decoded.rgb;
         Ok(pictures)
+    }
+
+    /// `region` (frame pixels) of the picture prepared last, stretched to `width` x `height`:
+    /// the crop of a detection for an embedder, with no second decode. None before any picture,
+    /// or for a region outside it.
+    pub fn last_region(&mut self, region: Crop, width: u32, height: u32) -> Option<Prepared> {
+        let last = self.last?;
+        if region.width == 0 || region.height == 0 || region.x >= last.frame_width || region.y >= last.frame_height {
+            return None;
+        }
+        let decoded = Decoded {
+            rgb: std::mem::take(&mut self.spare),
+            width: last.width,
+            height: last.height,
+            frame_width: last.frame_width,
+            frame_height: last.frame_height,
+            denominator: last.denominator,
+            crop: region,
+        };
+        let input = InputSpec { width, height, fit: Fit::Stretch };
+        let fitted = self.fit(&decoded, region, input).ok();
+        self.spare = decoded.rgb;
+        fitted
     }
 
     /// Like [`Preparer::prepare`], plus `grid`'s tiles of the picture overlapping by `overlap`
