@@ -41,6 +41,8 @@ fn rows() -> Vec<Row<FrameDetections>> {
                         score: 0.3 + ((seq + i) % 70) as f32 / 100.0,
                         bbox: BBox { x0: x, y0: 0.2, x1: x + 0.15, y1: 0.5 },
                         track_id: (i % 3 != 2).then_some(seq as u64 / 50 * 1000 + i as u64),
+                        embedding: None,
+                        product: None,
                     }
                 })
                 .collect();

@@ -138,6 +138,8 @@ fn frame(seq: u64) -> FrameDetections {
                 score: 0.4 + 0.1 * (i % 5) as f32,
                 bbox: BBox { x0: x, y0: 0.3, x1: x + 0.12, y1: 0.6 },
                 track_id: None,
+                embedding: None,
+                product: None,
             }
         })
         .collect();

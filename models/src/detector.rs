@@ -413,6 +413,8 @@ fn to_detections(labels: &Labels, candidates: Vec<Candidate>, prepared: &Prepare
             score: c.score,
             bbox: prepared.to_frame(c.bbox.x0, c.bbox.y0, c.bbox.x1, c.bbox.y1),
             track_id: None,
+            embedding: None,
+            product: None,
         })
         .collect()
 }

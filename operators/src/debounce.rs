@@ -80,6 +80,11 @@ impl DebounceConfig {
 pub struct OnScreen {
     pub stream_id: String,
     pub label: String,
+    /// The product its object was recognised as by its picture (matching); none: seen by its
+    /// label alone, which only products without a picture match.
+    pub sku: Option<String>,
+    /// How closely its object's running mean embedding matched the picture, in thousandths.
+    pub match_milli: Option<u32>,
     /// Media time of the first sighting of the run that confirmed it.
     pub since_pts: i64,
     /// Best score of the confirming frames, in thousandths.
@@ -99,6 +104,30 @@ impl OnScreen {
     pub fn bbox(&self) -> BBox {
         let v = |i: usize| self.bbox[i] as f32 / 10_000.0;
         BBox { x0: v(0), y0: v(1), x1: v(2), y1: v(3) }
+    }
+
+    pub fn match_score(&self) -> Option<f32> {
+        self.match_milli.map(|m| m as f32 / 1000.0)
+    }
+}
+
+/// What debounce follows on a stream: a label, or a product recognised by its picture
+/// (`label` + [`KEY_SEPARATOR`] + SKU), so that two mugs of one label enter and leave apart.
+fn shown_key(d: &Detection) -> String {
+    match &d.product {
+        Some(p) => format!("{}{KEY_SEPARATOR}{}", d.label, p.sku),
+        None => d.label.clone(),
+    }
+}
+
+/// Between a label and a SKU in a key of [`shown_key`] (no label holds it).
+const KEY_SEPARATOR: char = '\u{1f}';
+
+/// The label and the SKU (if recognised) of a key of [`shown_key`].
+fn split_key(key: &str) -> (&str, Option<&str>) {
+    match key.split_once(KEY_SEPARATOR) {
+        Some((label, sku)) => (label, Some(sku)),
+        None => (key, None),
     }
 }
 
@@ -150,8 +179,8 @@ pub enum ScreenNote {
     Exit { on_screen: OnScreen, exit_pts: i64, exit_captured_at_ms: i64, stats: ScreenStats },
 }
 
-/// A sighting of a product in one frame: pts, score, box, track.
-type Sighting = (i64, f32, BBox, Option<u64>);
+/// A sighting of a product in one frame: pts, score, box, track, match score.
+type Sighting = (i64, f32, BBox, Option<u64>, Option<f32>);
 /// One frame in a product's window: its seq, and the sighting if any.
 type WindowEntry = (u64, Option<Sighting>);
 
@@ -237,37 +266,39 @@ impl Debouncer {
 
         // The best detection of each label in this frame that could count (at the lower,
         // staying threshold); whether it counts depends on the label being on screen.
-        let mut sightings: BTreeMap<&str, (f32, BBox, Option<u64>)> = BTreeMap::new();
+        let mut sightings: BTreeMap<String, (f32, BBox, Option<u64>, Option<f32>)> = BTreeMap::new();
         let detections = &frame.detections;
         let counts = |d: &&Detection| d.score >= config.stay_score_of(&d.label) && config.stands_out(d, detections);
         for d in detections.iter().filter(counts) {
-            let entry = sightings.entry(d.label.as_str()).or_insert((d.score, d.bbox, d.track_id));
+            let seen = (d.score, d.bbox, d.track_id, d.product.as_ref().map(|p| p.score));
+            let entry = sightings.entry(shown_key(d)).or_insert(seen);
             if d.score > entry.0 {
-                *entry = (d.score, d.bbox, d.track_id);
+                *entry = seen;
             }
         }
-        for (label, (score, _, _)) in &sightings {
-            if !state.tracks.contains_key(*label) && *score >= config.min_score_of(label) {
-                state.tracks.insert(label.to_string(), Track::default());
+        for (key, (score, ..)) in &sightings {
+            if !state.tracks.contains_key(key) && *score >= config.min_score_of(split_key(key).0) {
+                state.tracks.insert(key.clone(), Track::default());
             }
         }
 
         // First the window of every label, and who leaves; then who may enter.
         let mut notes = Vec::new();
         let mut candidates: Vec<(f32, String)> = Vec::new();
-        for (label, track) in state.tracks.iter_mut() {
+        for (key, track) in state.tracks.iter_mut() {
+            let label = split_key(key).0;
             let threshold =
                 if track.on_screen.is_some() { config.stay_score_of(label) } else { config.min_score_of(label) };
             let mut seen = sightings
-                .get(label.as_str())
+                .get(key.as_str())
                 .filter(|s| s.0 >= threshold)
-                .map(|&(score, bbox, track_id)| (pts, score, bbox, track_id));
+                .map(|&(score, bbox, track_id, matched)| (pts, score, bbox, track_id, matched));
             if let (None, Some(_), Some(product_track)) = (seen, &track.on_screen, track.track_id) {
                 // The tracker matched a weak detection to the product's object: it is still there.
                 seen = detections
                     .iter()
                     .find(|d| d.track_id == Some(product_track) && config.stands_out(d, detections))
-                    .map(|d| (pts, d.score, d.bbox, d.track_id));
+                    .map(|d| (pts, d.score, d.bbox, d.track_id, d.product.as_ref().map(|p| p.score)));
             }
             track.window.push_back((frame.seq, seen));
             while track.window.len() > config.enter_window {
@@ -281,11 +312,11 @@ impl Debouncer {
                         track.last_exit_pts.zip(first).is_some_and(|(exit, first)| first < exit + config.cooldown_ms);
                     if !hits.is_empty() && !cooling {
                         let best = hits.iter().map(|h| h.1).fold(f32::MIN, f32::max);
-                        candidates.push((best, label.clone()));
+                        candidates.push((best, key.clone()));
                     }
                 }
                 Some(on) => {
-                    if let Some((_, score, _, track_id)) = seen {
+                    if let Some((_, score, _, track_id, _)) = seen {
                         track.last_seen_pts = pts;
                         track.track_id = track_id.or(track.track_id);
                         track.first_missing = None;
@@ -314,14 +345,17 @@ impl Debouncer {
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         let showing = state.tracks.values().filter(|t| t.on_screen.is_some()).count();
         let room = config.max_on_screen.map_or(usize::MAX, |cap| cap.saturating_sub(showing));
-        for (_, label) in candidates.into_iter().take(room) {
-            let track = state.tracks.get_mut(&label).expect("a candidate has a track");
+        for (_, key) in candidates.into_iter().take(room) {
+            let track = state.tracks.get_mut(&key).expect("a candidate has a track");
+            let (label, sku) = split_key(&key);
             let hits = entering_hits(&track.window, config.enter_hits);
             let first = hits[0].0;
             let best = hits.iter().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
             let on = OnScreen {
                 stream_id: frame.stream_id.clone(),
-                label: label.clone(),
+                label: label.to_string(),
+                sku: sku.map(str::to_string),
+                match_milli: hits.iter().rev().find_map(|h| h.4).map(|m| (m.clamp(0.0, 1.0) * 1000.0).round() as u32),
                 since_pts: first,
                 score_milli: (best.1 * 1000.0).round() as u32,
                 bbox: quantize(best.2),
@@ -363,7 +397,7 @@ impl Debouncer {
         let state = self.streams.get(stream_id)?;
         let next = state.last_seq.map_or(0, |s| s + 1);
         let mut origins = BTreeMap::new();
-        for (label, t) in &state.tracks {
+        for (key, t) in &state.tracks {
             let tracks = t.window.iter().filter_map(|(_, hit)| hit.and_then(|h| h.3)).chain(t.track_id);
             let track_origins = tracks.map(crate::track::track_origin);
             let own = match &t.on_screen {
@@ -375,7 +409,9 @@ impl Debouncer {
                 }
             };
             if let Some(origin) = own.into_iter().chain(track_origins).min() {
-                origins.insert(label.clone(), origin);
+                // Per label: a catalog change of a label replays whatever was seen of it.
+                let oldest = origins.entry(split_key(key).0.to_string()).or_insert(origin);
+                *oldest = (*oldest).min(origin);
             }
         }
         Some((next, origins))
@@ -531,6 +567,8 @@ mod tests {
                     score: *s,
                     bbox: BBox { x0: 0.1, y0: 0.1, x1: 0.5, y1: 0.5 },
                     track_id: None,
+                    embedding: None,
+                    product: None,
                 })
                 .collect(),
         }
@@ -556,6 +594,43 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn two_objects_of_one_label_recognised_as_two_products_enter_and_leave_apart() {
+        use vitrine_schemas::ProductMatch;
+        // Two mugs (both `cup`): the red one from frame 0 to 7, the blue one from 3 on.
+        let mug = |sku: &str, x: f32| Detection {
+            product: Some(ProductMatch { sku: sku.into(), score: 0.83 }),
+            bbox: BBox { x0: x, y0: 0.1, x1: x + 0.2, y1: 0.4 },
+            ..frame(0, &[("cup", 0.8)]).detections.remove(0)
+        };
+        let mut d = Debouncer::new(config());
+        let mut notes = Vec::new();
+        for seq in 0..16 {
+            let mut f = frame(seq, &[]);
+            if seq < 8 {
+                f.detections.push(mug("MUG-RED", 0.1));
+            }
+            if seq >= 3 {
+                f.detections.push(mug("MUG-BLUE", 0.6));
+            }
+            notes.extend(d.observe(&f));
+        }
+        let seen: Vec<_> = notes
+            .iter()
+            .filter_map(|n| match n {
+                ScreenNote::Enter { on_screen, .. } => Some(("enter", on_screen.clone(), on_screen.since_pts)),
+                ScreenNote::Exit { on_screen, exit_pts, .. } => Some(("exit", on_screen.clone(), *exit_pts)),
+                ScreenNote::Position { .. } => None,
+            })
+            .map(|(what, on, pts)| (what, on.label, on.sku.unwrap_or_default(), on.match_milli, pts))
+            .collect();
+        let red = |what, pts| (what, "cup".to_string(), "MUG-RED".to_string(), Some(830), pts);
+        let blue = |what, pts| (what, "cup".to_string(), "MUG-BLUE".to_string(), Some(830), pts);
+        assert_eq!(seen, vec![red("enter", 0), blue("enter", 600), red("exit", 1600)]);
+        let (_, origins) = d.replay_point("s").unwrap();
+        assert_eq!(origins.keys().collect::<Vec<_>>(), vec!["cup"], "replay points stay per label");
     }
 
     #[test]
@@ -649,6 +724,8 @@ mod tests {
             score,
             bbox: BBox { x0, y0: 0.2, x1: x0 + 0.3, y1: 0.6 },
             track_id: None,
+            embedding: None,
+            product: None,
         };
         let frame_with = |seq: u64, d: Vec<Detection>| FrameDetections { detections: d, ..frame(seq, &[]) };
         let mut frames: Vec<FrameDetections> = (0..4).map(|s| frame_with(s, vec![boxed(0.9, 0.10)])).collect();
@@ -696,6 +773,8 @@ mod tests {
                 score,
                 bbox: BBox { x0, y0: 0.2, x1: x0 + 0.25, y1: 0.6 },
                 track_id: None,
+                embedding: None,
+                product: None,
             })
             .collect();
         FrameDetections { detections, ..frame(seq, &[]) }
@@ -785,7 +864,15 @@ mod tests {
             let x0 = 0.1 * i as f32;
             let bbox = BBox { x0, y0: 0.2, x1: x0 + 0.08, y1: 0.34 };
             let label = if i == 2 { "sports ball" } else { "frisbee" };
-            Detection { label: label.into(), class_id: 0, score: 0.8, bbox, track_id: None }
+            Detection {
+                label: label.into(),
+                class_id: 0,
+                score: 0.8,
+                bbox,
+                track_id: None,
+                embedding: None,
+                product: None,
+            }
         };
         let sweets = FrameDetections { detections: (0..6).map(sweet).collect(), ..frame(0, &[]) };
         // The same ball with two things of other sizes beside it.

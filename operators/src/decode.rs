@@ -74,6 +74,12 @@ impl FrameDecoder {
         FrameDecoder { tiling: tiling.filter(|t| t.grid.count() > 0), ..self }
     }
 
+    /// `region` (frame pixels) of the frame decoded last, stretched to `side` x `side` (for the
+    /// embedder); none when the last frame was not decoded or the region is outside it.
+    pub fn crop_of_last(&mut self, region: Crop, side: u32) -> Option<Prepared> {
+        self.preparer.last_region(region, side, side)
+    }
+
     pub fn decode(&mut self, mut frame: Frame) -> Result<PreparedFrame, DeadLetter> {
         if frame.carries_detections() {
             // (Its data was walked whole at the source, so its header has a size.)

@@ -196,6 +196,7 @@ fn event(kind: EventKind, on: &OnScreen, item: CatalogItem, pts_ms: i64) -> Prod
         product_url: item.url,
         bbox: (kind != EventKind::Disappeared).then(|| on.bbox()),
         score: on.score(),
+        match_score: on.match_score(),
         pts_ms,
         emitted_at_ms: now_ms(),
     }
@@ -272,6 +273,8 @@ mod tests {
         OnScreen {
             stream_id: "s".into(),
             label: "cup".into(),
+            sku: None,
+            match_milli: None,
             since_pts: since,
             score_milli: 900,
             bbox: [0, 0, 5000, 5000],

@@ -262,7 +262,15 @@ mod tests {
     use super::*;
 
     fn detection(label: &str, class_id: u32, (x0, y0, x1, y1): (f32, f32, f32, f32)) -> Detection {
-        Detection { label: label.into(), class_id, score: 0.6, bbox: BBox { x0, y0, x1, y1 }, track_id: None }
+        Detection {
+            label: label.into(),
+            class_id,
+            score: 0.6,
+            bbox: BBox { x0, y0, x1, y1 },
+            track_id: None,
+            embedding: None,
+            product: None,
+        }
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! [`TrackObjects`] -> [`Debounce`] -> catalog join (differential `join`) -> [`EmitEvents`] ->
 //! product events.
 
+mod crop_schedule;
 mod debounce;
 mod decode;
 mod events;
 mod graph;
 mod infer;
 mod look_alikes;
+mod matching;
 mod model_pool;
 mod replay;
 mod route;
@@ -20,11 +22,13 @@ mod stable_hash;
 mod timer;
 mod track;
 
+pub use crop_schedule::{CropSchedule, CropScheduleConfig, FrameEmbedder};
 pub use debounce::{CausedNote, Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote, ScreenStats};
 pub use decode::{FrameDecoder, PreparedFrame, Tiling};
 pub use events::{EmitEvents, Emitted, EventEmitter, JoinedUpdate};
-pub use graph::{product_events, product_outputs, Catalog};
+pub use graph::{product_events, product_outputs, shows, Catalog};
 pub use infer::{BatchConfig, InferDetections, Inferencer};
+pub use matching::{MatchConfig, MatchProducts, MatchThresholds, Matcher, Picture, PictureIndex};
 pub use model_pool::{FrameModel, ModelPool, ModelQueues, ModelRoute};
 pub use replay::ReplayPoints;
 pub use route::stream_route;

@@ -44,7 +44,7 @@ mod tests {
 
     fn at(label: &str, x: f32, y: f32, size: f32) -> Detection {
         let bbox = BBox { x0: x, y0: y, x1: x + size, y1: y + size * 1.8 };
-        Detection { label: label.into(), class_id: 0, score: 0.7, bbox, track_id: None }
+        Detection { label: label.into(), class_id: 0, score: 0.7, bbox, track_id: None, embedding: None, product: None }
     }
 
     #[test]

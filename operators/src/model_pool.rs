@@ -21,6 +21,7 @@ use vitrine_schemas::{DeadLetter, Frame, FrameDetections};
 
 use crate::decode::FrameDecoder;
 use crate::infer::{BatchConfig, Inferencer};
+use crate::FrameEmbedder;
 use crate::{stream_route, Stage};
 
 /// Frames a model queue holds per model thread. The pipeline's in-flight bound keeps far fewer
@@ -58,11 +59,35 @@ struct Job {
 pub struct FrameModel {
     pub decoder: FrameDecoder,
     pub inferencer: Inferencer,
+    /// With matching: embeds the crops of some detections of each frame the model ran on.
+    pub embedder: Option<FrameEmbedder>,
 }
 
 impl FrameModel {
     /// Each frame's detections, or its dead letter (from the decode or the model), in order.
     fn run(&mut self, frames: Vec<Frame>) -> Vec<Inferred> {
+        if self.embedder.is_some() {
+            // A crop is cut from the frame decoded last: one frame at a time.
+            return frames.into_iter().map(|frame| self.run_embedding(frame)).collect();
+        }
+        self.run_batch(frames)
+    }
+
+    /// One frame's detections, with crops of its objects embedded as the schedule asks.
+    fn run_embedding(&mut self, frame: Frame) -> Inferred {
+        let mut result = self.run_batch(vec![frame]).remove(0);
+        let (Ok(found), Some(embedder)) = (&mut result, &mut self.embedder) else { return result };
+        if found.carried {
+            return result; // not decoded: the tracker carries the last detections over
+        }
+        let timer = self.inferencer.timer.clone();
+        if let Err(e) = timer.time(Stage::Embed, 1, || embedder.embed(&mut self.decoder, found)) {
+            tracing::warn!(stream = %found.stream_id, seq = found.seq, error = %e, "could not embed this frame's objects; they match on their label");
+        }
+        result
+    }
+
+    fn run_batch(&mut self, frames: Vec<Frame>) -> Vec<Inferred> {
         let mut done: Vec<Option<Inferred>> = (0..frames.len()).map(|_| None).collect();
         let (mut prepared, mut at) = (Vec::new(), Vec::new());
         let (decode_timer, infer_timer) = (self.decoder.timer.clone(), self.inferencer.timer.clone());

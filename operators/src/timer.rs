@@ -11,6 +11,8 @@ pub enum Stage {
     Decode,
     /// One model run (a micro-batch of frames).
     Infer,
+    /// The embedder's runs on one frame's crops (matching).
+    Embed,
     /// Object tracking of the frames of one completed time.
     Track,
     /// Debounce of the frames of one completed time.
@@ -24,6 +26,7 @@ impl Stage {
         match self {
             Stage::Decode => "decode",
             Stage::Infer => "infer",
+            Stage::Embed => "embed",
             Stage::Track => "track",
             Stage::Debounce => "debounce",
             Stage::Join => "join",

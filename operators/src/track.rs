@@ -242,6 +242,8 @@ mod tests {
             score,
             bbox: BBox { x0: x, y0: 0.2, x1: x + 0.2, y1: 0.5 },
             track_id: None,
+            embedding: None,
+            product: None,
         }
     }
 

@@ -34,6 +34,8 @@ fn frames(scores: &[[u8; 3]]) -> Vec<FrameDetections> {
                     score: *score as f32 / 10.0,
                     bbox: BBox { x0: 0.1, y0: 0.1, x1: 0.2, y1: 0.2 },
                     track_id: None,
+                    embedding: None,
+                    product: None,
                 })
                 .collect(),
         })

@@ -34,6 +34,8 @@ fn frame(seq: u64, present: &[bool; 2]) -> FrameDetections {
                 score: 0.9,
                 bbox: BBox::default(),
                 track_id: None,
+                embedding: None,
+                product: None,
             })
             .collect(),
     }

@@ -25,6 +25,8 @@ fn frame(seq: u64, labels: &[&str]) -> FrameDetections {
                 score: 0.9,
                 bbox: BBox { x0: 0.1, y0: 0.2, x1: 0.3, y1: 0.4 },
                 track_id: None,
+                embedding: None,
+                product: None,
             })
             .collect(),
     }

@@ -23,6 +23,8 @@ fn detection(track_id: Option<u64>) -> Detection {
         score: 0.9,
         bbox: BBox { x0: 0.1, y0: 0.2, x1: 0.5, y1: 0.6 },
         track_id,
+        embedding: None,
+        product: None,
     }
 }
 
@@ -30,6 +32,8 @@ fn on_screen(partition: Option<i32>) -> OnScreen {
     OnScreen {
         stream_id: "show-1".into(),
         label: "cup".into(),
+        sku: Some("MUG-ESP-01".into()),
+        match_milli: Some(812),
         since_pts: 3000,
         score_milli: 934,
         bbox: [100, 200, 5000, 6000],
@@ -96,6 +100,7 @@ fn every_record_the_dataflow_exchanges_survives_the_wire() {
         product_url: None,
         bbox: None,
         score: 0.934,
+        match_score: Some(0.81),
         pts_ms: 3000,
         emitted_at_ms: 1_796_000_000_000,
     };

@@ -31,6 +31,7 @@ pub fn describe_plan(loaded: &LoadedSpec, shape: &Shape) -> String {
         "debounce: a sighting from score {}{pattern}, on screen after {} of {} frames, off after {:?} unseen",
         d.min_score, d.enter_hits, d.enter_window, d.hold
     );
+    let _ = writeln!(out, "match: {}", describe_matching(loaded));
     let settings = kafka_settings_shown(std::env::vars());
     if !settings.is_empty() {
         let _ = writeln!(out, "kafka client settings (VITRINE_KAFKA_*): {}", settings.join(", "));
@@ -123,6 +124,51 @@ fn kafka_settings_shown(vars: impl Iterator<Item = (String, String)>) -> Vec<Str
 }
 
 /// What the model sees of each frame, and which frames it runs on.
+/// Whether products are matched by their pictures, how, and which products of the catalog
+/// file match by picture and which on their label alone.
+fn describe_matching(loaded: &LoadedSpec) -> String {
+    let m = &loaded.spec.matching;
+    if !m.enabled {
+        return "off: every product of a detected label is shown (match.enabled)".into();
+    }
+    let embedder = match loaded.embedder_config(1) {
+        Some(Ok(config)) => config.model.display().to_string(),
+        Some(Err(why)) => format!("MISSING: {why}"),
+        None => unreachable!("matching is on"),
+    };
+    let mut line = format!(
+        concat!(
+            "products with a JPEG picture only where an object of their label looks like it (embedder {embedder} ",
+            "at {side}x{side}; similarity at least {}, {} ahead of the runner-up; an object embedded when it shows ",
+            "and every {:?}, at most {} a frame)"
+        ),
+        m.min_similarity,
+        m.min_margin,
+        m.every,
+        m.max_crops,
+        embedder = embedder,
+        side = m.side
+    );
+    if let Some(path) = &loaded.spec.catalog.path {
+        let images = vitrine_connectors::images::ImageStore::default();
+        if let Ok((items, _)) = vitrine_connectors::catalog::load(&loaded.resolve(path), &images) {
+            let (pictured, labelled): (Vec<_>, Vec<_>) = items.iter().partition(|i| i.matched_picture().is_some());
+            let skus = |items: &[&vitrine_schemas::CatalogItem]| {
+                items.iter().map(|i| i.sku.as_str()).collect::<Vec<_>>().join(", ")
+            };
+            let _ = write!(
+                line,
+                "\n  by picture: {} product(s) [{}]\n  on their label alone (no JPEG picture): {} product(s) [{}]",
+                pictured.len(),
+                skus(&pictured),
+                labelled.len(),
+                skus(&labelled)
+            );
+        }
+    }
+    line
+}
+
 fn describe_infer(infer: &InferSpec) -> String {
     let mut parts = Vec::new();
     let tiles = infer.tiles;

@@ -48,6 +48,68 @@ impl LoadedSpec {
         }
     }
 
+    /// The image embedder the spec's `match` section names, or vitrine's own; none with
+    /// matching off. Err: the files looked at, none of them there.
+    pub fn embedder_config(&self, intra_threads: usize) -> Option<Result<vitrine_models::EmbedderConfig, String>> {
+        let matching = &self.spec.matching;
+        if !matching.enabled {
+            return None;
+        }
+        let model = match &matching.embedder {
+            Some(path) => Ok(self.resolve(path)),
+            None => self.bundled_embedder(),
+        };
+        Some(model.map(|model| vitrine_models::EmbedderConfig {
+            model,
+            side: matching.side,
+            intra_threads,
+            execution_provider: self.spec.model.execution_provider,
+            device_id: self.spec.model.device_id,
+        }))
+    }
+
+    /// vitrine's own embedder, looked for beside the spec, the working folder and the binary,
+    /// and in every folder above them.
+    fn bundled_embedder(&self) -> Result<PathBuf, String> {
+        const BUNDLED: &str = "models/zoo/mobilenetv2-imagenet-embedder/model.onnx";
+        let mut roots = vec![self.base_dir.clone()];
+        roots.extend(std::env::current_dir().ok());
+        roots.extend(std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)));
+        // A build run from its source tree (its binary sits in a target folder elsewhere).
+        roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let found = roots.iter().flat_map(|root| root.ancestors()).map(|dir| dir.join(BUNDLED)).find(|p| p.is_file());
+        found.ok_or_else(|| {
+            format!(
+                "vitrine's image embedder ({BUNDLED}) is not beside the spec, the working folder or the binary, \
+                 nor above them"
+            )
+        })
+    }
+
+    /// The spec's `match` thresholds, as the matcher takes them.
+    pub fn match_config(&self) -> vitrine_operators::MatchConfig {
+        let m = &self.spec.matching;
+        let default = vitrine_operators::MatchThresholds { min_similarity: m.min_similarity, min_margin: m.min_margin };
+        let over = |t: &vitrine_schemas::spec::MatchThresholdsSpec| vitrine_operators::MatchThresholds {
+            min_similarity: t.min_similarity.unwrap_or(default.min_similarity),
+            min_margin: t.min_margin.unwrap_or(default.min_margin),
+        };
+        let mut config = vitrine_operators::MatchConfig::new(default);
+        config.streams = m.streams.iter().map(|(id, t)| (id.clone(), over(t))).collect();
+        config.products = m.products.iter().map(|(sku, t)| (sku.clone(), over(t))).collect();
+        config
+    }
+
+    /// Which objects the model threads embed, as the spec's `match` and `debounce` say.
+    pub fn crop_schedule(&self) -> vitrine_operators::CropScheduleConfig {
+        let m = &self.spec.matching;
+        vitrine_operators::CropScheduleConfig {
+            every_ms: m.every.as_millis() as i64,
+            max_per_frame: m.max_crops.get(),
+            min_score: self.spec.debounce.min_score,
+        }
+    }
+
     /// A path from the spec, made absolute against the spec's folder.
     pub fn resolve(&self, path: &str) -> PathBuf {
         let p = Path::new(path);
@@ -69,8 +131,8 @@ impl LoadedSpec {
 }
 
 const SECTIONS: &[&str] = &[
-    "name", "sources", "model", "decode", "infer", "tracker", "debounce", "catalog", "sinks", "server", "workers",
-    "epoch",
+    "name", "sources", "model", "decode", "infer", "tracker", "debounce", "match", "catalog", "sinks", "server",
+    "workers", "epoch",
 ];
 const REQUIRED: &[&str] = &["name", "sources", "model", "catalog"];
 

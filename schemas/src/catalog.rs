@@ -59,6 +59,15 @@ pub struct CatalogItem {
 }
 
 impl CatalogItem {
+    /// The picture that what the camera sees is matched against: a JPEG that vitrine serves
+    /// (a file of the catalog). Pictures at a URL, and PNG, WebP or GIF files, are not matched
+    /// (yet): such a product matches on its label, as one without a picture does.
+    pub fn matched_picture(&self) -> Option<&str> {
+        let image = self.image.as_deref()?;
+        let jpeg = image.ends_with(".jpg") || image.ends_with(".jpeg");
+        (image.starts_with("/v1/images/") && jpeg).then_some(image)
+    }
+
     /// Whether this product may be matched on `stream_id`.
     pub fn on_rundown_of(&self, stream_id: &str) -> bool {
         self.streams.is_empty() || self.streams.iter().any(|s| s == stream_id)

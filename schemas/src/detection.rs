@@ -51,6 +51,23 @@ pub struct Detection {
     /// none): records crossing timely processes are bincode, which cannot skip a field.
     #[serde(default)]
     pub track_id: Option<u64>,
+    /// The picture of the object, as the embedder sees it (unit length), on the frames it
+    /// was embedded on; the matcher takes it off before any sink sees the detection.
+    /// Always written, as `track_id`.
+    #[serde(default)]
+    pub embedding: Option<Vec<f32>>,
+    /// The catalog product whose picture this object's track looks like, and how closely;
+    /// none when nothing was matched (products without a picture match on the label alone).
+    #[serde(default)]
+    pub product: Option<ProductMatch>,
+}
+
+/// A detection recognised as a catalog product by its picture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProductMatch {
+    pub sku: String,
+    /// Cosine similarity of the track's running mean embedding to the product's picture, 0..1.
+    pub score: f32,
 }
 
 /// Everything the detector found in one frame.

@@ -45,6 +45,11 @@ pub struct ProductEvent {
     pub bbox: Option<BBox>,
     /// Best detector score of the confirming frames.
     pub score: f32,
+    /// How closely the object looked like the product's picture (cosine similarity of its
+    /// track's running mean embedding, 0..1), when it was recognised by its picture; none when
+    /// it matched on its label alone (the product has no picture, or matching is off).
+    #[serde(default)]
+    pub match_score: Option<f32>,
     /// Media time the event belongs to: `appeared` carries the first frame of the run that
     /// confirmed the product, `disappeared` the first frame it was missing from.
     pub pts_ms: i64,

@@ -12,7 +12,7 @@ pub mod tables;
 pub mod truth;
 
 pub use catalog::{CatalogItem, Money};
-pub use detection::{BBox, Detection, FrameDetections};
+pub use detection::{BBox, Detection, FrameDetections, ProductMatch};
 pub use event::{DeadLetter, EventKind, Exposure, ProductEvent};
 pub use frame::{Cause, Change, Frame, SourcePosition, MAX_SEQ, MAX_TIME_MS};
 

@@ -32,6 +32,9 @@ pub struct PipelineSpec {
     /// When a detected product counts as on screen, and when as gone.
     #[serde(default)]
     pub debounce: DebounceSpec,
+    /// Recognising the catalog's products by their pictures (README, "Matching").
+    #[serde(default, rename = "match")]
+    pub matching: MatchSpec,
     /// The product catalog that detector labels are matched against.
     pub catalog: CatalogSpec,
     /// Where results are written.
@@ -578,6 +581,94 @@ pub struct DebounceSpec {
     pub max_look_alikes: Option<usize>,
 }
 
+/// How objects on screen are recognised as the catalog's products by their pictures: a
+/// product whose catalog row has a picture gets a card only where an object of its label looks
+/// like the picture (the closest of the label's pictures, close enough, ahead of the runner-up).
+/// Products without a picture match on their label alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    /// Whether pictures are matched. Off by default until its thresholds are chosen on one
+    /// labelled show and reported on another (docs/eval.md); off, every product of a detected
+    /// label is shown, with or without a picture.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The image embedder (an ONNX model, relative to the spec). Omit: vitrine's own,
+    /// `models/zoo/mobilenetv2-imagenet-embedder/model.onnx`, looked for beside the spec and above.
+    #[serde(default)]
+    pub embedder: Option<String>,
+    /// Pictures and crops are stretched to `side` x `side` pixels for the embedder.
+    #[serde(default = "default_match_side")]
+    pub side: u32,
+    /// Least cosine similarity (0..1) of an object's running mean embedding to a product's
+    /// picture, for every stream and product unless `streams` or `products` say otherwise.
+    #[serde(default = "default_min_similarity")]
+    pub min_similarity: f32,
+    /// Least lead of the closest product over the next closest of the same label.
+    #[serde(default = "default_min_margin")]
+    pub min_margin: f32,
+    /// Per stream id: thresholds of that stream's products (each omitted one: the default above).
+    #[serde(default)]
+    pub streams: std::collections::BTreeMap<String, MatchThresholdsSpec>,
+    /// Per SKU: thresholds of that product (over its stream's).
+    #[serde(default)]
+    pub products: std::collections::BTreeMap<String, MatchThresholdsSpec>,
+    /// An object is embedded when it shows, then again once this much media time passed.
+    #[serde(default = "default_match_every", with = "humantime_serde")]
+    pub every: Duration,
+    /// At most this many objects are embedded a frame (the highest scores first).
+    #[serde(default = "default_match_max_crops")]
+    pub max_crops: NonZeroUsize,
+}
+
+/// How close an object must look to a product's picture, for some streams or products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchThresholdsSpec {
+    /// Least cosine similarity (0..1). Omit: `match.min_similarity`.
+    #[serde(default)]
+    pub min_similarity: Option<f32>,
+    /// Least lead over the runner-up. Omit: `match.min_margin`.
+    #[serde(default)]
+    pub min_margin: Option<f32>,
+}
+
+fn default_match_side() -> u32 {
+    224
+}
+
+fn default_min_similarity() -> f32 {
+    0.7
+}
+
+fn default_min_margin() -> f32 {
+    0.03
+}
+
+fn default_match_every() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_match_max_crops() -> NonZeroUsize {
+    NonZeroUsize::new(4).expect("4 is not 0")
+}
+
+impl Default for MatchSpec {
+    fn default() -> Self {
+        MatchSpec {
+            enabled: false,
+            embedder: None,
+            side: default_match_side(),
+            min_similarity: default_min_similarity(),
+            min_margin: default_min_margin(),
+            streams: Default::default(),
+            products: Default::default(),
+            every: default_match_every(),
+            max_crops: default_match_max_crops(),
+        }
+    }
+}
+
 fn default_max_look_alikes() -> Option<usize> {
     Some(4)
 }
@@ -871,6 +962,24 @@ impl PipelineSpec {
                 "infer.tile_overlap".into(),
                 format!("must be at least 0 and under 0.5, got {}", self.infer.tile_overlap),
             );
+        }
+        let m = &self.matching;
+        let thresholds = std::iter::once(("match".to_string(), Some(m.min_similarity), Some(m.min_margin)))
+            .chain(m.streams.iter().map(|(id, t)| (format!("match.streams.{id}"), t.min_similarity, t.min_margin)))
+            .chain(m.products.iter().map(|(sku, t)| (format!("match.products.{sku}"), t.min_similarity, t.min_margin)));
+        for (at, similarity, margin) in thresholds {
+            if let Some(v) = similarity.filter(|v| !(0.0..=1.0).contains(v)) {
+                problem(
+                    format!("{at}.min_similarity"),
+                    format!("must be between 0 and 1 (a cosine similarity), got {v}"),
+                );
+            }
+            if let Some(v) = margin.filter(|v| !(0.0..=1.0).contains(v)) {
+                problem(format!("{at}.min_margin"), format!("must be between 0 and 1, got {v}"));
+            }
+        }
+        if !(32..=640).contains(&m.side) {
+            problem("match.side".into(), format!("must be 32 to 640 pixels, got {}", m.side));
         }
         let t = &self.tracker;
         if !(0.0..=1.0).contains(&t.high_score) {

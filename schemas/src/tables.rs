@@ -60,6 +60,8 @@ pub fn product_events_schema() -> SchemaRef {
         Field::new("pts_ms", DataType::Int64, false),
         Field::new("captured_at", ts(), false),
         Field::new("emitted_at", ts(), false),
+        // Null where the product matched on its label alone (no picture, or matching off).
+        Field::new("match_score", DataType::Float32, true),
     ]))
 }
 

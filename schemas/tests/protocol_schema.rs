@@ -102,6 +102,7 @@ fn event(kind: EventKind, bbox: Option<BBox>) -> ProductEvent {
         product_url: None,
         bbox,
         score: 0.82,
+        match_score: Some(0.81),
         pts_ms: 3000,
         emitted_at_ms: 1_795_000_000_000,
     }

@@ -160,6 +160,12 @@ impl KafkaSink {
         if let Some(fields) = value.as_object_mut() {
             fields.remove("position"); // where vitrine read the frame: not part of the message
         }
+        // A crop's embedding is the matcher's input, not part of the message.
+        for detection in value["detections"].as_array_mut().into_iter().flatten() {
+            if let Some(fields) = detection.as_object_mut() {
+                fields.remove("embedding");
+            }
+        }
         value["schema_version"] = SCHEMA_VERSION.into();
         let id = format!("{}:{}:{}", d.stream_id, d.seq, d.model);
         let headers = cloud_event(

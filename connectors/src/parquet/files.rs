@@ -337,6 +337,8 @@ mod tests {
                 score: 0.9,
                 bbox: BBox::default(),
                 track_id: None,
+                embedding: None,
+                product: None,
             }],
             position: SourcePosition { partition: Some(3), offset },
             carried: false,
@@ -435,6 +437,7 @@ mod tests {
             product_url: None,
             bbox: None,
             score: 0.9,
+            match_score: None,
             pts_ms: 1000,
             emitted_at_ms: 0,
         };

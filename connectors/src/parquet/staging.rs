@@ -125,6 +125,8 @@ mod tests {
                         score: 0.1 + i as f32 / 7.0,
                         bbox: BBox::default(),
                         track_id: Some(offset as u64 * 1000),
+                        embedding: None,
+                        product: None,
                     })
                     .collect(),
                 position: SourcePosition { partition: Some(2), offset },

@@ -116,9 +116,11 @@ impl TableRow for ProductEvent {
         let events = || rows.iter().map(|r| &r.row);
         let mut price = Float64Builder::new();
         let mut in_stock = BooleanBuilder::new();
+        let mut match_score = Float32Builder::new();
         for e in events() {
             price.append_value(e.price.as_f64());
             in_stock.append_value(e.in_stock);
+            match_score.append_option(e.match_score);
         }
         RecordBatch::try_new(
             Self::schema(),
@@ -136,6 +138,7 @@ impl TableRow for ProductEvent {
                 int64s(events().map(|e| e.pts_ms)),
                 timestamps(rows.iter().map(|r| r.captured_at_ms)),
                 timestamps(events().map(|e| e.emitted_at_ms)),
+                Arc::new(match_score.finish()),
             ],
         )
     }
@@ -219,6 +222,8 @@ mod tests {
             score: 0.8,
             bbox: BBox { x0: 0.1, y0: 0.2, x1: 0.3, y1: 0.4 },
             track_id,
+            embedding: None,
+            product: None,
         };
         let frame = FrameDetections {
             stream_id: "s".into(),

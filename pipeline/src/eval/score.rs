@@ -223,6 +223,7 @@ mod tests {
             product_url: None,
             bbox: None,
             score: 0.9,
+            match_score: None,
             pts_ms,
             emitted_at_ms: 0,
         }

@@ -28,7 +28,7 @@ use crate::supervise::Supervisor;
 pub(super) type CatalogChanges = Receiver<Vec<CatalogChange>>;
 
 /// Batches of catalog changes queued for the workers, at most.
-const CATALOG_QUEUE_BATCHES: usize = 64;
+pub(super) const CATALOG_QUEUE_BATCHES: usize = 64;
 
 /// What the catalog threads share with the run.
 pub(super) struct CatalogInputs<'a> {

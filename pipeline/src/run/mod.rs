@@ -45,16 +45,18 @@ use vitrine_connectors::metrics::{Health, Metrics};
 use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll};
 use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::ServerState;
-use vitrine_models::{find_runtime_library, Detector, Runtime};
+use vitrine_models::{find_runtime_library, Detector, Embedder, Runtime};
 use vitrine_operators::{
-    product_outputs, BatchConfig, ChangeGate, DebounceConfig, Emitted, FrameDecoder, FrameModel, InferDetections,
-    Inferencer, ModelPool, ModelRoute, ReplayPoints, SkipConfig, Stage, StageObserver, StageTimer, Tiling, Time,
-    TrackObjects, TrackerConfig,
+    product_outputs, BatchConfig, ChangeGate, CropSchedule, DebounceConfig, Emitted, FrameDecoder, FrameEmbedder,
+    FrameModel, InferDetections, Inferencer, MatchProducts, Matcher, ModelPool, ModelRoute, PictureIndex, ReplayPoints,
+    SkipConfig, Stage, StageObserver, StageTimer, Tiling, Time, TrackObjects, TrackerConfig,
 };
 use vitrine_schemas::spec::{KafkaSource, Pace, SourceSpec, VideoSource};
 use vitrine_schemas::{now_ms, CatalogItem, DeadLetter, Frame, FrameDetections, ProductEvent};
 
 mod inputs;
+mod pictures;
+use pictures::PictureEmbedder;
 mod serve;
 mod sinks;
 mod tier;
@@ -159,6 +161,19 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let detector_config = loaded.detector_config(spec.model.intra_threads.get());
     let detectors: Vec<Detector> =
         (0..workers).map(|_| Detector::load(&runtime, &detector_config)).collect::<Result<_, _>>()?;
+    // Matching: an embedder per model thread, and one for the catalog's pictures.
+    let pictures = PictureIndex::default();
+    let mut embedders: Vec<Embedder> = match loaded.embedder_config(spec.model.intra_threads.get()) {
+        None => Vec::new(),
+        Some(Err(why)) => {
+            return Err(anyhow!(
+                "match.embedder: {why}. Point match.embedder at the model, or set match.enabled: false"
+            ))
+        }
+        Some(Ok(config)) => (0..=workers).map(|_| Embedder::load(&runtime, &config)).collect::<Result<_, _>>()?,
+    };
+    let matching = !embedders.is_empty();
+    let picture_embedder = embedders.pop();
 
     // Sinks.
     let images = ImageStore::default();
@@ -275,7 +290,14 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
 
     // Catalog and sources.
     let catalog = inputs::CatalogInputs { images: &images, out: &out_tx, report_problems: runs_embedded };
-    let (catalog_rx, catalog_threads) = inputs::start_catalog(&loaded, &catalog, &stop, &supervisor)?;
+    let (mut catalog_rx, mut catalog_threads) = inputs::start_catalog(&loaded, &catalog, &stop, &supervisor)?;
+    if let Some(embedder) = picture_embedder {
+        let (to_workers, embedded) = mpsc::sync_channel(inputs::CATALOG_QUEUE_BATCHES);
+        let limits = loaded.decode_limits();
+        let step = PictureEmbedder { embedder, index: pictures.clone(), images: images.clone(), limits };
+        catalog_threads.push(step.start(catalog_rx, to_workers, out_tx.clone(), stop.clone())?);
+        catalog_rx = embedded;
+    }
     let (frames_tx, frames_rx) = mpsc::sync_channel::<Frame>(16);
     // The worker that takes the embedded sources' frames (worker 0), which they wake.
     let feeder = Arc::new(std::sync::OnceLock::new());
@@ -383,6 +405,11 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .counting_carried(metrics.frames_carried.clone())
                 .keeping_tile_finds(by_stream)
                 .timed(timer.clone()),
+            embedder: embedders.pop().map(|embedder| FrameEmbedder {
+                embedder,
+                schedule: CropSchedule::new(loaded.crop_schedule()),
+                pictures: pictures.clone(),
+            }),
         })
         .collect();
     let route = if by_stream { ModelRoute::ByStream } else { ModelRoute::AnyFree };
@@ -402,6 +429,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
         .collect();
     let shed_after_ms = spec.infer.shed_after.map(|d| d.as_millis() as i64);
     let epoch_ms = spec.epoch.as_millis().max(1) as u64;
+    let match_config = loaded.match_config();
     let dataflow_stop = stop.clone();
     let dataflow_supervisor = supervisor.clone();
     let out = Mutex::new(out_tx);
@@ -441,12 +469,17 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .inspect(move |d: &FrameDetections| {
                     done_d.fetch_add(if d.carried { 1 } else { MODEL_FRAME_WEIGHT }, Ordering::Relaxed);
                 })
-                .track_objects(tracker.clone(), replay.clone(), timer.clone())
-                .inspect(move |d: &FrameDetections| {
-                    let _ = out_d.send(Output::Detections(d.clone()));
-                });
+                .track_objects(tracker.clone(), replay.clone(), timer.clone());
+            let detections = match matching {
+                true => detections.match_products(Matcher::new(match_config.clone(), pictures.clone())),
+                false => detections,
+            };
+            let detections = detections.inspect(move |d: &FrameDetections| {
+                let _ = out_d.send(Output::Detections(d.clone()));
+            });
             let (catalog_in, catalog) = scope.new_collection::<(String, CatalogItem), isize>();
-            let emitted = product_outputs(detections.clone(), catalog, debounce.clone(), replay.clone(), timer.clone());
+            let emitted =
+                product_outputs(detections.clone(), catalog, debounce.clone(), matching, replay.clone(), timer.clone());
             emitted
                 .clone()
                 .inspect(move |e: &Emitted| {

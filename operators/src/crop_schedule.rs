@@ -1,0 +1,183 @@
+//! Which objects the model thread embeds for matching: an object when it first shows (no crop
+//! of its label overlapped it lately) and again every so often, never every frame; at most a
+//! few a frame, the highest scores first. What decides the card is the track's running mean
+//! ([`crate::Matcher`]), so a crop now and then is enough.
+
+use std::collections::HashMap;
+
+use vitrine_models::{Crop, Embedder, ModelError};
+use vitrine_schemas::{BBox, FrameDetections};
+
+use crate::decode::FrameDecoder;
+use crate::PictureIndex;
+
+/// How often and how much to embed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CropScheduleConfig {
+    /// An object seen where a crop of its label was taken less than this media time ago is not
+    /// embedded again.
+    pub every_ms: i64,
+    /// At most this many crops a frame.
+    pub max_per_frame: usize,
+    /// Detections below this score are not embedded (they do not count for debounce either).
+    pub min_score: f32,
+}
+
+/// Boxes overlapping by this IoU are the same object for the schedule.
+const SAME_OBJECT_IOU: f32 = 0.3;
+
+/// A crop taken: of what label, where, when.
+#[derive(Clone, Debug)]
+struct Taken {
+    label: String,
+    bbox: BBox,
+    pts_ms: i64,
+}
+
+/// Per stream, the crops taken lately.
+#[derive(Debug)]
+pub struct CropSchedule {
+    config: CropScheduleConfig,
+    taken: HashMap<String, Vec<Taken>>,
+}
+
+impl CropSchedule {
+    pub fn new(config: CropScheduleConfig) -> CropSchedule {
+        CropSchedule { config, taken: HashMap::new() }
+    }
+
+    /// The detections of `frame` to embed now, among those `wanted` (a label some picture has).
+    pub fn choose(&mut self, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
+        let config = self.config;
+        let pts = frame.pts_ms;
+        let taken = self.taken.entry(frame.stream_id.clone()).or_default();
+        taken.retain(|t| pts - t.pts_ms < config.every_ms && t.pts_ms <= pts);
+        let mut order: Vec<usize> = (0..frame.detections.len())
+            .filter(|&i| frame.detections[i].score >= config.min_score && wanted(&frame.detections[i].label))
+            .collect();
+        order.sort_by(|&a, &b| frame.detections[b].score.total_cmp(&frame.detections[a].score).then(a.cmp(&b)));
+        let mut chosen = Vec::new();
+        for i in order {
+            if chosen.len() >= config.max_per_frame {
+                break;
+            }
+            let d = &frame.detections[i];
+            if taken.iter().any(|t| t.label == d.label && t.bbox.iou(&d.bbox) >= SAME_OBJECT_IOU) {
+                continue;
+            }
+            taken.push(Taken { label: d.label.clone(), bbox: d.bbox, pts_ms: pts });
+            chosen.push(i);
+        }
+        chosen
+    }
+}
+
+/// The embedder of a model thread, with its schedule and the catalog's pictures.
+#[derive(Debug)]
+pub struct FrameEmbedder {
+    pub embedder: Embedder,
+    pub schedule: CropSchedule,
+    pub pictures: PictureIndex,
+}
+
+impl FrameEmbedder {
+    /// Embeds the chosen detections of `frame`, the frame `decoder` decoded last, into their
+    /// `embedding`.
+    pub fn embed(&mut self, decoder: &mut FrameDecoder, frame: &mut FrameDetections) -> Result<(), ModelError> {
+        let pictures = &self.pictures;
+        let stream_id = frame.stream_id.clone();
+        let chosen = self.schedule.choose(frame, |label| pictures.has_label(label, &stream_id));
+        let side = self.embedder.side();
+        let (fw, fh) = (frame.width as f32, frame.height as f32);
+        let mut crops = Vec::new();
+        let mut at = Vec::new();
+        for i in chosen {
+            let b = frame.detections[i].bbox;
+            let x = (b.x0.max(0.0) * fw) as u32;
+            let y = (b.y0.max(0.0) * fh) as u32;
+            let region = Crop {
+                x,
+                y,
+                width: ((b.x1.min(1.0) * fw) as u32).saturating_sub(x).max(1),
+                height: ((b.y1.min(1.0) * fh) as u32).saturating_sub(y).max(1),
+            };
+            if let Some(crop) = decoder.crop_of_last(region, side) {
+                crops.push(crop);
+                at.push(i);
+            }
+        }
+        let refs: Vec<_> = crops.iter().collect();
+        for (i, embedding) in at.into_iter().zip(self.embedder.embed(&refs)?) {
+            frame.detections[i].embedding = Some(embedding.values().to_vec());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vitrine_schemas::Detection;
+
+    use super::*;
+
+    fn frame(pts_ms: i64, boxes: &[(&str, f32, f32)]) -> FrameDetections {
+        FrameDetections {
+            stream_id: "s".into(),
+            seq: pts_ms as u64 / 200,
+            pts_ms,
+            captured_at_ms: 0,
+            width: 1280,
+            height: 720,
+            model: "m".into(),
+            detections: boxes
+                .iter()
+                .map(|&(label, score, x)| Detection {
+                    label: label.into(),
+                    class_id: 0,
+                    score,
+                    bbox: BBox { x0: x, y0: 0.2, x1: x + 0.2, y1: 0.5 },
+                    track_id: None,
+                    embedding: None,
+                    product: None,
+                })
+                .collect(),
+            position: Default::default(),
+            carried: false,
+        }
+    }
+
+    fn schedule() -> CropSchedule {
+        CropSchedule::new(CropScheduleConfig { every_ms: 1000, max_per_frame: 2, min_score: 0.3 })
+    }
+
+    #[test]
+    fn an_object_is_embedded_when_it_shows_and_again_after_the_interval() {
+        let mut s = schedule();
+        let cups = |pts| frame(pts, &[("cup", 0.8, 0.1)]);
+        assert_eq!(s.choose(&cups(0), |_| true), vec![0]);
+        assert!(s.choose(&cups(200), |_| true).is_empty());
+        assert!(s.choose(&cups(800), |_| true).is_empty());
+        assert_eq!(s.choose(&cups(1000), |_| true), vec![0]);
+        // Another cup elsewhere is a new object: embedded at once.
+        assert_eq!(s.choose(&frame(1200, &[("cup", 0.8, 0.1), ("cup", 0.7, 0.6)]), |_| true), vec![1]);
+    }
+
+    #[test]
+    fn only_wanted_labels_above_the_score_and_the_best_few_a_frame() {
+        let mut s = schedule();
+        let f =
+            frame(0, &[("cup", 0.5, 0.0), ("book", 0.9, 0.2), ("cup", 0.2, 0.4), ("cup", 0.6, 0.6), ("cup", 0.9, 0.8)]);
+        assert_eq!(s.choose(&f, |l| l == "cup"), vec![4, 3], "the two best cups; not the book nor the weak one");
+        assert_eq!(s.choose(&frame(200, &[("cup", 0.5, 0.0)]), |l| l == "cup"), vec![0], "the rest next frame");
+    }
+
+    #[test]
+    fn each_stream_has_its_own_schedule_and_a_rewind_starts_it_anew() {
+        let mut s = schedule();
+        assert_eq!(s.choose(&frame(5000, &[("cup", 0.8, 0.1)]), |_| true), vec![0]);
+        let mut other = frame(5000, &[("cup", 0.8, 0.1)]);
+        other.stream_id = "t".into();
+        assert_eq!(s.choose(&other, |_| true), vec![0]);
+        assert_eq!(s.choose(&frame(0, &[("cup", 0.8, 0.1)]), |_| true), vec![0], "media time went back (a loop)");
+    }
+}
