@@ -16,8 +16,13 @@ fn yaml_file(path: &str) -> serde_yaml_ng::Value {
 
 /// `vitrine eval SPEC` on the labelled show: its JSON report.
 fn eval(spec: &str) -> Value {
+    eval_on(spec, "examples/show/truth.yaml")
+}
+
+/// `vitrine eval SPEC --truth TRUTH`: its JSON report.
+fn eval_on(spec: &str, truth: &str) -> Value {
     let out = Command::new(vitrine_bin())
-        .args(["eval", spec, "--truth", "examples/show/truth.yaml", "--json"])
+        .args(["eval", spec, "--truth", truth, "--json"])
         .current_dir(root())
         .output()
         .unwrap();
@@ -119,6 +124,41 @@ fn the_labelled_show_scores_at_least_the_committed_figures_and_skipping_unchange
         tiled["streams"][0]["false_cards"], demo["streams"][0]["false_cards"],
         "false cards, tiles and max_skip"
     );
+}
+
+#[test]
+fn on_the_market_show_matching_pictures_puts_up_no_card_for_what_the_shop_does_not_sell() {
+    // examples/market-show: catalog pictures are other photos or views than those on screen,
+    // two apples share a label, six things on screen are not sold. By label alone each apple
+    // gets the other's card too and the toys get cards; by picture, none of that.
+    let truth = "examples/market-show/truth.yaml";
+    let matched = eval_on("examples/market-show/show.yaml", truth);
+    let dir = temp_dir("eval-market");
+    // The same spec with matching off, its paths made absolute (it is written elsewhere).
+    let mut by_label = yaml_file("examples/market-show/show.yaml");
+    by_label["match"]["enabled"] = false.into();
+    let absolute = |relative: &serde_yaml_ng::Value| {
+        let path = root().join("examples/market-show").join(relative.as_str().unwrap());
+        serde_yaml_ng::Value::from(path.display().to_string())
+    };
+    by_label["sources"][0]["input"] = absolute(&by_label["sources"][0]["input"]);
+    by_label["catalog"]["path"] = absolute(&by_label["catalog"]["path"]);
+    by_label["model"]["path"] = absolute(&by_label["model"]["path"]);
+    let by_label_spec = dir.join("by-label.yaml");
+    std::fs::write(&by_label_spec, serde_yaml_ng::to_string(&by_label).unwrap()).unwrap();
+    let labelled = eval_on(by_label_spec.to_str().unwrap(), truth);
+    let (m, l) = (&matched["summary"], &labelled["summary"]);
+    assert_eq!(m["entrances"], 7, "{m}");
+    assert!(l["false_cards"].as_u64().unwrap() >= 3, "by label: the apples' and the toys' cards: {l}");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/expected/market-show.json")).unwrap())
+            .unwrap();
+    let bounds = &expected["examples/market-show/show.yaml"];
+    assert!(m["false_cards"].as_u64() <= bounds["false_cards_at_most"].as_u64(), "by picture: {m}");
+    assert!(m["on_time"].as_u64() >= bounds["on_time_at_least"].as_u64(), "by picture: {m}");
+    // Both apples side by side (62-70 s): each gets its own card and not the other's.
+    let both = matched["segments"].as_array().unwrap().iter().find(|s| s["start_ms"] == 62_000).expect("62 s segment");
+    assert_eq!(both["false_cards"].as_array().map(Vec::len), Some(0), "{both}");
 }
 
 #[test]
