@@ -10,7 +10,9 @@
 //! - NMS of 1000 candidate boxes of 80 classes;
 //! - tracking and debounce of a frame with 6 detections;
 //! - the catalog join and events (differential dataflow) for 1000 frames against a catalog
-//!   of 1000 products.
+//!   of 1000 products;
+//! - matching's image embedder on one crop of the sample frame at 224 and 160 a side, with the
+//!   default SSD's run on the same frame as the baseline (printed as a ratio).
 
 use std::hint::black_box;
 use std::process::Command;
@@ -19,8 +21,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use differential_dataflow::input::Input;
 use timely::dataflow::operators::core::Probe;
 use timely::dataflow::{InputHandle, ProbeHandle};
-use vitrine_models::{nms, Candidate, DecodeLimits, Fit, InputSpec, Preparer, ScaledDecoder};
+use vitrine_models::{
+    find_runtime_library, nms, Candidate, Crop, DecodeLimits, Detector, DetectorConfig, Embedder, EmbedderConfig, Fit,
+    InputSpec, Preparer, Runtime, ScaledDecoder,
+};
 use vitrine_operators::{product_events, DebounceConfig, Debouncer, ReplayPoints, Tracker, TrackerConfig};
+use vitrine_schemas::spec::{DecoderKind, ExecutionProvider};
 use vitrine_schemas::{BBox, CatalogItem, Detection, FrameDetections, Money};
 
 fn root() -> std::path::PathBuf {
@@ -235,5 +241,66 @@ fn catalog_join(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, suppression, track_and_debounce, catalog_join);
+/// Matching's cost: one crop through the embedder, against one SSD run on the frame (one core).
+#[allow(clippy::print_stdout)] // the ratios are the bench's report
+fn embed(c: &mut Criterion) {
+    let root = root();
+    let library = find_runtime_library(None, &[&root]).expect("ONNX Runtime missing: run scripts/setup.sh");
+    let runtime = Runtime::load(&library).unwrap();
+    let mut detector = Detector::load(
+        &runtime,
+        &DetectorConfig {
+            model: root.join("models/zoo/ssd-mobilenet-v2-coco-quant/model.onnx"),
+            labels: None,
+            decoder: DecoderKind::SsdPostprocessed,
+            intra_threads: 1,
+            min_score: 0.3,
+            input_size: None,
+            nms_iou: 0.45,
+            execution_provider: ExecutionProvider::Cpu,
+            device_id: 0,
+        },
+    )
+    .unwrap();
+    let mut preparer = Preparer::new(DecodeLimits::default());
+    let frame = preparer.prepare(&sample_jpeg(), detector.input()).unwrap();
+    // The mug, about a quarter of the frame.
+    let mug = Crop { x: 480, y: 200, width: 320, height: 320 };
+    let mut group = c.benchmark_group("matching");
+    group.throughput(Throughput::Elements(1));
+    let mut each = Vec::new();
+    group
+        .bench_function("ssd detect, one frame (baseline)", |b| b.iter(|| black_box(detector.detect(&frame).unwrap())));
+    each.push(("ssd", mean_ms(|| drop(detector.detect(&frame).unwrap()))));
+    for side in [224, 160] {
+        let config = EmbedderConfig {
+            model: root.join("models/zoo/mobilenetv2-imagenet-embedder/model.onnx"),
+            side,
+            intra_threads: 1,
+            execution_provider: ExecutionProvider::Cpu,
+            device_id: 0,
+        };
+        let mut embedder = Embedder::load(&runtime, &config).unwrap();
+        let crop = preparer.last_region(mug, side, side).unwrap();
+        group.bench_function(format!("embed one crop at {side}x{side}"), |b| {
+            b.iter(|| black_box(embedder.embed(&[&crop]).unwrap()))
+        });
+        each.push((if side == 224 { "embed 224" } else { "embed 160" }, mean_ms(|| drop(embedder.embed(&[&crop])))));
+    }
+    group.finish();
+    let ssd = each[0].1;
+    for (what, ms) in &each {
+        println!("matching: {what:10} {ms:6.2} ms, {:.2} of an SSD run", ms / ssd);
+    }
+}
+
+/// Mean time of `f` over 50 runs after 5 warm ones, in ms.
+fn mean_ms(mut f: impl FnMut()) -> f64 {
+    (0..5).for_each(|_| f());
+    let started = std::time::Instant::now();
+    (0..50).for_each(|_| f());
+    started.elapsed().as_secs_f64() * 1000.0 / 50.0
+}
+
+criterion_group!(benches, decode, suppression, track_and_debounce, catalog_join, embed);
 criterion_main!(benches);
