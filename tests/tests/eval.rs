@@ -156,6 +156,9 @@ fn on_the_market_show_matching_pictures_puts_up_no_card_for_what_the_shop_does_n
     let bounds = &expected["examples/market-show/show.yaml"];
     assert!(m["false_cards"].as_u64() <= bounds["false_cards_at_most"].as_u64(), "by picture: {m}");
     assert!(m["on_time"].as_u64() >= bounds["on_time_at_least"].as_u64(), "by picture: {m}");
+    // Eval counts the right SKU for the two apples' 4 entrances (they share `apple`).
+    assert_eq!((m["shared_label_entrances"].as_u64(), l["shared_label_entrances"].as_u64()), (Some(4), Some(4)));
+    assert!(l["right_sku"].as_u64() < Some(4), "by label the lone apples get both cards: {l}");
     // Both apples side by side (62-70 s): each gets its own card and not the other's.
     let both = matched["segments"].as_array().unwrap().iter().find(|s| s["start_ms"] == 62_000).expect("62 s segment");
     assert_eq!(both["false_cards"].as_array().map(Vec::len), Some(0), "{both}");

@@ -5,7 +5,7 @@
 pub mod report;
 pub mod score;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -67,8 +67,9 @@ fn for_eval(mut loaded: LoadedSpec) -> anyhow::Result<LoadedSpec> {
     Ok(loaded)
 }
 
-/// Checks that the truth labels the spec's streams with the catalog's products.
-fn check_truth_against(loaded: &LoadedSpec, truth: &Truth) -> anyhow::Result<()> {
+/// Checks that the truth labels the spec's streams with the catalog's products; returns the
+/// catalog's label of each SKU.
+fn check_truth_against(loaded: &LoadedSpec, truth: &Truth) -> anyhow::Result<BTreeMap<String, String>> {
     let streams: BTreeSet<&str> = loaded.spec.sources.iter().filter_map(|s| s.stream_id()).collect();
     for stream in &truth.streams {
         if !streams.contains(stream.stream_id.as_str()) {
@@ -79,10 +80,12 @@ fn check_truth_against(loaded: &LoadedSpec, truth: &Truth) -> anyhow::Result<()>
             );
         }
     }
+    let mut label_of = BTreeMap::new();
     if let Some(path) = &loaded.spec.catalog.path {
         let path = loaded.resolve(path);
         let (items, _) =
             vitrine_connectors::catalog::load(&path, &ImageStore::default()).map_err(anyhow::Error::msg)?;
+        label_of = items.iter().map(|i| (i.sku.clone(), i.label.clone())).collect();
         let skus: BTreeSet<&str> = items.iter().map(|i| i.sku.as_str()).collect();
         let unknown: Vec<&str> = truth.skus().into_iter().filter(|s| !skus.contains(s)).collect();
         if !unknown.is_empty() {
@@ -93,7 +96,7 @@ fn check_truth_against(loaded: &LoadedSpec, truth: &Truth) -> anyhow::Result<()>
             );
         }
     }
-    Ok(())
+    Ok(label_of)
 }
 
 /// Runs the spec's recorded sources and scores their events against `truth`.
@@ -104,7 +107,7 @@ pub fn eval(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<EvalReport> {
     let loaded = for_eval(loaded)?;
-    check_truth_against(&loaded, truth)?;
+    let label_of = check_truth_against(&loaded, truth)?;
     let frame_ms: Vec<(String, f64)> = loaded
         .spec
         .sources
@@ -133,7 +136,9 @@ pub fn eval(
         .map(|stream| {
             let events: Vec<_> = summary.product_events.iter().filter(|e| e.stream_id == stream.stream_id).collect();
             let media_ms = summary.last_pts_ms.get(&stream.stream_id).copied().unwrap_or(0);
-            score::score(stream, &events, tolerance_ms, media_ms)
+            let mut scored = score::score(stream, &events, tolerance_ms, media_ms);
+            score::judge_skus(&mut scored, &label_of, tolerance_ms);
+            scored
         })
         .collect();
     Ok(EvalReport::new(truth, streams, &frame_ms, tolerance_ms, &summary))

@@ -35,6 +35,11 @@ pub struct Summary {
     pub exits_lingering: usize,
     /// Cards that went while their product was still on screen.
     pub cards_dropped_early: usize,
+    /// Entrances of products that share their label with another catalog product, and those
+    /// of them that got the right card alone (`score::judge_skus`); the rate is none without any.
+    pub shared_label_entrances: usize,
+    pub right_sku: usize,
+    pub right_sku_rate: Option<f64>,
     /// Largest and mean error of the entrances and exits known to the frame, in ms and in
     /// frames of the source (`frame_ms`).
     pub entrance_error_max_ms: i64,
@@ -153,6 +158,8 @@ impl EvalReport {
         let (entrance_mean, entrance_max) = mean_and_max(&entrance_errors);
         let (exit_mean, exit_max) = mean_and_max(&exit_errors);
         let false_cards: usize = streams.iter().map(|s| s.false_cards.len()).sum();
+        let shared_label_entrances = entrances.iter().filter(|e| e.right_sku.is_some()).count();
+        let right_sku = entrances.iter().filter(|e| e.right_sku == Some(true)).count();
         let media_minutes = streams.iter().map(|s| s.media_ms as f64 / 60_000.0).sum::<f64>();
         // The coarsest frame step of the scored streams: errors are judged against it.
         let frame_ms = frame_ms
@@ -173,6 +180,9 @@ impl EvalReport {
             false_cards_per_10_min: if media_minutes > 0.0 { false_cards as f64 * 10.0 / media_minutes } else { 0.0 },
             exits_lingering: entrances.iter().filter(|e| e.lingered).count(),
             cards_dropped_early: entrances.iter().filter(|e| e.dropped_early).count(),
+            shared_label_entrances,
+            right_sku,
+            right_sku_rate: (shared_label_entrances > 0).then(|| right_sku as f64 / shared_label_entrances as f64),
             entrance_error_max_ms: entrance_max,
             entrance_error_mean_ms: entrance_mean,
             exit_error_max_ms: exit_max,
@@ -227,6 +237,13 @@ impl EvalReport {
             "cards: {} lingered after their product left, {} went while it was still there",
             s.exits_lingering, s.cards_dropped_early
         );
+        if s.shared_label_entrances > 0 {
+            let _ = writeln!(
+                out,
+                "right SKU: {} of {} entrances of products that share a label got their own card alone",
+                s.right_sku, s.shared_label_entrances
+            );
+        }
         let _ = writeln!(
             out,
             "cost: {} model runs for {} frames ({:.2} a frame), {:.1} s",
@@ -250,6 +267,7 @@ mod tests {
             exit_error_ms,
             dropped_early,
             lingered,
+            right_sku: None,
         }
     }
 

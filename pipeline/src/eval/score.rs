@@ -113,6 +113,10 @@ pub struct Entrance {
     pub dropped_early: bool,
     /// The card stayed more than the tolerance after the product left.
     pub lingered: bool,
+    /// For a product whose label another catalog product has: whether its own card came on
+    /// time and no other product of the label got a false card while it was on screen (none:
+    /// its label is its alone). See [`judge_skus`].
+    pub right_sku: Option<bool>,
 }
 
 /// A card for a product that was not on screen then.
@@ -174,6 +178,7 @@ pub fn score(truth: &StreamTruth, events: &[&ProductEvent], tolerance_ms: i64, m
             exit_error_ms,
             dropped_early: gone.is_some_and(|g| g < stay.required_to_ms - tolerance_ms),
             lingered: gone.is_some_and(|g| g > stay.end_ms + tolerance_ms),
+            right_sku: None,
         });
     }
     // A card is false when its product has no stay around it (a maybe-only stay counts).
@@ -190,6 +195,28 @@ pub fn score(truth: &StreamTruth, events: &[&ProductEvent], tolerance_ms: i64, m
     }
     false_cards.sort_by_key(|f| f.pts_ms);
     StreamScore { stream_id: truth.stream_id.clone(), media_ms, entrances, false_cards }
+}
+
+/// Whether each entrance of a product that shares its label with another (`label_of`: the
+/// catalog's label of each SKU) got the right card: its own on time, and no false card of
+/// another product of the label while it was on screen. (A label match shows every product of
+/// the label at once; a picture match shows the one on screen.)
+pub fn judge_skus(score: &mut StreamScore, label_of: &BTreeMap<String, String>, tolerance_ms: i64) {
+    let shares_label =
+        |sku: &str| label_of.get(sku).is_some_and(|label| label_of.iter().any(|(other, l)| other != sku && l == label));
+    for e in &mut score.entrances {
+        if !shares_label(&e.sku) {
+            continue;
+        }
+        let label = &label_of[&e.sku];
+        let wrong_card = score.false_cards.iter().any(|f| {
+            f.sku != e.sku
+                && label_of.get(&f.sku) == Some(label)
+                && f.pts_ms >= e.start_ms - tolerance_ms
+                && f.pts_ms < e.end_ms
+        });
+        e.right_sku = Some(e.announced == Announced::OnTime && !wrong_card);
+    }
 }
 
 /// The entrance a segment's required product makes there (None: it was already on screen).
@@ -290,5 +317,41 @@ mod tests {
         let events = [event(EventKind::Appeared, "CUP", 0)];
         let score = super::score(&truth, &events.iter().collect::<Vec<_>>(), 500, 12_000);
         assert_eq!((score.entrances[0].exit_error_ms, score.entrances[0].lingered), (Some(2000), true));
+    }
+
+    #[test]
+    fn a_product_sharing_its_label_has_the_right_sku_only_without_the_other_ones_card() {
+        // Two mugs share `cup`; the red is on screen, then the blue; the apple's label is its own.
+        let truth = truth(vec![
+            segment(0, 4000, &["MUG-RED", "APPLE"], &[]),
+            segment(4000, 6000, &[], &[]),
+            segment(6000, 10_000, &["MUG-BLUE"], &[]),
+        ]);
+        let label_of: BTreeMap<String, String> =
+            [("MUG-RED", "cup"), ("MUG-BLUE", "cup"), ("APPLE", "apple")].map(|(s, l)| (s.into(), l.into())).into();
+        // By label: both mugs' cards each time.
+        let by_label = [
+            event(EventKind::Appeared, "MUG-RED", 0),
+            event(EventKind::Appeared, "MUG-BLUE", 0),
+            event(EventKind::Appeared, "APPLE", 0),
+            event(EventKind::Disappeared, "MUG-RED", 4000),
+            event(EventKind::Disappeared, "MUG-BLUE", 4000),
+            event(EventKind::Appeared, "MUG-RED", 6000),
+            event(EventKind::Appeared, "MUG-BLUE", 6000),
+        ];
+        let mut s = score(&truth, &by_label.iter().collect::<Vec<_>>(), 500, 10_000);
+        judge_skus(&mut s, &label_of, 500);
+        let judged: Vec<_> = s.entrances.iter().map(|e| (e.sku.as_str(), e.right_sku)).collect();
+        assert_eq!(judged, [("APPLE", None), ("MUG-RED", Some(false)), ("MUG-BLUE", Some(false))]);
+        // By picture: each mug's own card.
+        let by_picture = [
+            event(EventKind::Appeared, "MUG-RED", 0),
+            event(EventKind::Appeared, "APPLE", 0),
+            event(EventKind::Disappeared, "MUG-RED", 4000),
+            event(EventKind::Appeared, "MUG-BLUE", 6000),
+        ];
+        let mut s = score(&truth, &by_picture.iter().collect::<Vec<_>>(), 500, 10_000);
+        judge_skus(&mut s, &label_of, 500);
+        assert!(s.entrances.iter().filter(|e| e.sku != "APPLE").all(|e| e.right_sku == Some(true)), "{s:?}");
     }
 }
