@@ -104,3 +104,82 @@ fn picture_problem(reason: String) -> DeadLetter {
         payload: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use vitrine_models::{find_runtime_library, EmbedderConfig, Runtime};
+    use vitrine_schemas::spec::ExecutionProvider;
+    use vitrine_schemas::Money;
+
+    use super::*;
+
+    fn root() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+    }
+
+    fn step(images: &ImageStore) -> PictureEmbedder {
+        let library = find_runtime_library(None, &[root()]).expect("ONNX Runtime missing: run scripts/setup.sh");
+        let config = EmbedderConfig {
+            model: root().join("models/zoo/mobilenetv2-imagenet-embedder/model.onnx"),
+            side: 160,
+            intra_threads: 1,
+            execution_provider: ExecutionProvider::Cpu,
+            device_id: 0,
+        };
+        let embedder = Embedder::load(&Runtime::load(&library).unwrap(), &config).unwrap();
+        PictureEmbedder {
+            embedder,
+            index: PictureIndex::default(),
+            images: images.clone(),
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    fn item(sku: &str, image: Option<String>) -> CatalogItem {
+        CatalogItem {
+            sku: sku.into(),
+            label: "cup".into(),
+            title: sku.into(),
+            price: Money(100),
+            currency: "EUR".into(),
+            image,
+            url: None,
+            in_stock: true,
+            streams: vec![],
+        }
+    }
+
+    #[test]
+    fn a_picture_is_embedded_when_its_row_comes_and_forgotten_when_it_goes() {
+        let images = ImageStore::default();
+        let mut step = step(&images);
+        let url = images.add_file(&root().join("examples/sample/images/mug.jpg")).unwrap();
+        let mut mug = item("MUG", Some(url));
+        assert_eq!(step.apply(&mut mug, 1), None);
+        assert!(step.index.has_label("cup", "any-stream") && mug.image.is_some());
+        step.apply(&mut mug, -1);
+        assert!(step.index.is_empty());
+        // No picture, or one at a URL: nothing to embed, the label decides.
+        assert_eq!(step.apply(&mut item("PLAIN", None), 1), None);
+        assert_eq!(step.apply(&mut item("REMOTE", Some("https://shop.example/mug.jpg".into())), 1), None);
+        assert!(step.index.is_empty());
+    }
+
+    #[test]
+    fn a_picture_that_cannot_be_decoded_is_a_named_problem_and_the_product_falls_back_to_its_label() {
+        let dir = std::env::temp_dir().join(format!("vitrine-pictures-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let broken = dir.join("broken.jpg");
+        std::fs::write(&broken, b"not a jpeg at all").unwrap();
+        let images = ImageStore::default();
+        let mut step = step(&images);
+        let mut cup = item("CUP", Some(images.add_file(&broken).unwrap()));
+        let problem = step.apply(&mut cup, 1).expect("a problem");
+        assert!(problem.contains("product CUP") && problem.contains("matches on its label `cup`"), "{problem}");
+        assert_eq!(cup.image, None, "shown without the picture, matched on its label");
+        assert!(step.index.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
