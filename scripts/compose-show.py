@@ -1,7 +1,11 @@
-"""Composes the stills of vitrine's labelled show (see scripts/make-labelled-show.sh).
+"""Composes the stills and the catalog pictures of vitrine's labelled show (see
+scripts/make-labelled-show.sh).
 
-Usage: compose_show.py OPENCV_DATA TUX_STAMPS SKIMAGE_DATA OUT_DIR
-Writes OUT_DIR/<shot>.png, 2560x1440 (twice the video's size, so the zoom stays sharp).
+Usage: compose-show.py OPENCV_DATA TUX_STAMPS SKIMAGE_DATA OUT_DIR [PICTURES_DIR]
+Writes OUT_DIR/<shot>.png, 2560x1440 (twice the video's size, so the zoom stays sharp), and
+with PICTURES_DIR, PICTURES_DIR/<sku>.jpg: the catalog picture of each product that has another
+photo or another view in the packages than the one on screen (a shop's studio photo is never a
+frame of its show). The others have no picture, and vitrine matches them by their label.
 """
 import sys
 from pathlib import Path
@@ -9,9 +13,11 @@ from pathlib import Path
 from PIL import Image
 
 opencv, tux, skimage, out = (Path(a) for a in sys.argv[1:5])
+pictures = Path(sys.argv[5]) if len(sys.argv) > 5 else None
 out.mkdir(parents=True, exist_ok=True)
 W, H = 2560, 1440
 GREY = (0x30, 0x34, 0x38)
+WHITE = (255, 255, 255)
 
 
 def letterboxed(photo: Path) -> Image.Image:
@@ -86,3 +92,29 @@ save("table-market", im)
 im = table()
 place(im, "household/dishes/mug.png", 200, 0.55, 0.40)
 save("table-mug", im)
+
+
+def studio(stamp: str) -> Image.Image:
+    """A cut-out photo on white with a small margin: how a shop shows a product."""
+    im = Image.open(tux / stamp).convert("RGBA")
+    pad = round(max(im.size) * 0.08)
+    canvas = Image.new("RGB", (im.width + 2 * pad, im.height + 2 * pad), WHITE)
+    canvas.paste(im, (pad, pad), im)
+    return canvas
+
+
+def picture(sku: str, im: Image.Image) -> None:
+    im = im.convert("RGB")
+    im.thumbnail((640, 640), Image.LANCZOS)
+    im.save(pictures / f"{sku}.jpg", quality=90)
+
+
+# The catalog's pictures: another photo of the same kind of product (OpenCV's red apple for the
+# Tux Paint red apples on screen, Tux Paint's mandarine for the oranges), or another view of the
+# same product (the scissors closed; on screen they are open). The cups, the balls, the banana,
+# the carrot, the broccoli and the notebook have no other photo in the packages: no picture.
+if pictures:
+    pictures.mkdir(parents=True, exist_ok=True)
+    picture("APL-GALA-1KG", Image.open(opencv / "apple.jpg"))
+    picture("ORG-VAL-2KG", studio("food/fruit/mandarine.png"))
+    picture("SCI-CRAFT-21", studio("household/arttools/scissors_small_closed.png"))

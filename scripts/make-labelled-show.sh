@@ -15,6 +15,10 @@
 #     orange}.png, food/vegetables/{broccoli,carrot}.png, household/dishes/mug.png,
 #     household/arttools/scissors_small_open.png, sports/tennis_ball.png.
 #     show.mp4 contains these, so it is distributed under the GPL-2 (examples/show/LICENSE).
+# Catalog pictures (examples/show/pictures/, never a frame of the show): OpenCV's apple.jpg
+#   (a red apple; on screen are Tux Paint's), Tux Paint's food/fruit/mandarine (an orange citrus;
+#   on screen are orange.jpg, fruits.jpg and Tux Paint's orange) and
+#   household/arttools/scissors_small_closed (the scissors closed; on screen they are open).
 #
 # Timeline: examples/show/truth.yaml (keep both in step when changing either).
 # Usage: scripts/make-labelled-show.sh [WORKDIR]   (needs ffmpeg, apt-get, pip and a Python
@@ -31,7 +35,7 @@ if [ ! -d sk ]; then
   mkdir -p sk && (cd sk && unzip -q -o ../wheels/scikit_image-*.whl 'skimage/data/coffee.png')
 fi
 "$python" "$root/scripts/compose-show.py" ocv/usr/share/doc/opencv-doc/examples/data \
-  tux/usr/share/tuxpaint/stamps sk/skimage/data stills
+  tux/usr/share/tuxpaint/stamps sk/skimage/data stills "$root/examples/show/pictures"
 
 W=1280 H=720 FPS=25
 GOP="-g $FPS -keyint_min $FPS -sc_threshold 0"
