@@ -238,12 +238,17 @@ impl Metrics {
 }
 
 impl Metrics {
-    /// A dataflow stage (`decode`, `infer`, `track`, `debounce`, `join`) handled `frames` in `took`.
+    /// A dataflow stage (`decode`, `infer`, `embed`, `track`, `debounce`, `join`) handled `frames` in `took`.
     pub fn observe_stage(&self, stage: &str, took: Duration, frames: usize) {
         self.stage_seconds.with_label_values(&[stage]).observe(took.as_secs_f64());
         if stage == "infer" {
             self.batch_frames.observe(frames as f64);
         }
+    }
+
+    /// Seconds `stage` took over the run so far (the sum of its histogram).
+    pub fn stage_seconds_total(&self, stage: &str) -> f64 {
+        self.stage_seconds.with_label_values(&[stage]).get_sample_sum()
     }
 }
 

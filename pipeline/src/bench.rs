@@ -68,6 +68,12 @@ pub struct BenchReport {
     pub pipeline: Throughput,
     /// pipeline frames/s / best raw frames/s.
     pub ratio_to_raw: f64,
+    /// The same pipeline run with `match.enabled: false` (none when the spec matches nothing:
+    /// matching off, or no product with a picture).
+    pub without_matching: Option<Throughput>,
+    /// Of the model threads' time in the pipeline run, the embedder's share (matching's crops;
+    /// the rest is the detector's runs).
+    pub embedder_share: f64,
     /// The pipeline skipping the model on frames that show nothing new (`infer.max_skip`).
     pub skipping: Throughput,
     /// Of the frames of the skipping run, those the model saw.
@@ -120,6 +126,14 @@ impl BenchReport {
             self.ratio_to_raw,
             self.ratio_to_raw / self.ceiling_to_raw
         );
+        if let Some(off) = &self.without_matching {
+            out += &format!(
+                "  pipeline         matching off               {:>8.1} frames/s  with matching: {:.2} of it; the embedder is {:.1}% of the model time\n",
+                off.fps,
+                self.pipeline.fps / off.fps,
+                self.embedder_share * 100.0
+            );
+        }
         out += &format!(
             "  pipeline, skipping unchanged frames (max_skip) {:>8.1} frames/s  model on {:.0}% of frames\n",
             self.skipping.fps,
@@ -266,6 +280,22 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
         fps: summary.frames as f64 / summary.seconds,
     };
     let best = raw.iter().map(|r| r.fps).fold(0.0, f64::max);
+    let embedder_share = summary.embed_seconds / (summary.infer_seconds + summary.embed_seconds).max(f64::EPSILON);
+
+    // The same without matching, when the spec matches pictures: what matching costs.
+    let without_matching = if summary.embed_seconds > 0.0 {
+        let mut off = pipeline_spec(&frames_dir, Pace::Fast, source_fps(spec), streams);
+        off.spec.matching.enabled = false;
+        let plain = run(off, run_options.clone(), stop())?;
+        Some(Throughput {
+            setting: pipeline.setting.clone(),
+            frames: plain.frames,
+            seconds: plain.seconds,
+            fps: plain.frames as f64 / plain.seconds,
+        })
+    } else {
+        None
+    };
 
     // The same, skipping the model on frames that show nothing new (the spec's max_skip, or 10).
     let skipping_spec = |dir: &Path, pace: Pace, fps: f64, streams: usize| {
@@ -340,6 +370,8 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
         ceiling_to_raw: ceiling_to_raw(cores, best, prepare_ms),
         raw,
         pipeline,
+        without_matching,
+        embedder_share,
         skipping,
         skipping_model_share,
         latency_fps_per_stream: options.fps,

@@ -588,10 +588,10 @@ pub struct DebounceSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
-    /// Whether pictures are matched. Off by default until its thresholds are chosen on one
-    /// labelled show and reported on another (docs/eval.md); off, every product of a detected
-    /// label is shown, with or without a picture.
-    #[serde(default)]
+    /// Whether pictures are matched (on by default; the thresholds' defaults were chosen on
+    /// `examples/show` and are reported on `examples/market-show`, docs/eval.md). Off, every
+    /// product of a detected label is shown, with or without a picture.
+    #[serde(default = "default_match_enabled")]
     pub enabled: bool,
     /// The image embedder (an ONNX model, relative to the spec). Omit: vitrine's own,
     /// `models/zoo/mobilenetv2-imagenet-embedder/model.onnx`, looked for beside the spec and above.
@@ -633,12 +633,19 @@ pub struct MatchThresholdsSpec {
     pub min_margin: Option<f32>,
 }
 
+fn default_match_enabled() -> bool {
+    true
+}
+
 fn default_match_side() -> u32 {
     224
 }
 
+/// The highest that keeps every entrance of examples/show (its lowest product on screen, cut
+/// fruit, scores 0.54; things it does not show score up to 0.79 there, and debounce and the
+/// detector's score keep those off, docs/eval.md).
 fn default_min_similarity() -> f32 {
-    0.7
+    0.5
 }
 
 fn default_min_margin() -> f32 {
@@ -656,7 +663,7 @@ fn default_match_max_crops() -> NonZeroUsize {
 impl Default for MatchSpec {
     fn default() -> Self {
         MatchSpec {
-            enabled: false,
+            enabled: default_match_enabled(),
             embedder: None,
             side: default_match_side(),
             min_similarity: default_min_similarity(),

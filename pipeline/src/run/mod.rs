@@ -97,6 +97,10 @@ pub struct RunSummary {
     pub frames_shed: u64,
     /// Runs of the model (a micro-batch is one).
     pub model_runs: u64,
+    /// Seconds the model threads spent in the detector's runs (`infer`) and in the embedder's
+    /// (`embed`, matching), all threads together.
+    pub infer_seconds: f64,
+    pub embed_seconds: f64,
     pub seconds: f64,
     /// Per frame, milliseconds from capture to its detections reaching the sinks (when asked for).
     #[serde(skip)]
@@ -754,6 +758,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let summary = RunSummary {
         seconds: started.elapsed().as_secs_f64(),
         model_runs: metrics.model_runs.load(Ordering::Relaxed),
+        infer_seconds: metrics.stage_seconds_total("infer"),
+        embed_seconds: metrics.stage_seconds_total("embed"),
         interrupted: serve::signalled(),
         ..summary
     };
