@@ -1,9 +1,11 @@
-//! Which objects the model thread embeds for matching: an object when it first shows (no crop
-//! of its label overlapped it lately) and again every so often, never every frame; at most a
-//! few a frame, the highest scores first. What decides the card is the track's running mean
-//! ([`crate::Matcher`]), so a crop now and then is enough.
+//! Which objects the model thread embeds for matching: an object when it first shows (no object
+//! of its label was seen there lately), again after `every`, then after twice as long each time
+//! up to four times `every`, never every frame; at most a few a frame, the highest scores first.
+//! What decides the card is the track's running mean ([`crate::Matcher`]): it settles after a
+//! few crops, so later ones can come more rarely.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use vitrine_models::{Crop, Embedder, ModelError};
 use vitrine_schemas::{BBox, FrameDetections};
@@ -14,8 +16,9 @@ use crate::PictureIndex;
 /// How often and how much to embed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CropScheduleConfig {
-    /// An object seen where a crop of its label was taken less than this media time ago is not
-    /// embedded again.
+    /// An object is embedded again once this much media time passed since its first crop, then
+    /// after twice as long each time, up to [`LONGEST_WAIT`] times this. An object not seen for
+    /// this long is forgotten (embedded at once when it shows again).
     pub every_ms: i64,
     /// At most this many crops a frame.
     pub max_per_frame: usize,
@@ -26,47 +29,81 @@ pub struct CropScheduleConfig {
 /// Boxes overlapping by this IoU are the same object for the schedule.
 const SAME_OBJECT_IOU: f32 = 0.3;
 
-/// A crop taken: of what label, where, when.
+/// The longest wait between two crops of one object, in `every`s.
+pub const LONGEST_WAIT: i64 = 4;
+
+/// An object the schedule follows: its label, where it was last seen and when, and its crops.
 #[derive(Clone, Debug)]
 struct Taken {
     label: String,
     bbox: BBox,
-    pts_ms: i64,
+    seen_pts_ms: i64,
+    cropped_pts_ms: i64,
+    /// Media time from the last crop to the next.
+    wait_ms: i64,
 }
 
-/// Per stream, the crops taken lately.
-#[derive(Debug)]
+/// Per stream, the crops taken lately. Clones share them: every model thread holds one, and a
+/// stream's frames go to whichever thread is free, so an object is embedded once an `every`,
+/// not once a thread (measured: two threads with a schedule each embedded twice as often).
+#[derive(Clone, Debug)]
 pub struct CropSchedule {
     config: CropScheduleConfig,
-    taken: HashMap<String, Vec<Taken>>,
+    taken: Arc<Mutex<HashMap<String, Vec<Taken>>>>,
 }
 
 impl CropSchedule {
     pub fn new(config: CropScheduleConfig) -> CropSchedule {
-        CropSchedule { config, taken: HashMap::new() }
+        CropSchedule { config, taken: Arc::default() }
     }
 
     /// The detections of `frame` to embed now, among those `wanted` (a label some picture has).
-    pub fn choose(&mut self, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
+    pub fn choose(&self, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
         let config = self.config;
         let pts = frame.pts_ms;
-        let taken = self.taken.entry(frame.stream_id.clone()).or_default();
-        taken.retain(|t| pts - t.pts_ms < config.every_ms && t.pts_ms <= pts);
+        let mut streams = self.taken.lock().expect("crop schedule");
+        let taken = streams.entry(frame.stream_id.clone()).or_default();
+        // Threads finish a stream's frames slightly out of order: an object seen in a frame just
+        // after this one counts too. A stream that starts over (a loop) forgets the old ones.
+        taken.retain(|t| (pts - t.seen_pts_ms).abs() < config.every_ms);
         let mut order: Vec<usize> = (0..frame.detections.len())
             .filter(|&i| frame.detections[i].score >= config.min_score && wanted(&frame.detections[i].label))
             .collect();
         order.sort_by(|&a, &b| frame.detections[b].score.total_cmp(&frame.detections[a].score).then(a.cmp(&b)));
         let mut chosen = Vec::new();
         for i in order {
-            if chosen.len() >= config.max_per_frame {
-                break;
-            }
             let d = &frame.detections[i];
-            if taken.iter().any(|t| t.label == d.label && t.bbox.iou(&d.bbox) >= SAME_OBJECT_IOU) {
-                continue;
+            let room = chosen.len() < config.max_per_frame;
+            let known = taken
+                .iter_mut()
+                .filter(|t| t.label == d.label)
+                .map(|t| (t.bbox.iou(&d.bbox), t))
+                .filter(|(iou, _)| *iou >= SAME_OBJECT_IOU)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, t)| t);
+            match known {
+                Some(t) => {
+                    t.bbox = d.bbox;
+                    t.seen_pts_ms = t.seen_pts_ms.max(pts);
+                    if room && pts - t.cropped_pts_ms >= t.wait_ms {
+                        t.cropped_pts_ms = pts;
+                        t.wait_ms = (t.wait_ms * 2).min(config.every_ms * LONGEST_WAIT);
+                        chosen.push(i);
+                    }
+                }
+                // Over the frame's few, a new object waits for the next frame.
+                None if room => {
+                    taken.push(Taken {
+                        label: d.label.clone(),
+                        bbox: d.bbox,
+                        seen_pts_ms: pts,
+                        cropped_pts_ms: pts,
+                        wait_ms: config.every_ms,
+                    });
+                    chosen.push(i);
+                }
+                None => {}
             }
-            taken.push(Taken { label: d.label.clone(), bbox: d.bbox, pts_ms: pts });
-            chosen.push(i);
         }
         chosen
     }
@@ -152,7 +189,7 @@ mod tests {
 
     #[test]
     fn an_object_is_embedded_when_it_shows_and_again_after_the_interval() {
-        let mut s = schedule();
+        let s = schedule();
         let cups = |pts| frame(pts, &[("cup", 0.8, 0.1)]);
         assert_eq!(s.choose(&cups(0), |_| true), vec![0]);
         assert!(s.choose(&cups(200), |_| true).is_empty());
@@ -164,7 +201,7 @@ mod tests {
 
     #[test]
     fn only_wanted_labels_above_the_score_and_the_best_few_a_frame() {
-        let mut s = schedule();
+        let s = schedule();
         let f =
             frame(0, &[("cup", 0.5, 0.0), ("book", 0.9, 0.2), ("cup", 0.2, 0.4), ("cup", 0.6, 0.6), ("cup", 0.9, 0.8)]);
         assert_eq!(s.choose(&f, |l| l == "cup"), vec![4, 3], "the two best cups; not the book nor the weak one");
@@ -173,11 +210,36 @@ mod tests {
 
     #[test]
     fn each_stream_has_its_own_schedule_and_a_rewind_starts_it_anew() {
-        let mut s = schedule();
+        let s = schedule();
         assert_eq!(s.choose(&frame(5000, &[("cup", 0.8, 0.1)]), |_| true), vec![0]);
         let mut other = frame(5000, &[("cup", 0.8, 0.1)]);
         other.stream_id = "t".into();
         assert_eq!(s.choose(&other, |_| true), vec![0]);
         assert_eq!(s.choose(&frame(0, &[("cup", 0.8, 0.1)]), |_| true), vec![0], "media time went back (a loop)");
+    }
+
+    #[test]
+    fn model_threads_share_one_schedule_whatever_order_they_finish_a_streams_frames_in() {
+        let (first, second) = (schedule(), schedule());
+        let shared = first.clone();
+        let cups = |pts| frame(pts, &[("cup", 0.8, 0.1)]);
+        assert_eq!(first.choose(&cups(400), |_| true), vec![0]);
+        // The other thread finishes the frame before it later: the object was just embedded.
+        assert!(shared.choose(&cups(200), |_| true).is_empty());
+        assert!(shared.choose(&cups(600), |_| true).is_empty());
+        // A schedule of its own would embed it again.
+        assert_eq!(second.choose(&cups(600), |_| true), vec![0]);
+    }
+
+    #[test]
+    fn an_object_on_screen_is_embedded_less_often_as_its_mean_settles_and_anew_once_forgotten() {
+        let s = schedule();
+        let cups = |pts| frame(pts, &[("cup", 0.8, 0.1)]);
+        let crops: Vec<i64> =
+            (0..60).map(|n| n * 200).filter(|&pts| !s.choose(&cups(pts), |_| true).is_empty()).collect();
+        // After 1 s, then 2 s, then every 4 s (LONGEST_WAIT x every).
+        assert_eq!(crops, vec![0, 1000, 3000, 7000, 11000]);
+        // Gone for a second: a new object when it shows again, embedded at once.
+        assert_eq!(s.choose(&cups(13000), |_| true), vec![0]);
     }
 }

@@ -400,6 +400,8 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let by_stream = spec.infer.tiles.count() > 0 && spec.infer.tile_every > 1;
     let batch = BatchConfig { max_frames: spec.infer.batch_frames.get(), max_wait: spec.infer.batch_wait };
     // A model thread per worker, each with its own decoder and session: the workers feed them.
+    // Their crop schedule is one, shared.
+    let crop_schedule = CropSchedule::new(loaded.crop_schedule());
     let frame_models = detectors
         .into_iter()
         .map(|detector| FrameModel {
@@ -411,7 +413,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
                 .timed(timer.clone()),
             embedder: embedders.pop().map(|embedder| FrameEmbedder {
                 embedder,
-                schedule: CropSchedule::new(loaded.crop_schedule()),
+                schedule: crop_schedule.clone(),
                 pictures: pictures.clone(),
             }),
         })
