@@ -279,6 +279,7 @@ fn embed(c: &mut Criterion) {
             intra_threads: 1,
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
+            centre: None,
         };
         let mut embedder = Embedder::load(&runtime, &config).unwrap();
         let crop = preparer.last_region(mug, side, side).unwrap();

@@ -3,7 +3,7 @@
 //! of different things further apart. vitrine's is the ImageNet MobileNetV2 of
 //! `models/zoo/mobilenetv2-imagenet-embedder` (its pooled 1280 features).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
@@ -25,6 +25,29 @@ pub struct EmbedderConfig {
     pub intra_threads: usize,
     pub execution_provider: ExecutionProvider,
     pub device_id: u32,
+    /// A text file of the model's mean embedding over everyday photos, one number a line (see
+    /// [`Embedder::embed`]); none: embeddings are the model's output as it is.
+    pub centre: Option<PathBuf>,
+}
+
+/// The centre file's numbers, one a line, `dimensions` of them.
+fn read_centre(file: &Path, dimensions: usize) -> Result<Vec<f32>, ModelError> {
+    let shape_error =
+        |reason: String| ModelError::ModelShape { path: file.to_path_buf(), decoder: "embedder centre", reason };
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        shape_error(format!("cannot be read ({e}); remove it or point match.embedder at a model with its own"))
+    })?;
+    let values: Vec<f32> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .map(|(i, l)| l.parse().map_err(|_| shape_error(format!("number {} is `{l}`, not a number", i + 1))))
+        .collect::<Result<_, _>>()?;
+    if values.len() != dimensions {
+        return Err(shape_error(format!("has {} numbers, the embedder's output {dimensions}", values.len())));
+    }
+    Ok(values)
 }
 
 /// A picture's embedding: unit length, so the cosine similarity of two is their dot product.
@@ -67,6 +90,8 @@ pub struct Embedder {
     side: u32,
     dimensions: usize,
     name: String,
+    /// Subtracted from each unit-length output before it is scaled to unit length again.
+    centre: Option<Vec<f32>>,
     /// Float NCHW input, reused from run to run.
     planar: Vec<f32>,
     one: Vec<f32>,
@@ -100,10 +125,23 @@ impl Embedder {
             [_, d] if *d > 0 => *d as usize,
             other => return Err(shape_error(format!("expected an output [N, D], found {other:?}"))),
         };
+        let centre = match &config.centre {
+            Some(file) => Some(read_centre(file, dimensions)?),
+            None => None,
+        };
         let input_name = input.name().to_string();
         let name = path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).unwrap_or("embedder").to_string();
-        tracing::info!(model = %path.display(), side = config.side, dimensions, "embedder loaded");
-        Ok(Embedder { session, input_name, side: config.side, dimensions, name, planar: Vec::new(), one: Vec::new() })
+        tracing::info!(model = %path.display(), side = config.side, dimensions, centred = centre.is_some(), "embedder loaded");
+        Ok(Embedder {
+            session,
+            input_name,
+            side: config.side,
+            dimensions,
+            name,
+            centre,
+            planar: Vec::new(),
+            one: Vec::new(),
+        })
     }
 
     /// The side pictures are stretched to.
@@ -126,7 +164,10 @@ impl Embedder {
         &self.name
     }
 
-    /// The embeddings of pictures prepared at [`Embedder::input`], in one run.
+    /// The embeddings of pictures prepared at [`Embedder::input`], in one run. With a centre,
+    /// each is its unit-length output less the centre, at unit length: the pooled features of an
+    /// ImageNet CNN are all positive, so any two photos score about 0.5 without it (an apple
+    /// and a motorcycle 0.48), and about 0.1 with it, while two views of one thing stay near 0.9.
     pub fn embed(&mut self, pictures: &[&Prepared]) -> Result<Vec<Embedding>, ModelError> {
         if pictures.is_empty() {
             return Ok(Vec::new());
@@ -157,7 +198,14 @@ impl Embedder {
                 self.dimensions
             )));
         }
-        Ok(data.chunks_exact(self.dimensions).map(|v| Embedding::normalized(v.to_vec())).collect())
+        let centred = |v: &[f32]| {
+            let unit = Embedding::normalized(v.to_vec());
+            match &self.centre {
+                Some(c) => Embedding::normalized(unit.values().iter().zip(c).map(|(x, m)| x - m).collect()),
+                None => unit,
+            }
+        };
+        Ok(data.chunks_exact(self.dimensions).map(centred).collect())
     }
 
     /// The embedding of a whole JPEG picture (a catalog photo), decoded within `limits`.

@@ -17,6 +17,15 @@ use vitrine_schemas::spec::ExecutionProvider;
 const MODEL: &str = "models/zoo/mobilenetv2-imagenet-embedder/model.onnx";
 
 fn embedder(side: u32) -> Embedder {
+    load(side, None)
+}
+
+/// vitrine's embedder as a run loads it: with its centre.
+fn centred(side: u32) -> Embedder {
+    load(side, Some(root().join("models/zoo/mobilenetv2-imagenet-embedder/centre.txt")))
+}
+
+fn load(side: u32, centre: Option<std::path::PathBuf>) -> Embedder {
     let root = root();
     let library = find_runtime_library(None, &[&root]).expect("ONNX Runtime missing: run scripts/setup.sh");
     let runtime = Runtime::load(&library).unwrap();
@@ -26,6 +35,7 @@ fn embedder(side: u32) -> Embedder {
         intra_threads: 1,
         execution_provider: ExecutionProvider::Cpu,
         device_id: 0,
+        centre,
     };
     Embedder::load(&runtime, &config).unwrap()
 }
@@ -131,4 +141,47 @@ fn several_pictures_embed_in_one_run_as_they_do_alone() {
         assert!(alone.similarity(batched) > 0.9999);
     }
     assert!(preparer.last_region(Crop { x: 5000, y: 0, width: 10, height: 10 }, 224, 224).is_none());
+}
+
+#[test]
+fn the_centre_takes_unrelated_photos_apart_and_keeps_a_crop_closest_to_its_own_photo() {
+    let photos = ["coffee.jpg", "apple.jpg", "fruits.jpg", "astronaut.jpg"];
+    let pairs = |e: &mut Embedder| -> Vec<f32> {
+        let v: Vec<Embedding> =
+            photos.iter().map(|p| e.embed_jpeg(&fixture(p), DecodeLimits::default()).unwrap()).collect();
+        vec![v[0].similarity(&v[3]), v[1].similarity(&v[3]), v[0].similarity(&v[1])]
+    };
+    let (raw, with_centre) = (pairs(&mut embedder(224)), pairs(&mut centred(224)));
+    for (r, c) in raw.iter().zip(&with_centre) {
+        // A cup, an apple and an astronaut: alike by half without the centre, hardly with it.
+        assert!(*r > 0.35 && *c < 0.25 && c < r, "raw {raw:?}, centred {with_centre:?}");
+    }
+    // The shelf's apple is still closest to the apple photo, by a wide lead.
+    let mut e = centred(224);
+    let mut preparer = Preparer::new(DecodeLimits::default());
+    preparer.prepare(&fixture("shelf.jpg"), InputSpec { width: 300, height: 300, fit: Fit::Stretch }).unwrap();
+    let apple = preparer.last_region(Crop { x: 280, y: 60, width: 210, height: 210 }, 224, 224).unwrap();
+    let crop = e.embed(&[&apple]).unwrap().remove(0);
+    let mut to = |p: &str| crop.similarity(&e.embed_jpeg(&fixture(p), DecodeLimits::default()).unwrap());
+    let (own, cup) = (to("apple.jpg"), to("coffee.jpg"));
+    assert!(own > 0.5 && own - cup > 0.3, "apple {own:.2}, cup {cup:.2}");
+}
+
+#[test]
+fn a_centre_of_the_wrong_length_is_refused_naming_the_file() {
+    let dir = std::env::temp_dir().join(format!("vitrine-centre-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("centre.txt");
+    std::fs::write(&file, "0.1\n0.2\n").unwrap();
+    let library = find_runtime_library(None, &[&root()]).unwrap();
+    let config = EmbedderConfig {
+        model: root().join(MODEL),
+        side: 224,
+        intra_threads: 1,
+        execution_provider: ExecutionProvider::Cpu,
+        device_id: 0,
+        centre: Some(file.clone()),
+    };
+    let error = Embedder::load(&Runtime::load(&library).unwrap(), &config).unwrap_err().to_string();
+    assert!(error.contains("centre.txt") && error.contains("has 2 numbers, the embedder's output 1280"), "{error}");
 }

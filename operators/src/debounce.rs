@@ -294,10 +294,14 @@ impl Debouncer {
                 .filter(|s| s.0 >= threshold)
                 .map(|&(score, bbox, track_id, matched)| (pts, score, bbox, track_id, matched));
             if let (None, Some(_), Some(product_track)) = (seen, &track.on_screen, track.track_id) {
-                // The tracker matched a weak detection to the product's object: it is still there.
+                // The tracker matched a weak detection to the product's object: it is still there,
+                // unless matching no longer recognises that object as this product (its picture
+                // changed, or its running mean moved to another product).
+                let sku = split_key(key).1;
+                let still_it = |d: &Detection| sku.is_none() || d.product.as_ref().map(|p| p.sku.as_str()) == sku;
                 seen = detections
                     .iter()
-                    .find(|d| d.track_id == Some(product_track) && config.stands_out(d, detections))
+                    .find(|d| d.track_id == Some(product_track) && still_it(d) && config.stands_out(d, detections))
                     .map(|d| (pts, d.score, d.bbox, d.track_id, d.product.as_ref().map(|p| p.score)));
             }
             track.window.push_back((frame.seq, seen));
@@ -631,6 +635,33 @@ mod tests {
         assert_eq!(seen, vec![red("enter", 0), blue("enter", 600), red("exit", 1600)]);
         let (_, origins) = d.replay_point("s").unwrap();
         assert_eq!(origins.keys().collect::<Vec<_>>(), vec!["cup"], "replay points stay per label");
+    }
+
+    #[test]
+    fn a_tracked_product_no_longer_recognised_leaves_though_its_object_stays() {
+        use vitrine_schemas::ProductMatch;
+        // One apple on track 7 the whole time; recognised as APL-GALA until frame 5 (then its
+        // picture changed, say). Its card goes after the hold, as if the apple had left.
+        let apple = |recognised: bool| Detection {
+            product: recognised.then(|| ProductMatch { sku: "APL-GALA".into(), score: 0.8 }),
+            track_id: Some(7),
+            ..frame(0, &[("apple", 0.8)]).detections.remove(0)
+        };
+        let mut d = Debouncer::new(config());
+        let mut notes = Vec::new();
+        for seq in 0..16 {
+            let mut f = frame(seq, &[]);
+            f.detections.push(apple(seq < 6));
+            notes.extend(d.observe(&f));
+        }
+        let exits: Vec<_> = notes
+            .iter()
+            .filter_map(|n| match n {
+                ScreenNote::Exit { on_screen, exit_pts, .. } => Some((on_screen.sku.clone(), *exit_pts)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(exits, vec![(Some("APL-GALA".to_string()), 6 * 200)], "{notes:?}");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct LoadedSpec {
     pub base_dir: PathBuf,
 }
 
+/// The mean embedding of an embedder, beside its model (README, "Matching").
+pub const EMBEDDER_CENTRE: &str = "centre.txt";
+
 impl LoadedSpec {
     /// The detector the spec's `model` section describes, with `intra_threads` threads a session.
     pub fn detector_config(&self, intra_threads: usize) -> vitrine_models::DetectorConfig {
@@ -60,6 +63,8 @@ impl LoadedSpec {
             None => self.bundled_embedder(),
         };
         Some(model.map(|model| vitrine_models::EmbedderConfig {
+            // The embedder's centre lives beside it (vitrine's own has one).
+            centre: Some(model.with_file_name(EMBEDDER_CENTRE)).filter(|c| c.is_file()),
             model,
             side: matching.side,
             intra_threads,

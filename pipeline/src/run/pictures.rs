@@ -127,6 +127,7 @@ mod tests {
             intra_threads: 1,
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
+            centre: None,
         };
         let embedder = Embedder::load(&Runtime::load(&library).unwrap(), &config).unwrap();
         PictureEmbedder {
