@@ -118,12 +118,23 @@ pub struct FrameEmbedder {
 }
 
 impl FrameEmbedder {
-    /// Embeds the chosen detections of `frame`, the frame `decoder` decoded last, into their
-    /// `embedding`.
-    pub fn embed(&mut self, decoder: &mut FrameDecoder, frame: &mut FrameDetections) -> Result<(), ModelError> {
+    /// The detections of `frame` due for a crop now (the schedule counts them as taken).
+    pub fn due(&self, frame: &FrameDetections) -> Vec<usize> {
         let pictures = &self.pictures;
-        let stream_id = frame.stream_id.clone();
-        let chosen = self.schedule.choose(frame, |label| pictures.has_label(label, &stream_id));
+        self.schedule.choose(frame, |label| pictures.has_label(label, &frame.stream_id))
+    }
+
+    /// Embeds the detections `chosen` (by [`FrameEmbedder::due`]) of `frame`, the frame
+    /// `decoder` decoded last, into their `embedding`.
+    pub fn embed(
+        &mut self,
+        decoder: &mut FrameDecoder,
+        frame: &mut FrameDetections,
+        chosen: Vec<usize>,
+    ) -> Result<(), ModelError> {
+        if chosen.is_empty() {
+            return Ok(());
+        }
         let side = self.embedder.side();
         let (fw, fh) = (frame.width as f32, frame.height as f32);
         let mut crops = Vec::new();

@@ -80,6 +80,14 @@ impl FrameDecoder {
         self.preparer.last_region(region, side, side)
     }
 
+    /// Decodes `jpeg` again, as [`FrameDecoder::decode`] did (`tiled`: it was cut into tiles,
+    /// so decoded larger), for [`FrameDecoder::crop_of_last`] to cut from, changing no tiling
+    /// state: for a frame of a batch that is not the last one decoded.
+    pub fn decode_again(&mut self, jpeg: &[u8], tiled: bool) -> bool {
+        let tiles = self.tiling.filter(|_| tiled).map(|t| (t.grid, t.overlap));
+        self.preparer.prepare_pictures(jpeg, self.input, |_| tiles, true).is_ok()
+    }
+
     pub fn decode(&mut self, mut frame: Frame) -> Result<PreparedFrame, DeadLetter> {
         if frame.carries_detections() {
             // (Its data was walked whole at the source, so its header has a size.)

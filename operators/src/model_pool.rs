@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use timely::scheduling::SyncActivator;
+use vitrine_models::ModelError;
 use vitrine_schemas::{DeadLetter, Frame, FrameDetections};
 
 use crate::decode::FrameDecoder;
@@ -65,35 +66,60 @@ pub struct FrameModel {
 
 impl FrameModel {
     /// Each frame's detections, or its dead letter (from the decode or the model), in order.
+    /// With matching, the crops of the objects due for one are embedded too.
     fn run(&mut self, frames: Vec<Frame>) -> Vec<Inferred> {
-        if self.embedder.is_some() {
-            // A crop is cut from the frame decoded last: one frame at a time.
-            return frames.into_iter().map(|frame| self.run_embedding(frame)).collect();
+        if self.embedder.is_none() {
+            return self.run_batch(frames);
         }
-        self.run_batch(frames)
-    }
-
-    /// One frame's detections, with crops of its objects embedded as the schedule asks.
-    fn run_embedding(&mut self, frame: Frame) -> Inferred {
-        let mut result = self.run_batch(vec![frame]).remove(0);
-        let (Ok(found), Some(embedder)) = (&mut result, &mut self.embedder) else { return result };
-        if found.carried {
-            return result; // not decoded: the tracker carries the last detections over
-        }
+        // A crop is cut from its frame's decoded picture, and the decoder keeps the last one:
+        // a frame of a batch before the last is decoded again when one of its objects is due
+        // (rarely: an object is embedded when it shows, then once a few seconds).
+        let jpegs: Vec<Vec<u8>> =
+            if frames.len() > 1 { frames.iter().map(|f| f.jpeg.clone()).collect() } else { Vec::new() };
+        let (mut results, tiled) = self.run_batch_noting_tiles(frames);
+        let decoded = |r: &Inferred| matches!(r, Ok(found) if !found.carried);
+        let mut holding = results.iter().rposition(decoded);
         let timer = self.inferencer.timer.clone();
-        if let Err(e) = timer.time(Stage::Embed, 1, || embedder.embed(&mut self.decoder, found)) {
-            tracing::warn!(stream = %found.stream_id, seq = found.seq, error = %e, "could not embed this frame's objects; they match on their label");
+        let (Some(embedder), decoder) = (&mut self.embedder, &mut self.decoder) else { return results };
+        for (i, result) in results.iter_mut().enumerate() {
+            let Ok(found) = result else { continue };
+            if found.carried {
+                continue; // not decoded: the tracker carries the last detections over
+            }
+            let due = embedder.due(found);
+            if due.is_empty() {
+                continue;
+            }
+            let embedded = timer.time(Stage::Embed, 1, || {
+                if holding != Some(i) {
+                    if !decoder.decode_again(&jpegs[i], tiled[i]) {
+                        return Err(ModelError::Inference("the frame did not decode again".into()));
+                    }
+                    holding = Some(i);
+                }
+                embedder.embed(decoder, found, due)
+            });
+            if let Err(e) = embedded {
+                tracing::warn!(stream = %found.stream_id, seq = found.seq, error = %e, "could not embed this frame's objects; they match on their label");
+            }
         }
-        result
+        results
     }
 
     fn run_batch(&mut self, frames: Vec<Frame>) -> Vec<Inferred> {
+        self.run_batch_noting_tiles(frames).0
+    }
+
+    /// The batch's results, and for each frame whether it was cut into tiles.
+    fn run_batch_noting_tiles(&mut self, frames: Vec<Frame>) -> (Vec<Inferred>, Vec<bool>) {
+        let mut tiled = vec![false; frames.len()];
         let mut done: Vec<Option<Inferred>> = (0..frames.len()).map(|_| None).collect();
         let (mut prepared, mut at) = (Vec::new(), Vec::new());
         let (decode_timer, infer_timer) = (self.decoder.timer.clone(), self.inferencer.timer.clone());
         for (i, frame) in frames.into_iter().enumerate() {
             match decode_timer.time(Stage::Decode, 1, || self.decoder.decode(frame)) {
                 Ok(frame) => {
+                    tiled[i] = !frame.tiles.is_empty();
                     prepared.push(frame);
                     at.push(i);
                 }
@@ -106,7 +132,7 @@ impl FrameModel {
                 done[i] = Some(result);
             }
         }
-        done.into_iter().map(|r| r.expect("a result for each frame")).collect()
+        (done.into_iter().map(|r| r.expect("a result for each frame")).collect(), tiled)
     }
 }
 

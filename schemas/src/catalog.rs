@@ -60,12 +60,16 @@ pub struct CatalogItem {
 
 impl CatalogItem {
     /// The picture that what the camera sees is matched against: a JPEG that vitrine serves
-    /// (a file of the catalog). Pictures at a URL, and PNG, WebP or GIF files, are not matched
-    /// (yet): such a product matches on its label, as one without a picture does.
+    /// (a file of the catalog), or a JPEG at an `http(s)://` URL (its path ends in `.jpg` or
+    /// `.jpeg`), which vitrine fetches. PNG, WebP or GIF pictures are not matched (yet): such a
+    /// product matches on its label, as one without a picture does.
     pub fn matched_picture(&self) -> Option<&str> {
         let image = self.image.as_deref()?;
-        let jpeg = image.ends_with(".jpg") || image.ends_with(".jpeg");
-        (image.starts_with("/v1/images/") && jpeg).then_some(image)
+        let path = image.split(['?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+        let jpeg = path.ends_with(".jpg") || path.ends_with(".jpeg");
+        let served = image.starts_with("/v1/images/");
+        let fetched = image.starts_with("http://") || image.starts_with("https://");
+        ((served || fetched) && jpeg).then_some(image)
     }
 
     /// Whether this product may be matched on `stream_id`.

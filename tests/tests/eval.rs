@@ -148,6 +148,18 @@ fn on_the_market_show_matching_pictures_cuts_the_cards_of_what_the_shop_does_not
     let by_label_spec = dir.join("by-label.yaml");
     std::fs::write(&by_label_spec, serde_yaml_ng::to_string(&by_label).unwrap()).unwrap();
     let labelled = eval_on(by_label_spec.to_str().unwrap(), truth);
+    // Batched, a frame's crops come from its own picture, decoded again as it was (tiled):
+    // the same figures.
+    let mut batched = by_label.clone();
+    batched["match"]["enabled"] = true.into();
+    batched["infer"]["batch_frames"] = 6.into();
+    batched["infer"]["batch_wait"] = "50ms".into();
+    let batched_spec = dir.join("batched.yaml");
+    std::fs::write(&batched_spec, serde_yaml_ng::to_string(&batched).unwrap()).unwrap();
+    let batched = eval_on(batched_spec.to_str().unwrap(), truth);
+    for figure in ["on_time", "false_cards", "right_sku"] {
+        assert_eq!(batched["summary"][figure], matched["summary"][figure], "batched: {}", batched["summary"]);
+    }
     let (m, l) = (&matched["summary"], &labelled["summary"]);
     assert_eq!(m["entrances"], 7, "{m}");
     assert!(l["false_cards"].as_u64().unwrap() >= 3, "by label: the apples' and the toys' cards: {l}");

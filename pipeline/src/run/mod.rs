@@ -298,7 +298,9 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     if let Some(embedder) = picture_embedder {
         let (to_workers, embedded) = mpsc::sync_channel(inputs::CATALOG_QUEUE_BATCHES);
         let limits = loaded.decode_limits();
-        let step = PictureEmbedder { embedder, index: pictures.clone(), images: images.clone(), limits };
+        let urls =
+            pictures::UrlPictures::new().map_err(|e| anyhow!("starting the catalog pictures' HTTP client: {e}"))?;
+        let step = PictureEmbedder { embedder, index: pictures.clone(), images: images.clone(), urls, limits };
         catalog_threads.push(step.start(catalog_rx, to_workers, out_tx.clone(), stop.clone())?);
         catalog_rx = embedded;
     }

@@ -1,7 +1,8 @@
 //! The catalog's pictures, embedded for matching: a step between the catalog threads and the
 //! workers. A product whose picture is new or changed is embedded (and put in the
 //! [`PictureIndex`]) before its row reaches the dataflow, so the first frame that could show it
-//! already has its picture to compare with.
+//! already has its picture to compare with. A picture given by URL is fetched here, within
+//! `decode.max_bytes` and [`FETCH_TIMEOUT`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -22,7 +23,48 @@ pub(super) struct PictureEmbedder {
     pub embedder: Embedder,
     pub index: PictureIndex,
     pub images: ImageStore,
+    pub urls: UrlPictures,
     pub limits: DecodeLimits,
+}
+
+/// How long fetching one picture by URL may take.
+pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fetches the pictures that catalog rows give by URL (HTTP or HTTPS), one at a time, on a
+/// runtime of the pictures thread's own.
+pub(super) struct UrlPictures {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl UrlPictures {
+    pub fn new() -> std::io::Result<UrlPictures> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let client = reqwest::Client::builder().timeout(FETCH_TIMEOUT).build().map_err(std::io::Error::other)?;
+        Ok(UrlPictures { runtime, client })
+    }
+
+    /// The picture's bytes, at most `max_bytes` of them; else why not.
+    pub fn fetch(&self, url: &str, max_bytes: usize) -> Result<Vec<u8>, String> {
+        let too_large = || format!("it is over decode.max_bytes ({max_bytes} bytes)");
+        self.runtime.block_on(async {
+            let mut response = self.client.get(url).send().await.map_err(|e| format!("fetching it failed: {e}"))?;
+            if !response.status().is_success() {
+                return Err(format!("its server answered {}", response.status()));
+            }
+            if response.content_length().is_some_and(|n| n > max_bytes as u64) {
+                return Err(too_large());
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading it failed: {e}"))? {
+                if bytes.len() + chunk.len() > max_bytes {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(bytes)
+        })
+    }
 }
 
 impl PictureEmbedder {
@@ -35,11 +77,13 @@ impl PictureEmbedder {
             return None;
         }
         let url = item.matched_picture()?.to_string();
-        let name = url.trim_start_matches("/v1/images/");
-        let embedded = match self.images.get(name) {
-            Some(picture) => self.embedder.embed_jpeg(&picture.bytes, self.limits).map_err(|e| e.to_string()),
-            None => Err("it is not in the image store".into()),
+        let bytes = match url.strip_prefix("/v1/images/") {
+            Some(name) => {
+                self.images.get(name).map(|p| p.bytes.to_vec()).ok_or_else(|| "it is not in the image store".into())
+            }
+            None => self.urls.fetch(&url, self.limits.max_bytes),
         };
+        let embedded = bytes.and_then(|bytes| self.embedder.embed_jpeg(&bytes, self.limits).map_err(|e| e.to_string()));
         match embedded {
             Ok(embedding) => {
                 self.index.insert(Picture {
@@ -134,8 +178,31 @@ mod tests {
             embedder,
             index: PictureIndex::default(),
             images: images.clone(),
+            urls: UrlPictures::new().unwrap(),
             limits: DecodeLimits::default(),
         }
+    }
+
+    /// A real HTTP server (axum) on a free port: `path` -> (status, body). Its base URL.
+    fn serve(routes: Vec<(&'static str, u16, Vec<u8>)>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let mut router = axum::Router::new();
+                for (path, status, body) in routes {
+                    let answer = move || {
+                        let body = body.clone();
+                        async move { (axum::http::StatusCode::from_u16(status).unwrap(), body) }
+                    };
+                    router = router.route(path, axum::routing::get(answer));
+                }
+                axum::serve(tokio::net::TcpListener::from_std(listener).unwrap(), router).await.unwrap();
+            });
+        });
+        base
     }
 
     fn item(sku: &str, image: Option<String>) -> CatalogItem {
@@ -162,9 +229,34 @@ mod tests {
         assert!(step.index.has_label("cup", "any-stream") && mug.image.is_some());
         step.apply(&mut mug, -1);
         assert!(step.index.is_empty());
-        // No picture, or one at a URL: nothing to embed, the label decides.
+        // No picture, or a PNG: nothing to embed, the label decides.
         assert_eq!(step.apply(&mut item("PLAIN", None), 1), None);
-        assert_eq!(step.apply(&mut item("REMOTE", Some("https://shop.example/mug.jpg".into())), 1), None);
+        assert_eq!(step.apply(&mut item("DRAWN", Some("https://shop.example/mug.png".into())), 1), None);
+        assert!(step.index.is_empty());
+    }
+
+    #[test]
+    fn a_picture_at_a_url_is_fetched_and_one_that_cannot_be_is_a_named_problem() {
+        let mug = std::fs::read(root().join("examples/sample/images/mug.jpg")).unwrap();
+        let base = serve(vec![("/p/mug.jpg", 200, mug.clone()), ("/p/gone.jpg", 404, b"no such picture".to_vec())]);
+        let images = ImageStore::default();
+        let mut step = step(&images);
+        let mut fetched = item("MUG", Some(format!("{base}/p/mug.jpg?v=2")));
+        assert_eq!(step.apply(&mut fetched, 1), None);
+        assert!(step.index.has_label("cup", "any-stream") && fetched.image.is_some());
+        step.apply(&mut fetched, -1);
+
+        let mut gone = item("GONE", Some(format!("{base}/p/gone.jpg")));
+        let problem = step.apply(&mut gone, 1).expect("a problem");
+        assert!(problem.contains("/p/gone.jpg") && problem.contains("answered 404"), "{problem}");
+        assert_eq!(gone.image, None, "shown without the picture, matched on its label");
+
+        step.limits.max_bytes = mug.len() - 1;
+        let problem = step.apply(&mut item("HUGE", Some(format!("{base}/p/mug.jpg"))), 1).expect("a problem");
+        assert!(problem.contains("over decode.max_bytes"), "{problem}");
+        let problem =
+            step.apply(&mut item("NOBODY", Some("http://127.0.0.1:9/p/mug.jpg".into())), 1).expect("a problem");
+        assert!(problem.contains("fetching it failed"), "{problem}");
         assert!(step.index.is_empty());
     }
 
