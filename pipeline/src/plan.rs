@@ -132,19 +132,24 @@ fn describe_matching(loaded: &LoadedSpec) -> String {
         return "off: every product of a detected label is shown (match.enabled)".into();
     }
     let embedder = match loaded.embedder_config(1) {
-        Some(Ok(config)) => config.model.display().to_string(),
+        Some(Ok(config)) => match &config.centre {
+            Some(centre) => format!("{}, centred by {}", config.model.display(), centre.display()),
+            None => format!("{}, no centre beside it", config.model.display()),
+        },
         Some(Err(why)) => format!("MISSING: {why}"),
         None => unreachable!("matching is on"),
     };
+    let longest = m.every * vitrine_operators::LONGEST_WAIT as u32;
     let mut line = format!(
         concat!(
-            "products with a JPEG picture only where an object of their label looks like it (embedder {embedder} ",
-            "at {side}x{side}; similarity at least {}, {} ahead of the runner-up; an object embedded when it shows ",
-            "and every {:?}, at most {} a frame)"
+            "products with a JPEG picture only where an object of their label looks like it (embedder {embedder}; ",
+            "pictures and crops at {side}x{side}; similarity at least {}, {} ahead of the runner-up; an object embedded when it shows, ",
+            "after {:?}, then twice as rarely up to every {:?}, at most {} a frame)"
         ),
         m.min_similarity,
         m.min_margin,
         m.every,
+        longest,
         m.max_crops,
         embedder = embedder,
         side = m.side
@@ -158,7 +163,7 @@ fn describe_matching(loaded: &LoadedSpec) -> String {
             };
             let _ = write!(
                 line,
-                "\n  by picture: {} product(s) [{}]\n  on their label alone (no JPEG picture): {} product(s) [{}]",
+                "\n  by picture: {} product(s) [{}]\n  on their label alone (no JPEG picture, served or at a URL): {} product(s) [{}]",
                 pictured.len(),
                 skus(&pictured),
                 labelled.len(),
