@@ -194,8 +194,9 @@ pub fn encode<R: TableRow>(rows: &[&Row<R>], properties: WriterProperties) -> Re
 
 /// `(YYYY-MM-DD, HH)` of a Unix time in ms, UTC.
 pub fn partition_of(ms: i64) -> (String, u32) {
-    let (year, month, day, hour, ..) = crate::time_format::civil(ms);
-    (format!("{year:04}-{month:02}-{day:02}"), hour)
+    use chrono::Timelike;
+    let at = crate::time_format::utc(ms);
+    (at.format("%Y-%m-%d").to_string(), at.hour())
 }
 
 #[cfg(test)]
