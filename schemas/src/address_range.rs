@@ -2,14 +2,12 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct AddressRange {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct AddressRange(IpNet);
 
 impl AddressRange {
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -18,24 +16,7 @@ impl AddressRange {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                masked(u32::from(n).into(), 32, self.prefix) == masked(u32::from(a).into(), 32, self.prefix)
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                masked(u128::from(n), 128, self.prefix) == masked(u128::from(a), 128, self.prefix)
-            }
-            _ => false,
-        }
-    }
-}
-
-/// The first `prefix` of `bits` bits of `value`.
-fn masked(value: u128, bits: u8, prefix: u8) -> u128 {
-    if prefix == 0 {
-        0
-    } else {
-        value >> (bits - prefix)
+        self.0.contains(&ip)
     }
 }
 
@@ -50,16 +31,15 @@ impl TryFrom<String> for AddressRange {
         let network: IpAddr = address.trim().parse().map_err(|_| bad())?;
         let bits = if network.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(bits);
-        if prefix > bits {
-            return Err(format!("`{text}`: a prefix of {prefix} bits, but the address has {bits}"));
-        }
-        Ok(AddressRange { network, prefix })
+        let range = IpNet::new(network, prefix)
+            .map_err(|_| format!("`{text}`: a prefix of {prefix} bits, but the address has {bits}"))?;
+        Ok(AddressRange(range))
     }
 }
 
 impl From<AddressRange> for String {
     fn from(range: AddressRange) -> String {
-        format!("{}/{}", range.network, range.prefix)
+        range.0.to_string()
     }
 }
 
@@ -102,6 +82,8 @@ mod tests {
         assert!(!range("127.0.0.1").contains("127.0.0.2".parse().unwrap()));
         assert!(range("fd00::/8").contains("fd12::1".parse().unwrap()));
         assert!(range("0.0.0.0/0").contains("8.8.8.8".parse().unwrap()));
+        assert_eq!(String::from(range("10.0.0.0/8")), "10.0.0.0/8");
+        assert_eq!(String::from(range("::1")), "::1/128");
         for bad in ["10.0.0.0/33", "ten", "10.0.0.0/x", ""] {
             assert!(AddressRange::try_from(bad.to_string()).is_err(), "{bad}");
         }
