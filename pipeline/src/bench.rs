@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use vitrine_models::{find_runtime_library, Detector, Prepared, Preparer, Runtime};
+use vitrine_models::{Detector, Prepared, Preparer, Runtime};
 use vitrine_schemas::spec::{FramesSource, Pace, SourceSpec, TileGrid};
 
 use crate::run::{run, RunOptions};
@@ -192,10 +192,7 @@ pub fn bench(loaded: &LoadedSpec, options: &BenchOptions) -> anyhow::Result<Benc
     tracing::info!(frames = jpegs.len(), dir = %frames_dir.display(), "bench frames ready");
 
     // The raw model loop.
-    let configured = spec.model.runtime_library.as_ref().map(|p| loaded.resolve(p));
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd])?;
-    let runtime = Runtime::load(&library)?;
+    let runtime = Runtime::load(&loaded.runtime_library()?)?;
     let config = |threads: usize| loaded.detector_config(threads);
     let probe = Detector::load(&runtime, &config(1))?;
     let model = probe.name().to_string();

@@ -73,6 +73,16 @@ impl LoadedSpec {
         }))
     }
 
+    /// The ONNX Runtime library: `model.runtime_library`, else `$ORT_DYLIB_PATH`, else one set
+    /// up by scripts/setup.sh beside the spec, the working folder or the binary, or above them.
+    /// The one lookup of run, eval and bench.
+    pub fn runtime_library(&self) -> Result<PathBuf, vitrine_models::ModelError> {
+        let configured = self.spec.model.runtime_library.as_ref().map(|p| self.resolve(p));
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default();
+        vitrine_models::find_runtime_library(configured.as_deref(), &[&self.base_dir, &cwd, &exe_dir])
+    }
+
     /// vitrine's own embedder, looked for beside the spec, the working folder and the binary,
     /// and in every folder above them.
     fn bundled_embedder(&self) -> Result<PathBuf, String> {

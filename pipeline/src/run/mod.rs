@@ -45,7 +45,7 @@ use vitrine_connectors::metrics::{Health, Metrics};
 use vitrine_connectors::parquet::{FileCutter, InputKey, Publisher, Roll};
 use vitrine_connectors::server::access::Access;
 use vitrine_connectors::server::ServerState;
-use vitrine_models::{find_runtime_library, Detector, Embedder, Runtime};
+use vitrine_models::{Detector, Embedder, Runtime};
 use vitrine_operators::{
     product_outputs, BatchConfig, ChangeGate, CropSchedule, DebounceConfig, Emitted, FrameDecoder, FrameEmbedder,
     FrameModel, InferDetections, Inferencer, MatchProducts, Matcher, ModelPool, ModelRoute, PictureIndex, ReplayPoints,
@@ -157,11 +157,7 @@ pub fn run(loaded: LoadedSpec, options: RunOptions, stop: Arc<AtomicBool>) -> an
     let runs_embedded = shape.process() == 0;
 
     // The model first: the most likely thing to be missing on a fresh machine.
-    let configured = spec.model.runtime_library.as_ref().map(|p| loaded.resolve(p));
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let exe_dir = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_default();
-    let library = find_runtime_library(configured.as_deref(), &[&loaded.base_dir, &cwd, &exe_dir])?;
-    let runtime = Runtime::load(&library)?;
+    let runtime = Runtime::load(&loaded.runtime_library()?)?;
     let detector_config = loaded.detector_config(spec.model.intra_threads.get());
     let detectors: Vec<Detector> =
         (0..workers).map(|_| Detector::load(&runtime, &detector_config)).collect::<Result<_, _>>()?;
