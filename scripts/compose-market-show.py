@@ -11,12 +11,13 @@ from pathlib import Path
 
 from PIL import Image
 
+import show_pictures  # beside this script
+
 opencv, tux, skimage, out, pictures = (Path(a) for a in sys.argv[1:6])
 out.mkdir(parents=True, exist_ok=True)
 pictures.mkdir(parents=True, exist_ok=True)
 W, H = 2560, 1440
 GREY = (0x30, 0x34, 0x38)
-WHITE = (255, 255, 255)
 
 
 def letterboxed(im: Image.Image, background=GREY) -> Image.Image:
@@ -51,18 +52,11 @@ def save(name: str, im: Image.Image) -> None:
 
 
 def studio(stamp: str) -> Image.Image:
-    """A cut-out photo on white with a small margin: how a shop shows a product."""
-    im = Image.open(tux / stamp).convert("RGBA")
-    pad = round(max(im.size) * 0.08)
-    canvas = Image.new("RGB", (im.width + 2 * pad, im.height + 2 * pad), WHITE)
-    canvas.paste(im, (pad, pad), im)
-    return canvas
+    return show_pictures.studio(tux, stamp)
 
 
 def picture(sku: str, im: Image.Image) -> None:
-    im = im.convert("RGB")
-    im.thumbnail((640, 640), Image.LANCZOS)
-    im.save(pictures / f"{sku}.jpg", quality=90)
+    show_pictures.save_picture(pictures, sku, im)
 
 
 # On screen: the left view of two stereo pairs, and cut-out photos.

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from PIL import Image
 
+import show_pictures  # beside this script
+
 opencv, tux, skimage, out = (Path(a) for a in sys.argv[1:5])
 pictures = Path(sys.argv[5]) if len(sys.argv) > 5 else None
 out.mkdir(parents=True, exist_ok=True)
 W, H = 2560, 1440
 GREY = (0x30, 0x34, 0x38)
-WHITE = (255, 255, 255)
 
 
 def letterboxed(photo: Path) -> Image.Image:
@@ -95,18 +96,11 @@ save("table-mug", im)
 
 
 def studio(stamp: str) -> Image.Image:
-    """A cut-out photo on white with a small margin: how a shop shows a product."""
-    im = Image.open(tux / stamp).convert("RGBA")
-    pad = round(max(im.size) * 0.08)
-    canvas = Image.new("RGB", (im.width + 2 * pad, im.height + 2 * pad), WHITE)
-    canvas.paste(im, (pad, pad), im)
-    return canvas
+    return show_pictures.studio(tux, stamp)
 
 
 def picture(sku: str, im: Image.Image) -> None:
-    im = im.convert("RGB")
-    im.thumbnail((640, 640), Image.LANCZOS)
-    im.save(pictures / f"{sku}.jpg", quality=90)
+    show_pictures.save_picture(pictures, sku, im)
 
 
 # The catalog's pictures: another photo of the same kind of product (OpenCV's red apple for the

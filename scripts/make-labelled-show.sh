@@ -28,12 +28,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$root/.vitrine/peer/bin/python}
 work=${1:-$(mktemp -d)}
 mkdir -p "$work" && cd "$work"
-if [ ! -d ocv ]; then apt-get download -qq opencv-doc=4.6.0+dfsg-12 && dpkg -x opencv-doc_*.deb ocv; fi
-if [ ! -d tux ]; then apt-get download -qq tuxpaint-stamps-default=2022.06.04-1 && dpkg -x tuxpaint-stamps-default_*.deb tux; fi
-if [ ! -d sk ]; then
-  pip download -q --no-deps -d wheels scikit-image==0.26.0
-  mkdir -p sk && (cd sk && unzip -q -o ../wheels/scikit_image-*.whl 'skimage/data/coffee.png')
-fi
+source "$root/scripts/fetch-photo-packages.sh"
 "$python" "$root/scripts/compose-show.py" ocv/usr/share/doc/opencv-doc/examples/data \
   tux/usr/share/tuxpaint/stamps sk/skimage/data stills "$root/examples/show/pictures"
 
