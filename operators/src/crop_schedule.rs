@@ -3,9 +3,14 @@
 //! up to four times `every`, never every frame; at most a few a frame, the highest scores first.
 //! What decides the card is the track's running mean ([`crate::Matcher`]): it settles after a
 //! few crops, so later ones can come more rarely.
+//!
+//! The schedule decides in the order the model queue handed the frames out ([`Turn`]), not in
+//! the order threads finish them: which crops a stream gets, and so its cards, must not depend
+//! on which thread was faster (seen in CI: an apple's card 400 ms later on one run of two).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use vitrine_models::{Crop, Embedder, ModelError};
 use vitrine_schemas::{BBox, FrameDetections};
@@ -43,26 +48,91 @@ struct Taken {
     wait_ms: i64,
 }
 
+/// A frame's place in the order its model queue (`queue`) handed frames out: the `n`th. Every
+/// frame handed out takes its turn ([`CropSchedule::choose_in_turn`] or
+/// [`CropSchedule::pass`]), decoded or not, or the frames after it wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Turn {
+    pub queue: usize,
+    pub n: u64,
+}
+
+/// How long a frame waits for the frames before it to take their turns. Far longer than a
+/// model run; only a frame that never takes its turn (a bug) would make one wait this long,
+/// and then the schedule goes on out of order rather than stop.
+const LONGEST_TURN_WAIT: Duration = Duration::from_secs(30);
+
+/// The crops taken lately, per stream, and each queue's next turn.
+#[derive(Debug, Default)]
+struct State {
+    streams: HashMap<String, Vec<Taken>>,
+    next_turn: HashMap<usize, u64>,
+}
+
 /// Per stream, the crops taken lately. Clones share them: every model thread holds one, and a
 /// stream's frames go to whichever thread is free, so an object is embedded once an `every`,
 /// not once a thread (measured: two threads with a schedule each embedded twice as often).
 #[derive(Clone, Debug)]
 pub struct CropSchedule {
     config: CropScheduleConfig,
-    taken: Arc<Mutex<HashMap<String, Vec<Taken>>>>,
+    state: Arc<Mutex<State>>,
+    turn_taken: Arc<Condvar>,
 }
 
 impl CropSchedule {
     pub fn new(config: CropScheduleConfig) -> CropSchedule {
-        CropSchedule { config, taken: Arc::default() }
+        CropSchedule { config, state: Arc::default(), turn_taken: Arc::default() }
     }
 
-    /// The detections of `frame` to embed now, among those `wanted` (a label some picture has).
+    /// As [`CropSchedule::choose`], once every frame handed out before this one took its turn.
+    pub fn choose_in_turn(&self, turn: Turn, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
+        let mut state = self.wait_for(turn);
+        let chosen = self.choose_locked(&mut state, frame, wanted);
+        self.taken(state, turn);
+        chosen
+    }
+
+    /// The turn of a frame with nothing to embed (not decoded, or its decode failed).
+    pub fn pass(&self, turn: Turn) {
+        let state = self.wait_for(turn);
+        self.taken(state, turn);
+    }
+
+    fn wait_for(&self, turn: Turn) -> MutexGuard<'_, State> {
+        let mut state = self.state.lock().expect("crop schedule");
+        let deadline = Instant::now() + LONGEST_TURN_WAIT;
+        while state.next_turn.get(&turn.queue).copied().unwrap_or(0) < turn.n {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                tracing::warn!(
+                    queue = turn.queue,
+                    turn = turn.n,
+                    "a frame before this one never took its turn at the crop schedule; going on out of order"
+                );
+                break;
+            };
+            state = self.turn_taken.wait_timeout(state, left).expect("crop schedule").0;
+        }
+        state
+    }
+
+    fn taken(&self, mut state: MutexGuard<'_, State>, turn: Turn) {
+        let next = state.next_turn.entry(turn.queue).or_insert(0);
+        *next = (*next).max(turn.n + 1);
+        drop(state);
+        self.turn_taken.notify_all();
+    }
+
+    /// The detections of `frame` to embed now, among those `wanted` (a label some picture has),
+    /// in whatever order frames come.
     pub fn choose(&self, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
+        let mut state = self.state.lock().expect("crop schedule");
+        self.choose_locked(&mut state, frame, wanted)
+    }
+
+    fn choose_locked(&self, state: &mut State, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
         let config = self.config;
         let pts = frame.pts_ms;
-        let mut streams = self.taken.lock().expect("crop schedule");
-        let taken = streams.entry(frame.stream_id.clone()).or_default();
+        let taken = state.streams.entry(frame.stream_id.clone()).or_default();
         // Threads finish a stream's frames slightly out of order: an object seen in a frame just
         // after this one counts too. A stream that starts over (a loop) forgets the old ones.
         taken.retain(|t| (pts - t.seen_pts_ms).abs() < config.every_ms);
@@ -118,10 +188,11 @@ pub struct FrameEmbedder {
 }
 
 impl FrameEmbedder {
-    /// The detections of `frame` due for a crop now (the schedule counts them as taken).
-    pub fn due(&self, frame: &FrameDetections) -> Vec<usize> {
+    /// The detections of `frame`, handed out at `turn`, due for a crop now (the schedule
+    /// counts them as taken).
+    pub fn due(&self, turn: Turn, frame: &FrameDetections) -> Vec<usize> {
         let pictures = &self.pictures;
-        self.schedule.choose(frame, |label| pictures.has_label(label, &frame.stream_id))
+        self.schedule.choose_in_turn(turn, frame, |label| pictures.has_label(label, &frame.stream_id))
     }
 
     /// Embeds the detections `chosen` (by [`FrameEmbedder::due`]) of `frame`, the frame
@@ -240,6 +311,31 @@ mod tests {
         assert!(shared.choose(&cups(600), |_| true).is_empty());
         // A schedule of its own would embed it again.
         assert_eq!(second.choose(&cups(600), |_| true), vec![0]);
+    }
+
+    #[test]
+    fn threads_finishing_a_streams_frames_out_of_order_get_the_crops_of_the_frames_in_order() {
+        let s = schedule();
+        let cups = |pts| frame(pts, &[("cup", 0.8, 0.1)]);
+        let turn = |n| Turn { queue: 0, n };
+        // Frames 0-6 (200 ms apart), handed out in order; frame 3 was not decoded. A thread
+        // finishes them last to first, each as soon as the ones before it took their turns.
+        let threads: Vec<_> = (0..7u64)
+            .rev()
+            .map(|n| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    if n == 3 {
+                        s.pass(turn(n));
+                        return None;
+                    }
+                    let chosen = s.choose_in_turn(turn(n), &cups(n as i64 * 200), |_| true);
+                    (!chosen.is_empty()).then_some(n as i64 * 200)
+                })
+            })
+            .collect();
+        let cropped: Vec<i64> = threads.into_iter().filter_map(|t| t.join().unwrap()).rev().collect();
+        assert_eq!(cropped, vec![0, 1000], "as in order: when it shows, and again after `every`");
     }
 
     #[test]

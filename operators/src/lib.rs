@@ -22,7 +22,7 @@ mod stable_hash;
 mod timer;
 mod track;
 
-pub use crop_schedule::{CropSchedule, CropScheduleConfig, FrameEmbedder, LONGEST_WAIT};
+pub use crop_schedule::{CropSchedule, CropScheduleConfig, FrameEmbedder, Turn, LONGEST_WAIT};
 pub use debounce::{CausedNote, Debounce, DebounceConfig, Debouncer, OnScreen, ScreenNote, ScreenStats};
 pub use decode::{FrameDecoder, PreparedFrame, Tiling};
 pub use events::{EmitEvents, Emitted, EventEmitter, JoinedUpdate};

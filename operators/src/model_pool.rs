@@ -22,8 +22,8 @@ use vitrine_schemas::{DeadLetter, Frame, FrameDetections};
 
 use crate::decode::FrameDecoder;
 use crate::infer::{BatchConfig, Inferencer};
-use crate::FrameEmbedder;
 use crate::{stream_route, Stage};
+use crate::{FrameEmbedder, Turn};
 
 /// Frames a model queue holds per model thread. The pipeline's in-flight bound keeps far fewer
 /// than this with the models, so a worker never has to hold frames back.
@@ -66,8 +66,9 @@ pub struct FrameModel {
 
 impl FrameModel {
     /// Each frame's detections, or its dead letter (from the decode or the model), in order.
-    /// With matching, the crops of the objects due for one are embedded too.
-    fn run(&mut self, frames: Vec<Frame>) -> Vec<Inferred> {
+    /// With matching, the crops of the objects due for one are embedded too: the frames are
+    /// the queue's from turn `first` on, and each takes its turn at the crop schedule.
+    fn run(&mut self, frames: Vec<Frame>, first: Turn) -> Vec<Inferred> {
         if self.embedder.is_none() {
             return self.run_batch(frames);
         }
@@ -82,11 +83,13 @@ impl FrameModel {
         let timer = self.inferencer.timer.clone();
         let (Some(embedder), decoder) = (&mut self.embedder, &mut self.decoder) else { return results };
         for (i, result) in results.iter_mut().enumerate() {
-            let Ok(found) = result else { continue };
-            if found.carried {
-                continue; // not decoded: the tracker carries the last detections over
-            }
-            let due = embedder.due(found);
+            let turn = Turn { n: first.n + i as u64, ..first };
+            // Not decoded (the tracker carries the last detections over), or a dead letter.
+            let Some(found) = result.as_mut().ok().filter(|found| !found.carried) else {
+                embedder.schedule.pass(turn);
+                continue;
+            };
+            let due = embedder.due(turn, found);
             if due.is_empty() {
                 continue;
             }
@@ -167,8 +170,8 @@ impl ModelPool {
                 None => {
                     let capacity = if by_stream { QUEUE_FRAMES_PER_THREAD } else { QUEUE_FRAMES_PER_THREAD * threads };
                     let (queue, jobs) = mpsc::sync_channel::<Job>(capacity);
+                    let jobs = Arc::new(Mutex::new(HandOut { jobs, queue: queues.len(), handed_out: 0 }));
                     queues.push(queue);
-                    let jobs = Arc::new(Mutex::new(jobs));
                     if !by_stream {
                         shared = Some(jobs.clone());
                     }
@@ -264,17 +267,29 @@ impl ModelClient {
     }
 }
 
+/// A model queue's receiving end, shared by the threads that take from it, and how many frames
+/// it handed out: a frame's [`Turn`].
+#[derive(Debug)]
+struct HandOut {
+    jobs: Receiver<Job>,
+    queue: usize,
+    handed_out: u64,
+}
+
 /// A model thread: runs batches from `jobs` until every queue's sender is gone.
-fn serve(mut model: FrameModel, jobs: &Mutex<Receiver<Job>>, batch: BatchConfig) {
+fn serve(mut model: FrameModel, jobs: &Mutex<HandOut>, batch: BatchConfig) {
     loop {
-        let taken = {
-            let jobs = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            next_batch(&jobs, batch)
+        let (taken, first) = {
+            let mut hand_out = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let taken = next_batch(&hand_out.jobs, batch);
+            let first = Turn { queue: hand_out.queue, n: hand_out.handed_out };
+            hand_out.handed_out += taken.as_ref().map_or(0, |t| t.len() as u64);
+            (taken, first)
         };
         let Some(taken) = taken else { return };
         let (frames, tickets): (Vec<Frame>, Vec<(u64, Arc<Reply>)>) =
             taken.into_iter().map(|j| (j.frame, (j.ticket, j.reply))).unzip();
-        let results = catch_unwind(AssertUnwindSafe(|| model.run(frames)));
+        let results = catch_unwind(AssertUnwindSafe(|| model.run(frames, first)));
         let failed = results.is_err();
         let answers: Vec<Result<Inferred, String>> = match results {
             Ok(results) => results.into_iter().map(Ok).collect(),

@@ -34,7 +34,16 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports::<1>()[0]
+}
+
+/// `N` different TCP ports that were free a moment ago. They are held open together while
+/// chosen: one at a time, the kernel can hand out the same port twice (seen in CI: SeaweedFS's
+/// master and volume gRPC got one port, and the server died with "address already in use").
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"));
+    listeners.map(|listener| listener.local_addr().unwrap().port())
 }
 
 /// Runs `sql` in DuckDB (the PyPI package that scripts/setup.sh installs) and returns the
@@ -385,7 +394,7 @@ impl S3Server {
 
     pub fn start(bucket: &str) -> S3Server {
         let dir = temp_dir(&format!("s3-{bucket}"));
-        let port = free_port();
+        let [port, ports @ ..] = free_ports::<8>();
         let mut args = vec![
             "server".to_string(),
             format!("-dir={}", dir.display()),
@@ -407,7 +416,8 @@ impl S3Server {
                 "s3.port.grpc",
             ]
             .iter()
-            .map(|name| format!("-{name}={}", free_port())),
+            .zip(ports)
+            .map(|(name, port)| format!("-{name}={port}")),
         );
         args.extend(["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"].map(String::from));
         let address = format!("127.0.0.1:{port}");

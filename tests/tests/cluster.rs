@@ -14,7 +14,7 @@ use vitrine_tests::kafka_runs::{
     caught_up, check_tables, create_topics, group_sinks, kafka_spec, sample_streams, tables, topic_values,
     wait_caught_up, Pipeline,
 };
-use vitrine_tests::{duckdb, free_port, temp_dir, Broker};
+use vitrine_tests::{duckdb, free_ports, temp_dir, Broker};
 
 /// One stream per partition of the 3-partition frames topic (librdkafka places a key by its
 /// CRC32): in a 2 x 1 cluster, process 0 reads partitions 0 and 2, process 1 partition 1.
@@ -30,7 +30,8 @@ fn spec(dir: &Path, brokers: &str, group: &str) -> PathBuf {
 /// The two processes of a 2 x 1 cluster, started on fresh loopback ports.
 fn start_cluster(spec: &Path, dir: &Path, name: &str) -> (Vec<Pipeline>, Vec<PathBuf>) {
     let hostfile = dir.join(format!("{name}.hosts"));
-    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    let [first, second] = free_ports();
+    std::fs::write(&hostfile, format!("127.0.0.1:{first}\n127.0.0.1:{second}\n")).unwrap();
     let logs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("{name}-p{i}.log"))).collect();
     let processes = (0..2)
         .map(|i| {
