@@ -3,10 +3,9 @@
 use std::collections::HashMap;
 
 use vitrine_models::{frame_size, Crop, DecodeLimits, InputSpec, Prepared, Preparer};
-use vitrine_schemas::spec::TileGrid;
 use vitrine_schemas::{now_ms, Change, DeadLetter, Frame};
 
-use crate::since_tiled::{brightness, wants_tiles, Brightness, LastTiled, SinceTiled};
+use crate::tiling::{brightness, wants_tiles, Brightness, LastTiled, SinceTiled, Tiling};
 use crate::StageTimer;
 
 /// A decoded frame: its metadata (the JPEG bytes are dropped) and its model-ready pixels.
@@ -27,19 +26,6 @@ impl PreparedFrame {
     pub fn carried(&self) -> bool {
         self.frame.carries_detections()
     }
-}
-
-/// Small objects: besides the whole picture, `grid`'s tiles overlapping by `overlap`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Tiling {
-    pub grid: TileGrid,
-    pub overlap: f32,
-    /// 0: tile every frame. Else tile a frame only when its picture changed since the
-    /// stream's last tiled frame (more than `change` of a 16x16 grid's cells moved by more
-    /// than `level` in brightness), or `every` frames after it (`infer.tile_every`).
-    pub every: u32,
-    pub change: f32,
-    pub level: u8,
 }
 
 /// Decodes frames for one model input size; keeps its resize buffers between frames.

@@ -1,13 +1,14 @@
-//! since_tiled: what changed in a stream's picture since its last tiled frame. It decides when
-//! to tile again (a cut, or enough frames since), and where what the tiles found went on the
-//! untiled frames after it: moved with the picture (a pan), or gone (the product left).
+//! tiling: small objects, found on tiles of the picture besides the whole of it. How a frame
+//! is tiled ([`Tiling`]); with `infer.tile_every`, what changed in a stream's picture since its
+//! last tiled frame, which decides when to tile again (a cut, or enough frames since) and where
+//! what the tiles found went on the untiled frames after it: moved with the picture (a pan), or
+//! gone (the product left); and how the tiles' detections merge with the whole picture's.
 
 use std::collections::HashMap;
 
-use vitrine_models::{Crop, Prepared};
-use vitrine_schemas::BBox;
-
-use crate::decode::Tiling;
+use vitrine_models::{merge_detections, Crop, Prepared};
+use vitrine_schemas::spec::TileGrid;
+use vitrine_schemas::{BBox, Detection};
 
 /// Cells a side of the coarse grid that sees a cut or a product coming in.
 const GRID: usize = 16;
@@ -18,6 +19,112 @@ const FINE: usize = 64;
 const REACH: isize = 4;
 /// At most this many of a find's cells are compared per move (see [`SinceTiled::follow`]).
 const MOST_CELLS: usize = 256;
+
+/// Small objects: besides the whole picture, `grid`'s tiles overlapping by `overlap`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tiling {
+    pub grid: TileGrid,
+    pub overlap: f32,
+    /// 0: tile every frame. Else tile a frame only when its picture changed since the
+    /// stream's last tiled frame (more than `change` of a 16x16 grid's cells moved by more
+    /// than `level` in brightness), or `every` frames after it (`infer.tile_every`).
+    pub every: u32,
+    pub change: f32,
+    pub level: u8,
+}
+
+/// Whether a tile's detection is a piece of an object the whole picture sees as something
+/// else: most of its box lies in a whole-picture box of another label no more than five
+/// times its size. A tile cuts through what it holds (a ball where tiles meet comes out as
+/// quarters, which the model reads as apples); the whole picture has the object's context.
+pub(crate) fn piece_of_another(tile: &Detection, whole: &[Detection]) -> bool {
+    let area = tile.bbox.area();
+    whole.iter().any(|w| {
+        w.class_id != tile.class_id && tile.bbox.intersection(&w.bbox) >= 0.5 * area && area * 5.0 >= w.bbox.area()
+    })
+}
+
+/// The whole picture's detections and more found elsewhere (tiles), merged per object.
+pub(crate) fn merge_with(mut whole: Vec<Detection>, more: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    if more.is_empty() {
+        return whole;
+    }
+    whole.extend(more);
+    merge_detections(whole, iou)
+}
+
+/// What a tiled frame's tiles alone found.
+#[derive(Clone, Debug)]
+struct TileFind {
+    detection: Detection,
+    /// Missed by this frame's tiles but kept from the last tiled frame's (see [`TileFinds::merge`]).
+    kept_once: bool,
+}
+
+/// A frame as [`TileFinds::merge`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TiledOrNot<'a> {
+    pub stream_id: &'a str,
+    /// Whether the frame was cut into tiles.
+    pub tiled: bool,
+    /// How its picture changed since the stream's last tiled frame.
+    pub since_tiled: Option<&'a SinceTiled>,
+}
+
+/// When only some frames are tiled: per stream, what its last tiled frame's tiles alone found.
+#[derive(Debug, Default)]
+pub(crate) struct TileFinds {
+    by_stream: HashMap<String, Vec<TileFind>>,
+}
+
+impl TileFinds {
+    /// Frame `f`'s detections: its `whole` picture's, merged with what its tiles found
+    /// (`from_tiles`) or, untiled, with what the last tiled frame's tiles found where its
+    /// picture still is.
+    pub(crate) fn merge(
+        &mut self,
+        frame: TiledOrNot<'_>,
+        whole: Vec<Detection>,
+        from_tiles: Vec<Detection>,
+        iou: f32,
+    ) -> Vec<Detection> {
+        let last_found = self.by_stream.get(frame.stream_id).map_or(&[][..], Vec::as_slice);
+        // Moved with the picture under it, and only while that picture is there: a
+        // product that left is not carried on.
+        let followed = last_found.iter().filter_map(|found| {
+            let followed = match frame.since_tiled {
+                Some(since) => since.follow(&found.detection.bbox),
+                None => Followed { bbox: found.detection.bbox, changed: 0.0 },
+            };
+            let detection = Detection { bbox: followed.bbox, ..found.detection.clone() };
+            followed.still_there().then(|| (TileFind { detection, ..found.clone() }, followed))
+        });
+        if !frame.tiled {
+            let kept = followed.map(|(found, _)| found.detection).collect();
+            return merge_with(whole, kept, iou);
+        }
+        let merged = merge_with(whole.clone(), from_tiles, iou);
+        let same = |a: &Detection, b: &Detection| a.class_id == b.class_id && a.bbox.iou(&b.bbox) > iou;
+        // What these tiles missed of what the last ones found, where its picture is still
+        // there (a re-tile for a pan, or for a change elsewhere): kept once more, so one
+        // miss of a weak find does not drop it, and a second one does.
+        let missed: Vec<Detection> = followed
+            .filter(|(found, followed)| {
+                followed.unchanged() && !found.kept_once && !merged.iter().any(|d| same(d, &found.detection))
+            })
+            .map(|(found, _)| found.detection)
+            .collect();
+        // What the tiles saw better than the whole picture (or alone): the frames up to
+        // the next tiled one keep it, since their whole picture sees it less or not at all.
+        let only_tiles = merged.iter().filter(|d| !whole.contains(d)).cloned();
+        let found = only_tiles
+            .map(|detection| TileFind { detection, kept_once: false })
+            .chain(missed.iter().map(|d| TileFind { detection: d.clone(), kept_once: true }))
+            .collect();
+        self.by_stream.insert(frame.stream_id.to_string(), found);
+        merge_with(merged, missed, iou)
+    }
+}
 
 /// A picture's brightness on the fine grid, and on the coarse one summed from it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -214,8 +321,6 @@ impl Followed {
 
 #[cfg(test)]
 mod tests {
-    use vitrine_schemas::spec::TileGrid;
-
     use super::*;
 
     const ADAPTIVE: Tiling =
@@ -326,5 +431,33 @@ mod tests {
         // 48 of the 120 cells that stand out were the band.
         assert!((left.changed - 0.4).abs() < 1e-6, "{left:?}");
         assert!(left.still_there() && !left.unchanged());
+    }
+
+    fn detection(label: &str, class_id: u32, (x0, y0, x1, y1): (f32, f32, f32, f32)) -> Detection {
+        Detection {
+            label: label.into(),
+            class_id,
+            score: 0.6,
+            bbox: BBox { x0, y0, x1, y1 },
+            track_id: None,
+            embedding: None,
+            product: None,
+        }
+    }
+
+    #[test]
+    fn a_tile_quarter_of_a_ball_is_not_an_apple_but_a_small_apple_on_a_table_is() {
+        let ball = detection("sports ball", 37, (0.42, 0.36, 0.58, 0.64));
+        let table = detection("dining table", 67, (0.0, 0.0, 1.0, 1.0));
+        let whole = [ball, table];
+        // A tile cut through the ball: most of the "apple" lies in the ball's box.
+        let quarter = detection("apple", 53, (0.45, 0.45, 0.596, 0.652));
+        assert!(piece_of_another(&quarter, &whole));
+        // A small apple on the table: inside the table's box, but far smaller than it.
+        let small_apple = detection("apple", 53, (0.7, 0.7, 0.76, 0.78));
+        assert!(!piece_of_another(&small_apple, &whole));
+        // The ball itself, seen better by a tile: the same label, merged by NMS instead.
+        let ball_in_tile = detection("sports ball", 37, (0.43, 0.37, 0.58, 0.63));
+        assert!(!piece_of_another(&ball_in_tile, &whole));
     }
 }
