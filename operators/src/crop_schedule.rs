@@ -8,7 +8,7 @@
 //! the order threads finish them: which crops a stream gets, and so its cards, must not depend
 //! on which thread was faster (seen in CI: an apple's card 400 ms later on one run of two).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,8 @@ struct Taken {
 
 /// A frame's place in the order its model queue (`queue`) handed frames out: the `n`th. Every
 /// frame handed out takes its turn ([`CropSchedule::choose_in_turn`] or
-/// [`CropSchedule::pass`]), decoded or not, or the frames after it wait.
+/// [`CropSchedule::pass`]), decoded or not, or the frames after it with something to embed
+/// wait. A frame with nothing to embed passes at once: it changes nothing, so it need not wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Turn {
     pub queue: usize,
@@ -66,7 +67,31 @@ const LONGEST_TURN_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 struct State {
     streams: HashMap<String, Vec<Taken>>,
-    next_turn: HashMap<usize, u64>,
+    turns: HashMap<usize, Turns>,
+}
+
+/// The turns of one queue taken so far: all before `next`, and those in `ahead`.
+#[derive(Debug, Default)]
+struct Turns {
+    next: u64,
+    ahead: BTreeSet<u64>,
+}
+
+impl Turns {
+    fn take(&mut self, n: u64) {
+        if n >= self.next {
+            self.ahead.insert(n);
+        }
+        while self.ahead.remove(&self.next) {
+            self.next += 1;
+        }
+    }
+
+    /// Gives up on the turns before `n` (they never came).
+    fn skip_to(&mut self, n: u64) {
+        self.next = self.next.max(n);
+        self.ahead.retain(|&t| t >= n);
+    }
 }
 
 /// Per stream, the crops taken lately. Clones share them: every model thread holds one, and a
@@ -86,6 +111,10 @@ impl CropSchedule {
 
     /// As [`CropSchedule::choose`], once every frame handed out before this one took its turn.
     pub fn choose_in_turn(&self, turn: Turn, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
+        if !frame.detections.iter().any(|d| d.score >= self.config.min_score && wanted(&d.label)) {
+            self.pass(turn);
+            return Vec::new();
+        }
         let mut state = self.wait_for(turn);
         let chosen = self.choose_locked(&mut state, frame, wanted);
         self.taken(state, turn);
@@ -94,20 +123,21 @@ impl CropSchedule {
 
     /// The turn of a frame with nothing to embed (not decoded, or its decode failed).
     pub fn pass(&self, turn: Turn) {
-        let state = self.wait_for(turn);
+        let state = self.state.lock().expect("crop schedule");
         self.taken(state, turn);
     }
 
     fn wait_for(&self, turn: Turn) -> MutexGuard<'_, State> {
         let mut state = self.state.lock().expect("crop schedule");
         let deadline = Instant::now() + LONGEST_TURN_WAIT;
-        while state.next_turn.get(&turn.queue).copied().unwrap_or(0) < turn.n {
+        while state.turns.get(&turn.queue).map_or(0, |t| t.next) < turn.n {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 tracing::warn!(
                     queue = turn.queue,
                     turn = turn.n,
                     "a frame before this one never took its turn at the crop schedule; going on out of order"
                 );
+                state.turns.entry(turn.queue).or_default().skip_to(turn.n);
                 break;
             };
             state = self.turn_taken.wait_timeout(state, left).expect("crop schedule").0;
@@ -116,8 +146,8 @@ impl CropSchedule {
     }
 
     fn taken(&self, mut state: MutexGuard<'_, State>, turn: Turn) {
-        let next = state.next_turn.entry(turn.queue).or_insert(0);
-        *next = (*next).max(turn.n + 1);
+        let turns = state.turns.entry(turn.queue).or_default();
+        turns.take(turn.n);
         drop(state);
         self.turn_taken.notify_all();
     }
@@ -336,6 +366,20 @@ mod tests {
             .collect();
         let cropped: Vec<i64> = threads.into_iter().filter_map(|t| t.join().unwrap()).rev().collect();
         assert_eq!(cropped, vec![0, 1000], "as in order: when it shows, and again after `every`");
+    }
+
+    #[test]
+    fn a_frame_with_nothing_to_embed_does_not_wait_for_the_frames_before_it() {
+        let s = schedule();
+        let turn = |n| Turn { queue: 0, n };
+        let started = Instant::now();
+        // Frame 0 is still with the model; frame 1 shows only labels no picture has.
+        assert!(s.choose_in_turn(turn(1), &frame(200, &[("book", 0.9, 0.1)]), |l| l == "cup").is_empty());
+        s.pass(turn(2));
+        assert!(started.elapsed() < LONGEST_TURN_WAIT / 2, "they did not wait for frame 0");
+        // Frame 0 takes its turn: the next one to embed, 3, goes at once.
+        assert_eq!(s.choose_in_turn(turn(0), &frame(0, &[("cup", 0.8, 0.1)]), |l| l == "cup"), vec![0]);
+        assert!(s.choose_in_turn(turn(3), &frame(600, &[("cup", 0.8, 0.1)]), |l| l == "cup").is_empty());
     }
 
     #[test]
