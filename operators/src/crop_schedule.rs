@@ -153,8 +153,9 @@ impl CropSchedule {
     }
 
     /// The detections of `frame` to embed now, among those `wanted` (a label some picture has),
-    /// in whatever order frames come.
-    pub fn choose(&self, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
+    /// in whatever order frames come (the tests' way in; the model threads take turns).
+    #[cfg(test)]
+    fn choose(&self, frame: &FrameDetections, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
         let mut state = self.state.lock().expect("crop schedule");
         self.choose_locked(&mut state, frame, wanted)
     }
