@@ -280,6 +280,7 @@ fn embed(c: &mut Criterion) {
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
             centre: None,
+            colour: 0.0,
         };
         let mut embedder = Embedder::load(&runtime, &config).unwrap();
         let crop = preparer.last_region(mug, side, side).unwrap();

@@ -9,6 +9,7 @@ use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
 use vitrine_schemas::spec::ExecutionProvider;
 
+use crate::colour::hue_signature;
 use crate::detector::{build_session, shape_of, to_planar, Normalize};
 use crate::{DecodeLimits, Fit, InputSpec, ModelError, Prepared, Preparer, Runtime};
 
@@ -28,6 +29,10 @@ pub struct EmbedderConfig {
     /// A text file of the model's mean embedding over everyday photos, one number a line (see
     /// [`Embedder::embed`]); none: embeddings are the model's output as it is.
     pub centre: Option<PathBuf>,
+    /// The share (0..1) of the picture's hues ([`crate::colour`]) in its embedding: the
+    /// similarity of two is `(1 - colour)` times their model cosine plus `colour` times how
+    /// alike their hues are. 0: the model's embedding alone.
+    pub colour: f32,
 }
 
 /// The centre file's numbers, one a line, `dimensions` of them.
@@ -92,6 +97,8 @@ pub struct Embedder {
     name: String,
     /// Subtracted from each unit-length output before it is scaled to unit length again.
     centre: Option<Vec<f32>>,
+    /// The share of the hues, as in [`EmbedderConfig::colour`].
+    colour: f32,
     /// Float NCHW input, reused from run to run.
     planar: Vec<f32>,
     one: Vec<f32>,
@@ -131,7 +138,11 @@ impl Embedder {
         };
         let input_name = input.name().to_string();
         let name = path.parent().and_then(|p| p.file_name()).and_then(|s| s.to_str()).unwrap_or("embedder").to_string();
-        tracing::info!(model = %path.display(), side = config.side, dimensions, centred = centre.is_some(), "embedder loaded");
+        if !(0.0..=1.0).contains(&config.colour) {
+            return Err(shape_error(format!("the colour share must be 0 to 1, got {}", config.colour)));
+        }
+        tracing::info!(model = %path.display(), side = config.side, dimensions, centred = centre.is_some(),
+            colour = config.colour, "embedder loaded");
         Ok(Embedder {
             session,
             input_name,
@@ -139,6 +150,7 @@ impl Embedder {
             dimensions,
             name,
             centre,
+            colour: config.colour,
             planar: Vec::new(),
             one: Vec::new(),
         })
@@ -154,7 +166,8 @@ impl Embedder {
         InputSpec { width: self.side, height: self.side, fit: Fit::Stretch }
     }
 
-    /// Length of an embedding.
+    /// Length of the model's output (an embedding has [`crate::colour::HUE_BINS`] more when it
+    /// counts colour).
     pub fn dimensions(&self) -> usize {
         self.dimensions
     }
@@ -205,7 +218,21 @@ impl Embedder {
                 None => unit,
             }
         };
-        Ok(data.chunks_exact(self.dimensions).map(centred).collect())
+        let embeddings = data.chunks_exact(self.dimensions).map(centred);
+        if self.colour == 0.0 {
+            return Ok(embeddings.collect());
+        }
+        // Two unit vectors scaled by the square roots of their shares, end to end: still unit
+        // length, and the dot product of two is the shares' weighted sum of the two similarities.
+        let (model_scale, colour_scale) = ((1.0 - self.colour).sqrt(), self.colour.sqrt());
+        Ok(embeddings
+            .zip(pictures)
+            .map(|(e, p)| {
+                let hues = hue_signature(&p.pixels, side, side);
+                let values = e.values().iter().map(|v| v * model_scale).chain(hues.iter().map(|h| h * colour_scale));
+                Embedding(values.collect())
+            })
+            .collect())
     }
 
     /// The embedding of a whole JPEG picture (a catalog photo), decoded within `limits`.

@@ -5,6 +5,7 @@
 //! [`Embedder`] turns a picture into a vector that lies close to those of the same product.
 //! Nothing here knows about timely, so it can be tested and benchmarked alone.
 
+pub mod colour;
 mod detector;
 mod embedder;
 mod error;

@@ -36,6 +36,7 @@ fn load(side: u32, centre: Option<std::path::PathBuf>) -> Embedder {
         execution_provider: ExecutionProvider::Cpu,
         device_id: 0,
         centre,
+        colour: 0.0,
     };
     Embedder::load(&runtime, &config).unwrap()
 }
@@ -181,6 +182,7 @@ fn a_centre_of_the_wrong_length_is_refused_naming_the_file() {
         execution_provider: ExecutionProvider::Cpu,
         device_id: 0,
         centre: Some(file.clone()),
+        colour: 0.0,
     };
     let error = Embedder::load(&Runtime::load(&library).unwrap(), &config).unwrap_err().to_string();
     assert!(error.contains("centre.txt") && error.contains("has 2 numbers, the embedder's output 1280"), "{error}");

@@ -143,7 +143,7 @@ fn describe_matching(loaded: &LoadedSpec) -> String {
     let mut line = format!(
         concat!(
             "products with a JPEG picture only where an object of their label looks like it (embedder {embedder}; ",
-            "pictures and crops at {side}x{side}; similarity at least {}, {} ahead of the runner-up; an object embedded when it shows, ",
+            "pictures and crops at {side}x{side}; colour {colour} of the similarity; similarity at least {}, {} ahead of the runner-up; an object embedded when it shows, ",
             "after {:?}, then twice as rarely up to every {:?}, at most {} a frame)"
         ),
         m.min_similarity,
@@ -152,7 +152,8 @@ fn describe_matching(loaded: &LoadedSpec) -> String {
         longest,
         m.max_crops,
         embedder = embedder,
-        side = m.side
+        side = m.side,
+        colour = m.colour
     );
     if let Some(path) = &loaded.spec.catalog.path {
         let images = vitrine_connectors::images::ImageStore::default();

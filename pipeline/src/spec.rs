@@ -70,6 +70,7 @@ impl LoadedSpec {
             intra_threads,
             execution_provider: self.spec.model.execution_provider,
             device_id: self.spec.model.device_id,
+            colour: matching.colour,
         }))
     }
 

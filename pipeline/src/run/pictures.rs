@@ -172,6 +172,7 @@ mod tests {
             execution_provider: ExecutionProvider::Cpu,
             device_id: 0,
             centre: None,
+            colour: 0.0,
         };
         let embedder = Embedder::load(&Runtime::load(&library).unwrap(), &config).unwrap();
         PictureEmbedder {
